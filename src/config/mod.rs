@@ -1,0 +1,129 @@
+//! Layered settings, resolved once and passed down:
+//! built-in defaults < `archgate.toml` < `ARCHGATE_*` environment < CI
+//! variables (GitLab `CI_*`, Jenkins) < command-line flags.
+//!
+//! `Settings` is the whole schema; unknown keys are errors everywhere.
+
+pub mod secret;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use secret::Secret;
+
+/// The effective configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Platforms to build, merge or verify, `os/arch[/variant]`.
+    pub platforms: Vec<String>,
+    /// The image location to publish to (template), e.g. `oci:archgate-out/app:{tag}`
+    /// or `registry.internal:5000/team/app:{git_short_sha}`.
+    pub image: String,
+    /// Extra tags (templates) put on the published index, after the digest is pushed.
+    pub tags: Vec<String>,
+    /// Per-registry settings keyed by `HOST[:PORT]` exactly as in image references.
+    pub registries: BTreeMap<String, RegistrySettings>,
+    /// Timeouts, retries and concurrency for registry traffic.
+    pub network: NetworkSettings,
+    /// Values read from the CI system (GitLab, Jenkins); usually not set by hand.
+    pub ci: CiContext,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            platforms: vec![
+                "linux/amd64".into(),
+                "linux/arm64".into(),
+                "linux/mips64le".into(),
+            ],
+            image: "oci:archgate-out/image:{tag}".into(),
+            tags: Vec::new(),
+            registries: BTreeMap::new(),
+            network: NetworkSettings::default(),
+            ci: CiContext::default(),
+        }
+    }
+}
+
+/// `[registries."HOST:PORT"]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrySettings {
+    /// Speak plain HTTP to this registry (private registries on a LAN).
+    pub http: bool,
+    /// Use HTTPS but do not verify the certificate.
+    pub insecure: bool,
+    /// A PEM file with the CA (or self-signed certificate) to trust for this registry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSettings {
+    /// Retries of a transient failure (connection reset, timeout, 429, 5xx) per request.
+    pub retries: u32,
+    /// Seconds before one request is abandoned.
+    pub timeout: u64,
+    /// Seconds to establish a connection.
+    pub connect_timeout: u64,
+    /// Concurrent blob transfers per registry.
+    pub concurrency: usize,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        NetworkSettings {
+            retries: 4,
+            timeout: 300,
+            connect_timeout: 10,
+            concurrency: 4,
+        }
+    }
+}
+
+/// `[ci]`: what the CI system told us. Filled from GitLab's and Jenkins'
+/// variables by the loader; tag templates read these.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CiContext {
+    /// `CI_REGISTRY`: the GitLab registry host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// `CI_REGISTRY_IMAGE`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_image: Option<String>,
+    /// `CI_REGISTRY_USER`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_user: Option<String>,
+    /// `CI_REGISTRY_PASSWORD`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_password: Option<Secret>,
+    /// `CI_JOB_TOKEN` (used as `gitlab-ci-token`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_token: Option<Secret>,
+    /// `CI_COMMIT_TAG` or Jenkins `TAG_NAME`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_tag: Option<String>,
+    /// `CI_COMMIT_SHA` or Jenkins `GIT_COMMIT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_sha: Option<String>,
+    /// `CI_COMMIT_SHORT_SHA` (else the first 8 characters of `commit_sha`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_short_sha: Option<String>,
+    /// `CI_COMMIT_REF_SLUG` or Jenkins `BRANCH_NAME` (slugified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ref_slug: Option<String>,
+    /// `CI_PIPELINE_ID` or Jenkins `BUILD_NUMBER`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline_id: Option<String>,
+}

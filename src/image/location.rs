@@ -1,0 +1,186 @@
+//! Image locations: where an image lives and how to address it there.
+//!
+//! `127.0.0.1:5000/app:v1` (or `docker://…`) is a registry; `oci:PATH[:TAG]`
+//! (or `oci:PATH@DIGEST`) an OCI image layout directory; `oci-archive:FILE[:TAG]`
+//! a tar of one.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::digest::Digest;
+use super::reference::{ImageRef, Selector, validate_tag};
+use crate::error::{Error, Result};
+
+/// Where an image is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A remote registry.
+    Registry(ImageRef),
+    /// An OCI image layout directory; the selector picks a tag (`ref.name`) or digest.
+    Layout {
+        path: PathBuf,
+        selector: Option<Selector>,
+    },
+    /// A tar archive of an OCI image layout.
+    Archive {
+        path: PathBuf,
+        selector: Option<Selector>,
+    },
+}
+
+impl Location {
+    /// Parses a location string.
+    pub fn parse(input: &str) -> Result<Self> {
+        if let Some(rest) = input.strip_prefix("oci:") {
+            let (path, selector) = split_path(input, rest)?;
+            return Ok(Location::Layout { path, selector });
+        }
+        if let Some(rest) = input.strip_prefix("oci-archive:") {
+            let (path, selector) = split_path(input, rest)?;
+            return Ok(Location::Archive { path, selector });
+        }
+        if let Some((scheme, _)) = input.split_once(':') {
+            if matches!(
+                scheme,
+                "docker-archive" | "docker-daemon" | "dir" | "containers-storage"
+            ) {
+                return Err(Error::Invalid(format!(
+                    "unsupported location `{input}`: archgate reads and writes registries (HOST/NAME:TAG), `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]`"
+                )));
+            }
+        }
+        let reference = input.strip_prefix("docker://").unwrap_or(input);
+        Ok(Location::Registry(ImageRef::parse(reference)?))
+    }
+
+    /// The selector to read (`latest` when a registry reference names none;
+    /// `None` for a layout that names none).
+    pub fn selector(&self) -> Option<Selector> {
+        match self {
+            Location::Registry(r) => Some(r.selector()),
+            Location::Layout { selector, .. } | Location::Archive { selector, .. } => {
+                selector.clone()
+            }
+        }
+    }
+
+    /// The same location with its selector replaced by a digest.
+    pub fn with_digest(&self, digest: &Digest) -> Location {
+        match self {
+            Location::Registry(r) => Location::Registry(r.with_digest(digest)),
+            Location::Layout { path, .. } => Location::Layout {
+                path: path.clone(),
+                selector: Some(Selector::Digest(digest.clone())),
+            },
+            Location::Archive { path, .. } => Location::Archive {
+                path: path.clone(),
+                selector: Some(Selector::Digest(digest.clone())),
+            },
+        }
+    }
+}
+
+fn split_path(input: &str, rest: &str) -> Result<(PathBuf, Option<Selector>)> {
+    let bad = |why: String| Error::Invalid(format!("invalid location `{input}`: {why}"));
+    if let Some((path, digest)) = rest.rsplit_once('@') {
+        let digest = Digest::parse(digest).map_err(|e| bad(e.to_string()))?;
+        if path.is_empty() {
+            return Err(bad("the path is empty".into()));
+        }
+        return Ok((PathBuf::from(path), Some(Selector::Digest(digest))));
+    }
+    // A tag is what follows the last ':' after the last '/'.
+    let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (path, tag) = match rest[last_slash..].rfind(':') {
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err(bad(
+            "the path is empty: write e.g. `oci:./out/app:v1`".into()
+        ));
+    }
+    let selector = match tag {
+        Some(t) => {
+            // OCI ref.name allows more than Docker tags, but archgate keeps to tags
+            // that every registry accepts so that mirroring never fails late.
+            validate_tag(t).map_err(bad)?;
+            Some(Selector::Tag(t.to_string()))
+        }
+        None => None,
+    };
+    Ok((PathBuf::from(path), selector))
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (scheme, path, selector) = match self {
+            Location::Registry(r) => return write!(f, "{r}"),
+            Location::Layout { path, selector } => ("oci", path, selector),
+            Location::Archive { path, selector } => ("oci-archive", path, selector),
+        };
+        write!(f, "{scheme}:{}", path.display())?;
+        if let Some(s) = selector {
+            write!(f, "{s}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_locations() {
+        let d = Digest::of(b"z");
+        let l = Location::parse("oci:./out/app:v1").unwrap();
+        assert_eq!(
+            l,
+            Location::Layout {
+                path: "./out/app".into(),
+                selector: Some(Selector::Tag("v1".into()))
+            }
+        );
+        assert_eq!(l.to_string(), "oci:./out/app:v1");
+        assert_eq!(
+            Location::parse("oci:/tmp/x").unwrap(),
+            Location::Layout {
+                path: "/tmp/x".into(),
+                selector: None
+            }
+        );
+        assert_eq!(
+            Location::parse(&format!("oci-archive:app.tar@{d}")).unwrap(),
+            Location::Archive {
+                path: "app.tar".into(),
+                selector: Some(Selector::Digest(d.clone()))
+            }
+        );
+        assert!(matches!(
+            Location::parse("docker://127.0.0.1:5000/a:b").unwrap(),
+            Location::Registry(_)
+        ));
+        assert!(matches!(
+            Location::parse("127.0.0.1:5000/a:b").unwrap(),
+            Location::Registry(_)
+        ));
+        let round = Location::parse(&format!("127.0.0.1:5000/a@{d}")).unwrap();
+        assert_eq!(Location::parse(&round.to_string()).unwrap(), round);
+    }
+
+    #[test]
+    fn rejects_bad_locations() {
+        for (input, why) in [
+            ("oci:", "path is empty"),
+            ("oci::v1", "path is empty"),
+            ("oci:out:bad tag", "tag"),
+            ("oci:out@sha256:12", "digest"),
+            ("docker-archive:x.tar", "unsupported location"),
+            ("host::5000/app", "malformed registry host"),
+        ] {
+            let err = Location::parse(input).unwrap_err().to_string();
+            assert!(err.contains(why), "{input}: {err}");
+        }
+    }
+}

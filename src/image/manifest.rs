@@ -1,0 +1,255 @@
+//! Parsed, read-only views of manifests, indexes and configs, kept beside
+//! their exact bytes (`RawManifest`): digests are over bytes, so nothing here
+//! is ever serialised back. The structs are lenient about fields they do not
+//! need and strict about the ones they do.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::digest::Digest;
+use super::media::{self, ManifestKind};
+use crate::error::{Error, Result};
+
+/// A manifest or index exactly as stored, with its media type and digest.
+#[derive(Debug, Clone)]
+pub struct RawManifest {
+    pub bytes: Bytes,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+impl RawManifest {
+    /// Wraps bytes, computing the digest and taking the media type from the
+    /// document (`mediaType`) when `media_type` is `None`.
+    pub fn from_bytes(bytes: Bytes, media_type: Option<&str>, what: &str) -> Result<Self> {
+        let media_type = match media_type {
+            Some(mt) if media::manifest_kind(mt).is_some() => mt.to_string(),
+            _ => sniff_media_type(&bytes, what)?,
+        };
+        Ok(RawManifest {
+            digest: Digest::of(&bytes),
+            bytes,
+            media_type,
+        })
+    }
+
+    /// Index or image manifest.
+    pub fn kind(&self) -> ManifestKind {
+        media::manifest_kind(&self.media_type).unwrap_or(ManifestKind::Image)
+    }
+
+    /// A descriptor pointing at this manifest.
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor {
+            media_type: self.media_type.clone(),
+            digest: self.digest.clone(),
+            size: self.bytes.len() as u64,
+            platform: None,
+            annotations: BTreeMap::new(),
+            urls: Vec::new(),
+        }
+    }
+
+    /// Parses as an index; errors (naming `what`) if it is not one.
+    pub fn index(&self, what: &str) -> Result<Index> {
+        serde_json::from_slice(&self.bytes)
+            .map_err(|e| Error::malformed(what, format!("not a valid image index: {e}")))
+    }
+
+    /// Parses as an image manifest; errors (naming `what`) if it is not one.
+    pub fn image(&self, what: &str) -> Result<ImageManifest> {
+        serde_json::from_slice(&self.bytes)
+            .map_err(|e| Error::malformed(what, format!("not a valid image manifest: {e}")))
+    }
+}
+
+/// Tells the media type of manifest bytes: `mediaType` when present, else
+/// `manifests` means an OCI index and `config`+`layers` an OCI manifest.
+pub fn sniff_media_type(bytes: &[u8], what: &str) -> Result<String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        #[serde(default)]
+        schema_version: Option<u32>,
+        #[serde(default)]
+        media_type: Option<String>,
+        #[serde(default)]
+        manifests: Option<serde_json::Value>,
+        #[serde(default)]
+        layers: Option<serde_json::Value>,
+    }
+    let probe: Probe = serde_json::from_slice(bytes)
+        .map_err(|e| Error::malformed(what, format!("not JSON: {e}")))?;
+    if probe.schema_version == Some(1) {
+        return Err(Error::malformed(
+            what,
+            "Docker schema 1 manifests are not supported (push the image again with a v2 client)",
+        ));
+    }
+    if let Some(mt) = probe.media_type {
+        if media::manifest_kind(&mt).is_some() {
+            return Ok(mt);
+        }
+        return Err(Error::malformed(
+            what,
+            format!("unsupported manifest media type `{mt}`"),
+        ));
+    }
+    if probe.manifests.is_some() {
+        Ok(media::OCI_INDEX.to_string())
+    } else if probe.layers.is_some() {
+        Ok(media::OCI_MANIFEST.to_string())
+    } else {
+        Err(Error::malformed(
+            what,
+            "neither an image manifest nor an index",
+        ))
+    }
+}
+
+/// A content descriptor (OCI image-spec `descriptor`), also used in Docker lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformSpec>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+}
+
+/// The platform object of an index entry or config, as written (not normalised).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PlatformSpec {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(
+        default,
+        rename = "os.version",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_version: Option<String>,
+    #[serde(
+        default,
+        rename = "os.features",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_features: Option<Vec<String>>,
+}
+
+/// An OCI image index or Docker manifest list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    pub schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    pub manifests: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An OCI image manifest or Docker v2 schema 2 manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageManifest {
+    pub schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The parts of an image config that archgate reads (platform and runtime
+/// config); other fields are ignored on read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImageConfig {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<RuntimeConfig>,
+}
+
+/// `config.config`: environment, working directory, entrypoint, labels.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RuntimeConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl ImageConfig {
+    /// Parses config blob bytes; `what` names the blob in errors.
+    pub fn parse(bytes: &[u8], what: &str) -> Result<Self> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::malformed(what, format!("not a valid image config: {e}")))
+    }
+}
+
+/// Annotation Docker's buildx puts on attestation entries.
+pub const REFERENCE_TYPE_ANNOTATION: &str = "vnd.docker.reference.type";
+/// Annotation naming the manifest an attestation describes.
+pub const REFERENCE_DIGEST_ANNOTATION: &str = "vnd.docker.reference.digest";
+/// The tag name annotation of an OCI layout's `index.json`.
+pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_media_types() {
+        let oci_index = br#"{"schemaVersion":2,"manifests":[]}"#;
+        assert_eq!(sniff_media_type(oci_index, "x").unwrap(), media::OCI_INDEX);
+        let oci_manifest = br#"{"schemaVersion":2,"config":{},"layers":[]}"#;
+        assert_eq!(
+            sniff_media_type(oci_manifest, "x").unwrap(),
+            media::OCI_MANIFEST
+        );
+        let docker = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#,
+            media::DOCKER_LIST
+        );
+        assert_eq!(
+            sniff_media_type(docker.as_bytes(), "x").unwrap(),
+            media::DOCKER_LIST
+        );
+        let err = sniff_media_type(br#"{"schemaVersion":1,"fsLayers":[]}"#, "app:v1").unwrap_err();
+        assert!(err.to_string().contains("schema 1"), "{err}");
+        assert!(sniff_media_type(b"not json", "x").is_err());
+        assert!(sniff_media_type(br#"{"schemaVersion":2}"#, "x").is_err());
+    }
+
+    #[test]
+    fn platform_spec_keeps_os_version() {
+        let p: PlatformSpec = serde_json::from_str(
+            r#"{"architecture":"amd64","os":"windows","os.version":"10.0.17763.1"}"#,
+        )
+        .unwrap();
+        assert_eq!(p.os_version.as_deref(), Some("10.0.17763.1"));
+    }
+}

@@ -1,0 +1,1 @@
+//! `archgate inspect`: what a location points at. (Being written.)

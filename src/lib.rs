@@ -1,0 +1,14 @@
+//! archgate publishes multi-architecture container images and gates releases
+//! on proof that every architecture really works.
+//!
+//! The library holds everything; `main.rs` only calls [`cli::main`].
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod image;
+pub mod inspect;
+pub mod platform;
+pub mod store;
+
+pub use error::{Error, ErrorKind, Result};

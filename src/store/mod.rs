@@ -1,0 +1,123 @@
+//! One `Store` trait over every place an image can live, with a registry
+//! implementation (`registry`, through oci-client) and an OCI image layout
+//! implementation (`layout`: a directory, or a tar archive of one).
+//!
+//! A store is opened for one repository (a registry repository, or one layout)
+//! and works in digests: manifests are raw bytes with their media type, blobs
+//! are streams verified against their digest as they are read.
+
+pub mod layout;
+pub mod registry;
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use tokio::io::AsyncRead;
+
+use crate::config::Settings;
+use crate::error::Result;
+use crate::image::{Descriptor, Digest, Location, RawManifest, Selector};
+
+/// A stream of blob bytes. Streams returned by [`Store::get_blob`] fail at EOF
+/// when the bytes do not match the requested digest.
+pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// How a blob reached the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobPut {
+    /// It was already there; nothing was sent.
+    Present,
+    /// Mounted from another repository of the same registry.
+    Mounted,
+    /// Uploaded (or written) now.
+    Written,
+}
+
+/// Reads and writes one repository's manifests, tags and blobs.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// A human name for messages: `127.0.0.1:5000/app`, `oci:./out`, `oci-archive:app.tar`.
+    fn name(&self) -> String;
+
+    /// The registry host when this is a registry store (for cross-repository mounts).
+    fn registry_host(&self) -> Option<&str> {
+        None
+    }
+
+    /// The repository path inside its registry, when this is a registry store.
+    fn repository(&self) -> Option<&str> {
+        None
+    }
+
+    /// Resolves a tag or digest to the descriptor (media type, digest, size) of what it points at.
+    async fn resolve(&self, selector: &Selector) -> Result<Descriptor>;
+
+    /// The manifest or index a tag or digest points at, as exact bytes.
+    /// When `selector` is a digest the bytes are checked against it.
+    async fn get_manifest(&self, selector: &Selector) -> Result<RawManifest>;
+
+    /// Stores a manifest under its digest and, when `tag` is given, tags it.
+    async fn put_manifest(&self, manifest: &RawManifest, tag: Option<&str>) -> Result<()>;
+
+    /// Whether a blob is present.
+    async fn blob_exists(&self, digest: &Digest) -> Result<bool>;
+
+    /// A blob's bytes, digest-verified while read (`size` checked when given).
+    async fn get_blob(&self, digest: &Digest, size: Option<u64>) -> Result<BlobReader>;
+
+    /// Stores a blob streamed from `data`, which must hash to `digest`; skipped
+    /// (data unread) when present. A mismatch leaves nothing behind.
+    async fn put_blob(&self, digest: &Digest, size: u64, data: BlobReader) -> Result<BlobPut>;
+
+    /// Mounts a blob from another repository of the same registry. `Ok(false)`
+    /// when the store or registry cannot (the caller then copies).
+    async fn mount_blob(&self, _digest: &Digest, _from_repository: &str) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// The tags in this repository or layout.
+    async fn tags(&self) -> Result<Vec<String>>;
+
+    /// Makes everything written so far durable (an archive is written here).
+    /// Callers call it once after their last write; reading stores ignore it.
+    async fn commit(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Opens the store for a location, with the registry settings from `settings`.
+/// `for_write` creates a layout or archive that does not exist yet.
+pub async fn open(
+    location: &Location,
+    settings: &Settings,
+    for_write: bool,
+) -> Result<Box<dyn Store>> {
+    match location {
+        Location::Registry(r) => Ok(Box::new(
+            registry::RegistryStore::connect(r, settings, for_write).await?,
+        )),
+        Location::Layout { path, .. } => {
+            Ok(Box::new(layout::LayoutStore::open_dir(path, for_write)?))
+        }
+        Location::Archive { path, .. } => Ok(Box::new(layout::LayoutStore::open_archive(
+            path, for_write,
+        )?)),
+    }
+}
+
+/// Copies one blob from `src` to `dst`: skipped when present, mounted when
+/// both are repositories of one registry, streamed (and verified) otherwise.
+pub async fn copy_blob(src: &dyn Store, dst: &dyn Store, desc: &Descriptor) -> Result<BlobPut> {
+    if dst.blob_exists(&desc.digest).await? {
+        return Ok(BlobPut::Present);
+    }
+    if let (Some(a), Some(b), Some(from)) =
+        (src.registry_host(), dst.registry_host(), src.repository())
+    {
+        if a == b && dst.mount_blob(&desc.digest, from).await? {
+            return Ok(BlobPut::Mounted);
+        }
+    }
+    let reader = src.get_blob(&desc.digest, Some(desc.size)).await?;
+    dst.put_blob(&desc.digest, desc.size, reader).await
+}
