@@ -1,0 +1,1 @@
+//! Test harness: temporary directories, the archgate binary, real registries.

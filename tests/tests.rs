@@ -1,0 +1,8 @@
+//! One integration-test binary; a module per area. Registry tests start a real
+//! `docker-registry` (distribution 2.8) on 127.0.0.1 through `common`.
+
+mod common;
+
+mod cli;
+mod layout;
+mod registry;
