@@ -4,13 +4,16 @@
 //!
 //! `Settings` is the whole schema; unknown keys are errors everywhere.
 
+pub mod load;
 pub mod secret;
+pub mod template;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use load::{Loaded, Sources, load};
 pub use secret::Secret;
 
 /// The effective configuration.

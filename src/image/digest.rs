@@ -182,6 +182,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for VerifyingReader<R> {
                     hasher.update(new);
                     if let Some(max) = this.expected_size {
                         if hasher.len() > max {
+                            // An error means "nothing read": take the bytes back.
+                            buf.set_filled(before);
                             return Poll::Ready(Err(std::io::Error::new(
                                 std::io::ErrorKind::InvalidData,
                                 format!(

@@ -74,7 +74,7 @@ impl ImageRef {
             }
             _ => (DEFAULT_REGISTRY.to_string(), name.to_string()),
         };
-        if name.contains("::") || (registry == DEFAULT_REGISTRY && path.contains(':')) {
+        if registry == DEFAULT_REGISTRY && path.contains(':') {
             // e.g. `host::5000/app` or `host:/app`: the first component was not a host.
             return Err(bad(
                 "malformed registry host: expected HOST[:PORT]/NAME, e.g. 10.0.0.5:5000/team/app:v1",

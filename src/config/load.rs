@@ -1,0 +1,527 @@
+//! Resolving `Settings` from its layers with figment, remembering where every
+//! value came from (for `archgate config`) and turning figment's errors into
+//! one-line messages that name the file, the key and the fix.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Value};
+use figment::{Figment, Profile, Provider};
+
+use super::Settings;
+use super::template::slugify;
+use crate::error::{Error, Result};
+use crate::image::reference::validate_host;
+
+/// Environment variable naming the configuration file.
+pub const ENV_CONFIG: &str = "ARCHGATE_CONFIG";
+/// Prefix of environment overrides (`ARCHGATE_NETWORK__RETRIES=8`).
+pub const ENV_PREFIX: &str = "ARCHGATE_";
+/// Variables that start with the prefix but are not settings.
+const ENV_NOT_SETTINGS: &[&str] = &["ARCHGATE_CONFIG", "ARCHGATE_LOG", "ARCHGATE_LOG_FORMAT"];
+/// The file read from the working directory when none is named.
+pub const DEFAULT_FILE: &str = "archgate.toml";
+
+/// CI variables and the `[ci]` key each one sets. GitLab's come first, so
+/// they win when a job somehow has both.
+const CI_VARIABLES: &[(&str, &str)] = &[
+    ("CI_REGISTRY", "registry"),
+    ("CI_REGISTRY_IMAGE", "registry_image"),
+    ("CI_REGISTRY_USER", "registry_user"),
+    ("CI_REGISTRY_PASSWORD", "registry_password"),
+    ("CI_JOB_TOKEN", "job_token"),
+    ("CI_COMMIT_TAG", "commit_tag"),
+    ("CI_COMMIT_SHA", "commit_sha"),
+    ("CI_COMMIT_SHORT_SHA", "commit_short_sha"),
+    ("CI_COMMIT_REF_SLUG", "ref_slug"),
+    ("CI_PIPELINE_ID", "pipeline_id"),
+    ("TAG_NAME", "commit_tag"),
+    ("GIT_COMMIT", "commit_sha"),
+    ("BRANCH_NAME", "ref_slug"),
+    ("BUILD_NUMBER", "pipeline_id"),
+];
+
+/// Everything the loader reads, passed in so that loading is testable.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// `--config FILE`.
+    pub config_file: Option<PathBuf>,
+    /// The process environment (or a test's).
+    pub env: BTreeMap<String, String>,
+    /// Where `./archgate.toml` is looked for.
+    pub cwd: PathBuf,
+    /// Command-line overrides: `(dotted key, value, flag name)`.
+    pub flags: Vec<(Vec<String>, Value, String)>,
+}
+
+impl Sources {
+    /// Sources from the real process environment and working directory.
+    pub fn from_process(config_file: Option<PathBuf>) -> Self {
+        Sources {
+            config_file,
+            env: std::env::vars().collect(),
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            flags: Vec::new(),
+        }
+    }
+}
+
+/// The resolved settings and the origin of each value.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    /// The configuration file that was read, if any.
+    pub file: Option<PathBuf>,
+    /// Dotted key path → where its value came from; keys absent here are defaults.
+    pub origins: BTreeMap<Vec<String>, String>,
+}
+
+/// Resolves the settings: defaults < file < `ARCHGATE_*` < CI variables < flags.
+pub fn load(sources: &Sources) -> Result<Loaded> {
+    let file = config_file(sources)?;
+    let mut origins = BTreeMap::new();
+    let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+
+    if let Some(path) = &file {
+        let toml = Toml::file_exact(path);
+        // Read it once ourselves for a clear "cannot read" error and for provenance.
+        let data = toml.data().map_err(|e| format_error(e, Some(path)))?;
+        if let Some(dict) = data.get(&Profile::Default) {
+            record(
+                dict,
+                &mut Vec::new(),
+                &format!("{}", path.display()),
+                &mut origins,
+            );
+        }
+        figment = figment.merge(toml);
+    }
+
+    let (env_dict, env_origins) = env_layer(&sources.env)?;
+    origins.extend(env_origins);
+    figment = figment.merge(Serialized::globals(env_dict).profile(Profile::Default));
+
+    let (ci_dict, ci_origins) = ci_layer(&sources.env);
+    origins.extend(ci_origins);
+    figment = figment.merge(Serialized::defaults(ci_dict));
+
+    let mut flag_dict = Dict::new();
+    for (path, value, flag) in &sources.flags {
+        insert(&mut flag_dict, path, value.clone());
+        origins.insert(path.clone(), format!("command line {flag}"));
+    }
+    figment = figment.merge(Serialized::defaults(flag_dict));
+
+    let settings: Settings = figment
+        .extract()
+        .map_err(|e| format_error(e, file.as_deref()))?;
+    validate(&settings, &origins)?;
+    Ok(Loaded {
+        settings,
+        file,
+        origins,
+    })
+}
+
+/// `--config`, else `$ARCHGATE_CONFIG`, else `./archgate.toml` when it exists.
+fn config_file(sources: &Sources) -> Result<Option<PathBuf>> {
+    let named = sources
+        .config_file
+        .clone()
+        .map(|p| (p, "--config"))
+        .or_else(|| {
+            sources
+                .env
+                .get(ENV_CONFIG)
+                .filter(|s| !s.is_empty())
+                .map(|p| (PathBuf::from(p), ENV_CONFIG))
+        });
+    if let Some((path, how)) = named {
+        let path = if path.is_absolute() {
+            path
+        } else {
+            sources.cwd.join(path)
+        };
+        if !path.is_file() {
+            return Err(Error::Config(format!(
+                "configuration file {} (from {how}) does not exist or is not a file",
+                path.display()
+            )));
+        }
+        return Ok(Some(path));
+    }
+    let default = sources.cwd.join(DEFAULT_FILE);
+    Ok(default.is_file().then_some(default))
+}
+
+/// `ARCHGATE_A__B=value` → `{a: {b: value}}`. Values parse as TOML-ish scalars
+/// (`true`, `8`, `[a, b]`); `platforms` and `tags` also take comma lists.
+fn env_layer(env: &BTreeMap<String, String>) -> Result<(Dict, BTreeMap<Vec<String>, String>)> {
+    let mut dict = Dict::new();
+    let mut origins = BTreeMap::new();
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if ENV_NOT_SETTINGS.contains(&name.as_str()) || rest.is_empty() {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        if path.iter().any(|p| p.is_empty()) {
+            return Err(Error::Config(format!(
+                "environment variable {name}: empty key segment; nest keys with `__`, e.g. ARCHGATE_NETWORK__RETRIES=8"
+            )));
+        }
+        let value = if matches!(path.as_slice(), [k] if k == "platforms" || k == "tags")
+            && !raw.trim_start().starts_with('[')
+        {
+            Value::from(
+                raw.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>(),
+            )
+        } else if path
+            .last()
+            .is_some_and(|k| k == "password" || k == "username" || k == "image")
+            || path.first().is_some_and(|k| k == "ci")
+        {
+            // Strings that must never be reinterpreted (a numeric password stays a string).
+            Value::from(raw.clone())
+        } else {
+            raw.parse::<Value>()
+                .unwrap_or_else(|_| Value::from(raw.clone()))
+        };
+        insert(&mut dict, &path, value);
+        origins.insert(path, format!("environment {name}"));
+    }
+    Ok((dict, origins))
+}
+
+/// GitLab and Jenkins variables → `[ci]`.
+fn ci_layer(env: &BTreeMap<String, String>) -> (Dict, BTreeMap<Vec<String>, String>) {
+    let mut ci = Dict::new();
+    let mut origins = BTreeMap::new();
+    for (var, key) in CI_VARIABLES {
+        let Some(value) = env.get(*var).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        if ci.contains_key(*key) {
+            continue; // GitLab's variable already set it
+        }
+        let value = if *var == "BRANCH_NAME" {
+            slugify(value)
+        } else {
+            value.clone()
+        };
+        ci.insert(key.to_string(), Value::from(value));
+        origins.insert(
+            vec!["ci".to_string(), key.to_string()],
+            format!("CI variable {var}"),
+        );
+    }
+    let mut dict = Dict::new();
+    if !ci.is_empty() {
+        dict.insert("ci".into(), Value::from(ci));
+    }
+    (dict, origins)
+}
+
+fn insert(dict: &mut Dict, path: &[String], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry(first.clone())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if entry.as_dict().is_none() {
+                *entry = Value::from(Dict::new());
+            }
+            if let Value::Dict(_, inner) = entry {
+                insert(inner, rest, value);
+            }
+        }
+    }
+}
+
+fn record(
+    dict: &Dict,
+    prefix: &mut Vec<String>,
+    origin: &str,
+    out: &mut BTreeMap<Vec<String>, String>,
+) {
+    for (k, v) in dict {
+        prefix.push(k.clone());
+        match v {
+            Value::Dict(_, inner) => record(inner, prefix, origin, out),
+            _ => {
+                out.insert(prefix.clone(), origin.to_string());
+            }
+        }
+        prefix.pop();
+    }
+}
+
+/// Checks what serde cannot: registry hosts.
+fn validate(settings: &Settings, origins: &BTreeMap<Vec<String>, String>) -> Result<()> {
+    for host in settings.registries.keys() {
+        if let Err(why) = validate_host(host) {
+            let origin = origins
+                .iter()
+                .find(|(k, _)| k.len() >= 2 && k[0] == "registries" && k[1] == *host)
+                .map(|(_, o)| format!(" in {o}"))
+                .unwrap_or_default();
+            return Err(Error::Config(format!(
+                "[registries.\"{host}\"]{origin}: {why}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One line per figment error: where (file or variable), which key, what was expected.
+fn format_error(err: figment::Error, file: Option<&Path>) -> Error {
+    let mut lines = Vec::new();
+    for e in err {
+        let source = match (&e.metadata, file) {
+            (Some(m), _) if m.name.contains("TOML") => m
+                .source
+                .as_ref()
+                .map(|s| s.to_string())
+                .or_else(|| file.map(|f| f.display().to_string()))
+                .unwrap_or_else(|| "archgate.toml".into()),
+            (Some(m), _) if m.name.contains("Serialized") => {
+                "the environment or command line".into()
+            }
+            (Some(m), _) => m.name.to_string(),
+            (None, Some(f)) => f.display().to_string(),
+            (None, None) => "the configuration".into(),
+        };
+        let key = dotted(&e.path);
+        let line = match &e.kind {
+            figment::error::Kind::UnknownField(found, expected) => {
+                let mut full = e.path.clone();
+                if full.last() != Some(found) {
+                    full.push(found.clone());
+                }
+                let hint = closest(found, expected)
+                    .map(|c| format!(" — did you mean `{c}`?"))
+                    .unwrap_or_default();
+                format!(
+                    "{source}: unknown key `{}`{hint} (valid here: {})",
+                    dotted(&full),
+                    expected.join(", ")
+                )
+            }
+            figment::error::Kind::InvalidType(actual, expected) => {
+                format!(
+                    "{source}: key `{key}` has the wrong type: expected {expected}, found {actual}"
+                )
+            }
+            figment::error::Kind::InvalidValue(actual, expected) => {
+                format!("{source}: key `{key}` has an invalid value {actual}: expected {expected}")
+            }
+            figment::error::Kind::Message(m) if m.contains('\n') => {
+                // TOML syntax errors come with a drawn snippet: keep the position and the reason.
+                let first = m.lines().next().unwrap_or_default();
+                let last = m
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('|'))
+                    .unwrap_or_default();
+                format!("{source}: {first}: {}", last.trim())
+            }
+            other if key.is_empty() => format!("{source}: {other}"),
+            other => format!("{source}: key `{key}`: {other}"),
+        };
+        lines.push(line);
+    }
+    Error::Config(lines.join("; "))
+}
+
+fn dotted(path: &[String]) -> String {
+    path.iter()
+        .map(|p| {
+            if p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                p.clone()
+            } else {
+                format!("\"{p}\"")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The expected key closest to a typo (edit distance ≤ 3).
+fn closest<'a>(found: &str, expected: &[&'a str]) -> Option<&'a str> {
+    expected
+        .iter()
+        .map(|e| (edit_distance(found, e), *e))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, e)| e)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(toml: Option<&str>, env: &[(&str, &str)]) -> (Sources, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(t) = toml {
+            std::fs::write(dir.path().join("archgate.toml"), t).unwrap();
+        }
+        let s = Sources {
+            config_file: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            cwd: dir.path().to_path_buf(),
+            flags: Vec::new(),
+        };
+        (s, dir)
+    }
+
+    #[test]
+    fn layers_in_order() {
+        let (mut s, _d) = sources(
+            Some("image = \"oci:from-file\"\n[network]\nretries = 2\nconcurrency = 3\n"),
+            &[
+                ("ARCHGATE_NETWORK__RETRIES", "7"),
+                ("CI_COMMIT_SHA", "abcdef0123"),
+                ("GIT_COMMIT", "ffff"),
+            ],
+        );
+        s.flags.push((
+            vec!["network".into(), "concurrency".into()],
+            Value::from(9u32),
+            "--concurrency".into(),
+        ));
+        let l = load(&s).unwrap();
+        assert_eq!(l.settings.image, "oci:from-file");
+        assert_eq!(l.settings.network.retries, 7, "env beats file");
+        assert_eq!(l.settings.network.concurrency, 9, "flags beat everything");
+        assert_eq!(l.settings.network.timeout, 300, "default stays");
+        assert_eq!(
+            l.settings.ci.commit_sha.as_deref(),
+            Some("abcdef0123"),
+            "GitLab variable wins over Jenkins"
+        );
+        let key = |k: &str| k.split('.').map(str::to_string).collect::<Vec<_>>();
+        assert!(l.origins[&key("image")].ends_with("archgate.toml"));
+        assert_eq!(
+            l.origins[&key("network.retries")],
+            "environment ARCHGATE_NETWORK__RETRIES"
+        );
+        assert_eq!(
+            l.origins[&key("network.concurrency")],
+            "command line --concurrency"
+        );
+        assert_eq!(
+            l.origins[&key("ci.commit_sha")],
+            "CI variable CI_COMMIT_SHA"
+        );
+    }
+
+    #[test]
+    fn env_lists_and_strings() {
+        let (s, _d) = sources(
+            None,
+            &[
+                ("ARCHGATE_PLATFORMS", "linux/amd64, linux/arm64"),
+                ("ARCHGATE_LOG", "trace"),
+                ("BRANCH_NAME", "feature/X"),
+            ],
+        );
+        let l = load(&s).unwrap();
+        assert_eq!(l.settings.platforms, vec!["linux/amd64", "linux/arm64"]);
+        assert_eq!(l.settings.ci.ref_slug.as_deref(), Some("feature-x"));
+    }
+
+    #[test]
+    fn registries_from_file() {
+        let (s, _d) = sources(
+            Some(
+                "[registries.\"10.0.0.5:5000\"]\nhttp = true\nusername = \"ci\"\npassword = \"s3cret\"\n",
+            ),
+            &[],
+        );
+        let l = load(&s).unwrap();
+        let r = &l.settings.registries["10.0.0.5:5000"];
+        assert!(r.http);
+        assert_eq!(r.password.as_ref().unwrap().expose(), "s3cret");
+    }
+
+    #[test]
+    fn errors_are_one_actionable_line() {
+        for (toml, env, want) in [
+            (
+                "[registires.\"a:5000\"]\nhttp = true\n",
+                vec![],
+                "unknown key `registires` — did you mean `registries`?",
+            ),
+            (
+                "[network]\nretrys = 3\n",
+                vec![],
+                "unknown key `network.retrys` — did you mean `retries`?",
+            ),
+            (
+                "[network]\nretries = \"four\"\n",
+                vec![],
+                "key `network.retries` has the wrong type",
+            ),
+            (
+                "[registries.\"host::5000\"]\nhttp = true\n",
+                vec![],
+                "malformed registry host `host::5000`",
+            ),
+            ("platforms = 3\n", vec![], "key `platforms`"),
+            ("image = \n", vec![], "archgate.toml"),
+            (
+                "",
+                vec![("ARCHGATE_NETWORK__RETRIES", "many")],
+                "network.retries",
+            ),
+        ] {
+            let (s, _d) = sources(Some(toml), &env);
+            let e = load(&s).unwrap_err().to_string();
+            assert!(e.contains(want), "{toml:?}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+            if env.is_empty() {
+                assert!(e.contains("archgate.toml"), "names the file: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn missing_named_file() {
+        let (mut s, _d) = sources(None, &[]);
+        s.config_file = Some("nope.toml".into());
+        let e = load(&s).unwrap_err().to_string();
+        assert!(e.contains("nope.toml") && e.contains("--config"), "{e}");
+    }
+}
