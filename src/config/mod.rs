@@ -5,6 +5,7 @@
 //! `Settings` is the whole schema; unknown keys are errors everywhere.
 
 pub mod load;
+pub mod render;
 pub mod secret;
 pub mod template;
 

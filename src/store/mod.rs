@@ -49,6 +49,12 @@ pub trait Store: Send + Sync {
         None
     }
 
+    /// What to read when a location names no tag or digest: `latest` for a
+    /// registry; the single entry of a layout (several entries are an error).
+    async fn default_selector(&self) -> Result<Selector> {
+        Ok(Selector::Tag("latest".into()))
+    }
+
     /// Resolves a tag or digest to the descriptor (media type, digest, size) of what it points at.
     async fn resolve(&self, selector: &Selector) -> Result<Descriptor>;
 

@@ -1,0 +1,36 @@
+//! Log lines on stderr: text (colour only on a terminal, never with NO_COLOR)
+//! or JSON. `-v` raises archgate's level; `ARCHGATE_LOG` takes a full filter.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the global subscriber once.
+pub fn init(verbose: u8, format: LogFormat) {
+    let default = match verbose {
+        0 => "warn,archgate=info",
+        1 => "info,archgate=debug",
+        _ => "trace",
+    };
+    let filter = std::env::var("ARCHGATE_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(verbose > 0);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(ansi).without_time().try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
+}
