@@ -525,3 +525,18 @@ mod tests {
         assert!(e.contains("nope.toml") && e.contains("--config"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The documented example must stay loadable: it is what users copy.
+    #[test]
+    fn config_example_loads() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/archgate.toml");
+        let sources = Sources { config_file: Some(path), ..Sources::default() };
+        let loaded = load(&sources).unwrap();
+        assert!(loaded.settings.registries["registry.internal:5000"].http);
+        assert_eq!(loaded.settings.platforms.len(), 3);
+    }
+}

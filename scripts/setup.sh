@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what archgate's tests and main job need on a fresh Debian/Ubuntu machine.
+# Idempotent: installs only what is missing. Needs root (or sudo) for apt-get.
+set -euo pipefail
+
+need=()
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v openssl >/dev/null || need+=(openssl)
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v curl >/dev/null || need+=(curl)
+
+if [ "${#need[@]}" -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "setup: installing ${need[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Debian's docker-registry package starts a registry on all interfaces; archgate's
+# tests start their own on 127.0.0.1 and never need that one.
+if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
+  systemctl stop docker-registry || true
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found: install Rust (https://rustup.rs) first" >&2
+  exit 2
+fi

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command: set-up, then the whole suite. Registry tests start real
+# `docker-registry` servers on 127.0.0.1 themselves (tests/common).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+cargo test --locked -- --test-threads=4
