@@ -1,1 +1,156 @@
-//! Integration tests: cli.
+//! Integration tests: the command line as a user meets it (exit codes, one-line
+//! errors, `archgate config`).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn archgate_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_archgate"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("ARCHGATE_CONFIG")
+        .env_remove("ARCHGATE_LOG")
+        .env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run archgate")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn mistyped_config_key_is_a_one_line_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("archgate.toml"),
+        "[registires.\"10.0.0.5:5000\"]\nhttp = true\n",
+    )
+    .unwrap();
+    let out = archgate_in(dir.path(), &["config"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("unknown key `registires`") && err.contains("did you mean `registries`"),
+        "{err}"
+    );
+    assert!(err.contains("archgate.toml"), "{err}");
+}
+
+#[test]
+fn wrong_type_and_bad_host_name_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("custom.toml");
+    std::fs::write(&file, "[network]\nconcurrency = \"lots\"\n").unwrap();
+    let out = archgate_in(
+        dir.path(),
+        &["--config", file.to_str().unwrap(), "config"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("custom.toml")
+            && err.contains("network.concurrency")
+            && err.contains("expected"),
+        "{err}"
+    );
+
+    std::fs::write(&file, "[registries.\"host::5000\"]\nhttp = true\n").unwrap();
+    let out = archgate_in(
+        dir.path(),
+        &["config"],
+        &[("ARCHGATE_CONFIG", file.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("malformed registry host `host::5000`") && err.contains("HOST[:PORT]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_prints_layers_with_origins_and_hides_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("archgate.toml"),
+        "image = \"oci:out/app:{git_short_sha}\"\n[registries.\"127.0.0.1:5999\"]\nhttp = true\npassword = \"file-secret-123\"\n[network]\nretries = 1\n",
+    )
+    .unwrap();
+    let out = archgate_in(
+        dir.path(),
+        &["-vv", "config"],
+        &[
+            ("ARCHGATE_NETWORK__RETRIES", "6"),
+            ("CI_REGISTRY_PASSWORD", "ci-secret-456"),
+            ("CI_COMMIT_SHORT_SHA", "abc12345"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("network.retries = 6")
+            && text.contains("# environment ARCHGATE_NETWORK__RETRIES"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ci.commit_short_sha = \"abc12345\"")
+            && text.contains("# CI variable CI_COMMIT_SHORT_SHA"),
+        "{text}"
+    );
+    assert!(
+        text.contains("image = \"oci:out/app:{git_short_sha}\""),
+        "{text}"
+    );
+    let all = text.clone() + &stderr(&out);
+    assert!(
+        !all.contains("file-secret-123") && !all.contains("ci-secret-456"),
+        "{all}"
+    );
+
+    let out = archgate_in(
+        dir.path(),
+        &["config", "--json"],
+        &[("CI_REGISTRY_PASSWORD", "ci-secret-456")],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["settings"]["registries"]["127.0.0.1:5999"]["password"],
+        "***"
+    );
+    assert_eq!(json["settings"]["ci"]["registry_password"], "***");
+}
+
+#[test]
+fn bad_locations_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for (arg, want) in [
+        ("host::5000/app:v1", "malformed registry host"),
+        ("oci:", "path is empty"),
+        ("10.0.0.5:5000/App:v1", "lowercase"),
+    ] {
+        let out = archgate_in(dir.path(), &["inspect", arg], &[]);
+        assert_eq!(out.status.code(), Some(2), "{arg}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{arg}: {}", stderr(&out));
+    }
+    let out = archgate_in(dir.path(), &["inspect"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "missing argument is a usage error"
+    );
+    let out = archgate_in(dir.path(), &["--help"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout(&out).contains("Exit codes:"),
+        "--help documents exit codes"
+    );
+}
