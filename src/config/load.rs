@@ -534,9 +534,57 @@ mod example_file {
     #[test]
     fn config_example_loads() {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/archgate.toml");
-        let sources = Sources { config_file: Some(path), ..Sources::default() };
+        let sources = Sources {
+            config_file: Some(path),
+            ..Sources::default()
+        };
         let loaded = load(&sources).unwrap();
         assert!(loaded.settings.registries["registry.internal:5000"].http);
         assert_eq!(loaded.settings.platforms.len(), 3);
+    }
+
+    /// Every key of the schema is documented in the example (as a setting or a comment).
+    #[test]
+    fn config_example_covers_every_key() {
+        let text = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/archgate.toml"),
+        )
+        .unwrap();
+        let mut settings = Settings::default();
+        settings.registries.insert(
+            "h:1".into(),
+            crate::config::RegistrySettings {
+                ca_file: Some("x".into()),
+                username: Some("u".into()),
+                password: Some(crate::config::Secret::new("p")),
+                ..Default::default()
+            },
+        );
+        settings.ci.registry = Some("x".into());
+        let ci = serde_json::json!({"registry": 1, "registry_image": 1, "registry_user": 1, "registry_password": 1,
+            "job_token": 1, "commit_tag": 1, "commit_sha": 1, "commit_short_sha": 1, "ref_slug": 1, "pipeline_id": 1});
+        let mut value = serde_json::to_value(&settings).unwrap();
+        value["ci"] = ci;
+        fn keys(v: &serde_json::Value, out: &mut Vec<String>) {
+            if let serde_json::Value::Object(m) = v {
+                for (k, child) in m {
+                    if k != "h:1" {
+                        out.push(k.clone());
+                    }
+                    keys(child, out);
+                }
+            }
+        }
+        let mut all = Vec::new();
+        keys(&value, &mut all);
+        for key in all {
+            let documented = text.lines().any(|l| {
+                let l = l.trim_start_matches(['#', ' ']);
+                l.starts_with(&format!("{key} ="))
+                    || l.starts_with(&format!("[{key}"))
+                    || l.contains(&format!("[{key}."))
+            });
+            assert!(documented, "config/archgate.toml does not document `{key}`");
+        }
     }
 }
