@@ -1,1 +1,306 @@
-//! Integration tests: registry.
+//! Integration tests: the registry store against a real `docker-registry`
+//! (plain HTTP, and TLS with basic auth), read back through the store and
+//! through skopeo; and the error messages a user meets when something is off.
+
+use archgate::Error;
+use archgate::config::{RegistrySettings, Secret, Settings};
+use archgate::image::{ImageRef, Selector};
+use archgate::store::registry::RegistryStore;
+use archgate::store::{BlobPut, Store};
+use tokio::io::AsyncReadExt;
+
+use crate::common::{Flavor, TestRegistry, image_set, push_image_set, skopeo_raw};
+
+async fn connect(reference: &str, settings: &Settings) -> archgate::Result<RegistryStore> {
+    let image = ImageRef::parse(reference).expect("valid reference");
+    RegistryStore::connect(&image, settings, true).await
+}
+
+fn tag(t: &str) -> Selector {
+    Selector::Tag(t.into())
+}
+
+async fn read_all(store: &dyn Store, digest: &archgate::image::Digest, size: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    store
+        .get_blob(digest, Some(size))
+        .await
+        .expect("get blob")
+        .read_to_end(&mut out)
+        .await
+        .expect("blob reads and verifies");
+    out
+}
+
+/// Pushes a set in `flavor` and reads everything back, through the store and skopeo.
+async fn round_trip(registry: &TestRegistry, settings: &Settings, flavor: Flavor) {
+    let name = format!("roundtrip/{}", flavor.name());
+    let store = connect(&format!("{}:v1", registry.repo(&name)), settings)
+        .await
+        .expect("connect");
+    let set = image_set(flavor, "round trip");
+    push_image_set(&store, &set, Some("v1"))
+        .await
+        .expect("push");
+
+    let desc = store.resolve(&tag("v1")).await.expect("resolve");
+    assert_eq!(desc.digest, set.index.digest);
+    assert_eq!(desc.media_type, set.index.media_type);
+    assert_eq!(desc.size, set.index.bytes.len() as u64);
+
+    let by_tag = store.get_manifest(&tag("v1")).await.expect("index by tag");
+    assert_eq!(by_tag.bytes, set.index.bytes);
+    let skopeo = skopeo_raw(registry, &format!("{}:v1", registry.repo(&name)));
+    assert_eq!(skopeo, set.index.bytes.to_vec(), "skopeo sees other bytes");
+
+    for image in &set.images {
+        let m = store
+            .get_manifest(&Selector::Digest(image.manifest.digest.clone()))
+            .await
+            .expect("manifest by digest");
+        assert_eq!(m.bytes, image.manifest.bytes);
+        assert_eq!(m.media_type, image.manifest.media_type);
+        let skopeo = skopeo_raw(
+            registry,
+            &format!("{}@{}", registry.repo(&name), image.manifest.digest),
+        );
+        assert_eq!(skopeo, image.manifest.bytes.to_vec());
+    }
+
+    for (digest, bytes) in set.blobs() {
+        assert!(store.blob_exists(&digest).await.unwrap());
+        assert_eq!(read_all(&store, &digest, bytes.len() as u64).await, bytes);
+        let again = store
+            .put_blob(
+                &digest,
+                bytes.len() as u64,
+                Box::pin(std::io::Cursor::new(bytes.clone())),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, BlobPut::Present);
+    }
+    assert_eq!(store.tags().await.unwrap(), vec!["v1".to_string()]);
+
+    // Cross-repository mount inside the same registry.
+    let other = connect(
+        &format!("{}:v1", registry.repo(&format!("{name}-copy"))),
+        settings,
+    )
+    .await
+    .expect("connect to the second repository");
+    let (layer, size) = (
+        archgate::image::Digest::of(&set.images[0].layer),
+        set.images[0].layer.len() as u64,
+    );
+    assert!(!other.blob_exists(&layer).await.unwrap());
+    assert!(
+        other.mount_blob(&layer, &name).await.unwrap(),
+        "mount refused"
+    );
+    assert!(other.blob_exists(&layer).await.unwrap());
+    assert_eq!(read_all(&other, &layer, size).await, set.images[0].layer);
+}
+
+#[tokio::test]
+async fn http_registry_round_trip_oci_index_and_docker_list() {
+    let registry = TestRegistry::start_http();
+    let settings = registry.settings();
+    round_trip(&registry, &settings, Flavor::Oci).await;
+    round_trip(&registry, &settings, Flavor::Docker).await;
+}
+
+#[tokio::test]
+async fn tls_basic_auth_round_trip_with_ca_file() {
+    let registry = TestRegistry::start_tls_basic("pusher", "s3cret-pw");
+    let settings = registry.settings();
+    round_trip(&registry, &settings, Flavor::Oci).await;
+    round_trip(&registry, &settings, Flavor::Docker).await;
+}
+
+#[tokio::test]
+async fn a_blob_that_does_not_match_its_digest_leaves_nothing() {
+    let registry = TestRegistry::start_http();
+    let store = connect(&registry.repo("tamper:v1"), &registry.settings())
+        .await
+        .unwrap();
+    let claimed = archgate::image::Digest::of(b"the real layer");
+    let err = store
+        .put_blob(
+            &claimed,
+            14,
+            Box::pin(std::io::Cursor::new(b"a forged layer".to_vec())),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), archgate::ErrorKind::Content, "{err}");
+    assert!(err.to_string().contains("digest mismatch"), "{err}");
+    assert!(!store.blob_exists(&claimed).await.unwrap());
+}
+
+#[tokio::test]
+async fn https_to_an_http_registry_says_set_http_true() {
+    let registry = TestRegistry::start_http();
+    let err = connect(&registry.repo("app:v1"), &Settings::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    let host = registry.host();
+    assert!(
+        err.contains(&format!(
+            "registry {host} answered plain HTTP to an HTTPS request: set `[registries.\"{host}\"] http = true`"
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn http_to_a_tls_registry_says_remove_http_true() {
+    let registry = TestRegistry::start_tls_basic("u", "p");
+    let mut settings = registry.settings();
+    settings.registries.get_mut(&registry.host()).unwrap().http = true;
+    let err = connect(&registry.repo("app:v1"), &settings)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("speaks HTTPS") && err.contains("remove `http = true`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_password_is_a_401_naming_user_and_source_never_the_password() {
+    let registry = TestRegistry::start_tls_basic("alice", "right-password");
+    let mut settings = registry.settings();
+    let wrong = "Wr0ng-Passw0rd-4711";
+    settings
+        .registries
+        .get_mut(&registry.host())
+        .unwrap()
+        .password = Some(Secret::new(wrong));
+    let err = connect(&registry.repo("app:v1"), &settings)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    let text = format!("{err} {err:?}");
+    let host = registry.host();
+    assert!(
+        text.contains(&format!(
+            "registry {host} rejected the credentials for `alice` from `[registries.\"{host}\"] username/password` (HTTP 401)"
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("docker login {host}")), "{text}");
+    assert!(!text.contains(wrong), "the password leaked: {text}");
+}
+
+#[tokio::test]
+async fn no_credentials_for_an_auth_registry_says_where_to_put_them() {
+    let registry = TestRegistry::start_tls_basic("alice", "pw");
+    let mut settings = Settings::default();
+    settings.registries.insert(
+        registry.host(),
+        RegistrySettings {
+            ca_file: Some(registry.ca_file()),
+            ..Default::default()
+        },
+    );
+    let err = connect(&registry.repo("app:v1"), &settings)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("requires credentials and none were found (HTTP 401)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn missing_tag_lists_tags_and_missing_repository_says_so() {
+    let registry = TestRegistry::start_http();
+    let settings = registry.settings();
+    let store = connect(&registry.repo("team/app:v1"), &settings)
+        .await
+        .unwrap();
+    let set = image_set(Flavor::Oci, "tags");
+    push_image_set(&store, &set, Some("v1")).await.unwrap();
+    store.put_manifest(&set.index, Some("v2")).await.unwrap();
+
+    let err = store.get_manifest(&tag("v9")).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    let host = registry.host();
+    assert_eq!(
+        err.to_string(),
+        format!("tag `v9` in {host}/team/app not found: the repository has tags v1, v2")
+    );
+    let err = store.resolve(&tag("v9")).await.unwrap_err();
+    assert!(err.to_string().starts_with("tag `v9` in"), "{err}");
+
+    let nowhere = connect(&registry.repo("team/nothing-here:v1"), &settings)
+        .await
+        .unwrap();
+    let err = nowhere.get_manifest(&tag("v1")).await.unwrap_err();
+    assert!(
+        err.to_string().starts_with(&format!(
+            "repository {host}/team/nothing-here not found: nothing was ever pushed there"
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn connection_refused_says_nothing_listens() {
+    // A port nobody listens on: bound on 127.0.0.1 and released.
+    let port = crate::common::registry::free_port();
+    let host = format!("127.0.0.1:{port}");
+    for http in [true, false] {
+        let mut settings = Settings::default();
+        settings.registries.insert(
+            host.clone(),
+            RegistrySettings {
+                http,
+                ..Default::default()
+            },
+        );
+        let err = connect(&format!("{host}/app:v1"), &settings)
+            .await
+            .unwrap_err();
+        assert!(!err.is_temporary(), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{host}: nothing listens on {host}: is the registry running, is the port right?"
+            )
+        );
+    }
+}
+
+#[tokio::test]
+async fn self_signed_certificate_without_ca_file_suggests_ca_file_or_insecure() {
+    let registry = TestRegistry::start_tls_basic("alice", "pw");
+    let mut settings = registry.settings();
+    let entry = settings.registries.get_mut(&registry.host()).unwrap();
+    entry.ca_file = None;
+    let err = connect(&registry.repo("app:v1"), &settings)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("TLS certificate is not trusted")
+            && err.contains(&format!("`[registries.\"{}\"] ca_file", registry.host()))
+            && err.contains("`insecure = true`"),
+        "{err}"
+    );
+
+    // insecure = true is the documented way out.
+    let entry = settings.registries.get_mut(&registry.host()).unwrap();
+    entry.insecure = true;
+    let store = connect(&registry.repo("app:v1"), &settings).await.unwrap();
+    assert!(
+        !store
+            .blob_exists(&archgate::image::Digest::of(b"x"))
+            .await
+            .unwrap()
+    );
+}

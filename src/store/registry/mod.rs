@@ -1,0 +1,422 @@
+//! The registry store: one repository of a registry, through oci-client, over
+//! the OCI distribution API.
+//!
+//! - `client`: the per-host oci-client (HTTP or HTTPS, CA file, insecure, timeouts);
+//! - `credentials`: where the user name and password come from (settings, CI,
+//!   `DOCKER_AUTH_CONFIG`, Docker's `config.json` and credential helpers);
+//! - `errors`: oci-client/reqwest errors → archgate errors naming the registry and the way out;
+//! - `retry`: the one retry loop every request goes through.
+//!
+//! Manifests travel as exact bytes (`pull_manifest_raw`/`push_manifest_raw`)
+//! with all four manifest media types in `Accept`; blobs stream both ways and
+//! are verified against their digest while read.
+
+pub mod client;
+pub mod credentials;
+pub mod errors;
+pub mod retry;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use reqwest::header::HeaderValue;
+use tokio_util::io::{ReaderStream, StreamReader};
+
+use super::{BlobPut, BlobReader, Store};
+use crate::config::{NetworkSettings, Settings};
+use crate::error::{Error, Result};
+use crate::image::digest::VerifyingReader;
+use crate::image::media::ACCEPTED_MANIFESTS;
+use crate::image::{Descriptor, Digest, ImageRef, RawManifest, Selector};
+
+use errors::Context;
+use retry::with_retry;
+
+/// The digest of zero bytes: a blob any repository may or may not have.
+const EMPTY_BLOB: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+/// How many tags a "tag not found" message lists.
+const TAGS_SHOWN: usize = 10;
+/// Read size when streaming a blob up: large enough for few syscalls, small enough to stay flat.
+const UPLOAD_READ_SIZE: usize = 256 * 1024;
+
+/// A repository in a remote registry.
+pub struct RegistryStore {
+    client: Client,
+    auth: RegistryAuth,
+    /// `host[:port]` as written in the image reference.
+    host: String,
+    repository: String,
+    network: NetworkSettings,
+    ctx: Context,
+}
+
+impl std::fmt::Debug for RegistryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryStore")
+            .field("host", &self.host)
+            .field("repository", &self.repository)
+            .field("user", &self.ctx.user)
+            .finish()
+    }
+}
+
+impl RegistryStore {
+    /// Connects to `image`'s repository: builds the client, finds credentials
+    /// and authenticates for pull (or push, when `for_write`), so that an
+    /// unreachable registry, a TLS problem or a token refusal shows up here.
+    pub async fn connect(image: &ImageRef, settings: &Settings, for_write: bool) -> Result<Self> {
+        let host = image.registry.clone();
+        let registry = settings.registries.get(&host).cloned().unwrap_or_default();
+        let probe_ref =
+            Reference::with_tag(host.clone(), image.repository.clone(), "latest".into());
+        let client = client::build(
+            &host,
+            probe_ref.resolve_registry(),
+            &registry,
+            &settings.network,
+        )?;
+        let creds = credentials::resolve(&host, settings).await?;
+        if let Some(c) = &creds {
+            tracing::debug!(registry = %host, user = %c.username, source = %c.source, "using credentials");
+        }
+        let ctx = Context {
+            host: host.clone(),
+            user: creds
+                .as_ref()
+                .map(|c| (c.username.clone(), c.source.to_string())),
+            secret: creds.as_ref().map(|c| c.password.clone()),
+            http: registry.http,
+            timeout: settings.network.timeout,
+            connect_timeout: settings.network.connect_timeout,
+        };
+        let auth = match creds {
+            Some(c) => RegistryAuth::Basic(c.username, c.password.expose().to_string()),
+            None => RegistryAuth::Anonymous,
+        };
+        let store = RegistryStore {
+            client,
+            auth,
+            host,
+            repository: image.repository.clone(),
+            network: settings.network.clone(),
+            ctx,
+        };
+        store.authenticate(&probe_ref, for_write).await?;
+        Ok(store)
+    }
+
+    /// The explicit first request: `GET /v2/` and, for token registries, the token.
+    async fn authenticate(&self, reference: &Reference, for_write: bool) -> Result<()> {
+        let op = if for_write {
+            RegistryOperation::Push
+        } else {
+            RegistryOperation::Pull
+        };
+        let result = with_retry(&self.network, "authenticate", || async {
+            self.client
+                .auth(reference, &self.auth, op)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.ctx.map(e, "authentication"))
+        })
+        .await;
+        let result = match result {
+            Ok(()) => self.check_access().await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(Error::Network { message, .. })
+                if !self.ctx.http && message.contains("TLS handshake failed") =>
+            {
+                // Not every plain-HTTP answer looks like one to rustls: ask over HTTP.
+                if client::answers_plain_http(&self.host, self.network.connect_timeout).await {
+                    Err(self.ctx.plain_http())
+                } else {
+                    Err(self.ctx.network_again(message))
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// `auth` does not check basic credentials (it only learns the scheme), so
+    /// read something harmless: the empty blob. Found or not, the registry
+    /// accepted us; 401/403 (and an HTTPS registry answering our plain HTTP)
+    /// show up here rather than in the middle of a publish.
+    async fn check_access(&self) -> Result<()> {
+        let reference = self.repo_ref();
+        let what = format!("access to {}", self.name());
+        let result = with_retry(&self.network, "check access", || async {
+            self.client
+                .pull_blob_stream(&reference, EMPTY_BLOB)
+                .await
+                .map(drop)
+                .map_err(|e| self.ctx.map(e, &what))
+        })
+        .await;
+        match result {
+            Ok(()) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn reference(&self, selector: &Selector) -> Reference {
+        match selector {
+            Selector::Tag(t) => {
+                Reference::with_tag(self.host.clone(), self.repository.clone(), t.clone())
+            }
+            Selector::Digest(d) => {
+                Reference::with_digest(self.host.clone(), self.repository.clone(), d.to_string())
+            }
+        }
+    }
+
+    /// A reference to the repository itself (blob and tag requests ignore the tag).
+    fn repo_ref(&self) -> Reference {
+        Reference::with_tag(self.host.clone(), self.repository.clone(), "latest".into())
+    }
+
+    fn image_name(&self, selector: &Selector) -> String {
+        format!("{}/{}{selector}", self.host, self.repository)
+    }
+
+    /// Turns a bare 404 for `selector` into "tag missing" (listing tags the
+    /// repository has) or "repository missing".
+    async fn not_found(&self, selector: &Selector) -> Error {
+        let repo = format!("{}/{}", self.host, self.repository);
+        let what = match selector {
+            Selector::Tag(t) => format!("tag `{t}` in {repo}"),
+            Selector::Digest(d) => format!("manifest {d} in {repo}"),
+        };
+        match self.list_tags().await {
+            Ok(tags) if tags.is_empty() => Error::NotFound {
+                what,
+                hint: Some("the repository has no tags".into()),
+            },
+            Ok(tags) => {
+                let shown: Vec<&str> = tags.iter().take(TAGS_SHOWN).map(String::as_str).collect();
+                let more = tags.len().saturating_sub(TAGS_SHOWN);
+                let more = if more > 0 {
+                    format!(" (and {more} more)")
+                } else {
+                    String::new()
+                };
+                Error::NotFound {
+                    what,
+                    hint: Some(format!(
+                        "the repository has tags {}{more}",
+                        shown.join(", ")
+                    )),
+                }
+            }
+            Err(Error::NotFound { .. }) => Error::NotFound {
+                what: format!("repository {repo}"),
+                hint: Some(
+                    "nothing was ever pushed there: check the image name (a repository \
+                     exists once something is pushed to it)"
+                        .into(),
+                ),
+            },
+            Err(_) => Error::NotFound { what, hint: None },
+        }
+    }
+
+    async fn list_tags(&self) -> Result<Vec<String>> {
+        let reference = self.repo_ref();
+        let what = format!("the tags of {}/{}", self.host, self.repository);
+        with_retry(&self.network, "list tags", || async {
+            self.client
+                .list_tags(&reference, &self.auth, None, None)
+                .await
+                .map(|r| r.tags)
+                .map_err(|e| self.ctx.map(e, &what))
+        })
+        .await
+    }
+
+    async fn push_manifest(&self, reference: &Reference, manifest: &RawManifest) -> Result<()> {
+        let what = format!(
+            "manifest {} to {}/{}",
+            manifest.digest, self.host, self.repository
+        );
+        let content_type = HeaderValue::from_str(&manifest.media_type).map_err(|_| {
+            Error::malformed(
+                &what,
+                format!("invalid media type `{}`", manifest.media_type),
+            )
+        })?;
+        with_retry(&self.network, "push manifest", || async {
+            self.client
+                .push_manifest_raw(reference, manifest.bytes.clone(), content_type.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| self.ctx.map(e, &what))
+        })
+        .await
+    }
+}
+
+impl Context {
+    /// The same network error, rebuilt (errors are not `Clone`).
+    fn network_again(&self, message: String) -> Error {
+        Error::Network {
+            registry: self.host.clone(),
+            message,
+            temporary: false,
+        }
+    }
+}
+
+#[async_trait]
+impl Store for RegistryStore {
+    fn name(&self) -> String {
+        format!("{}/{}", self.host, self.repository)
+    }
+
+    fn registry_host(&self) -> Option<&str> {
+        Some(&self.host)
+    }
+
+    fn repository(&self) -> Option<&str> {
+        Some(&self.repository)
+    }
+
+    // oci-client's HEAD (`fetch_manifest_digest`) returns the digest only; the
+    // media type and size need the document, and manifests are small: one GET.
+    async fn resolve(&self, selector: &Selector) -> Result<Descriptor> {
+        Ok(self.get_manifest(selector).await?.descriptor())
+    }
+
+    async fn get_manifest(&self, selector: &Selector) -> Result<RawManifest> {
+        let reference = self.reference(selector);
+        let what = format!("manifest {}", self.image_name(selector));
+        let result = with_retry(&self.network, "get manifest", || async {
+            self.client
+                .pull_manifest_raw(&reference, &self.auth, &ACCEPTED_MANIFESTS)
+                .await
+                .map_err(|e| self.ctx.map(e, &what))
+        })
+        .await;
+        let (bytes, _) = match result {
+            Err(Error::NotFound { .. }) => return Err(self.not_found(selector).await),
+            other => other?,
+        };
+        let manifest = RawManifest::from_bytes(bytes, None, &what)?;
+        if let Selector::Digest(d) = selector {
+            d.verify(&manifest.bytes, &what)?;
+        }
+        Ok(manifest)
+    }
+
+    async fn put_manifest(&self, manifest: &RawManifest, tag: Option<&str>) -> Result<()> {
+        let name = format!("manifest {} for {}", manifest.digest, self.name());
+        manifest.digest.verify(&manifest.bytes, &name)?;
+        // By digest first. The digest goes in the tag slot on purpose: the URL is
+        // the same, but oci-client's fallback for registries that omit `Location`
+        // only works (rather than panics) for tag references.
+        let by_digest = Reference::with_tag(
+            self.host.clone(),
+            self.repository.clone(),
+            manifest.digest.to_string(),
+        );
+        self.push_manifest(&by_digest, manifest).await?;
+        if let Some(tag) = tag {
+            let by_tag =
+                Reference::with_tag(self.host.clone(), self.repository.clone(), tag.to_string());
+            self.push_manifest(&by_tag, manifest).await?;
+        }
+        Ok(())
+    }
+
+    async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
+        let reference = self.repo_ref();
+        let what = format!("blob {digest} in {}", self.name());
+        with_retry(&self.network, "check blob", || async {
+            self.client
+                .blob_exists(&reference, digest.as_str())
+                .await
+                .map_err(|e| self.ctx.map(e, &what))
+        })
+        .await
+    }
+
+    async fn get_blob(&self, digest: &Digest, size: Option<u64>) -> Result<BlobReader> {
+        let reference = self.repo_ref();
+        let what = format!("blob {digest} in {}", self.name());
+        let stream = with_retry(&self.network, "get blob", || async {
+            self.client
+                .pull_blob_stream(&reference, digest.as_str())
+                .await
+                .map_err(|e| self.ctx.map(e, &what))
+        })
+        .await?;
+        // Failures mid-stream become io errors carrying our error (with the registry named).
+        let ctx = self.ctx.clone();
+        let what_stream = what.clone();
+        let stream = stream.map_err(move |e| {
+            let kind = e.kind();
+            std::io::Error::new(kind, ctx.from_io(e, &what_stream))
+        });
+        let reader = StreamReader::new(stream);
+        Ok(Box::pin(VerifyingReader::new(
+            reader,
+            digest.clone(),
+            size,
+            what,
+        )))
+    }
+
+    async fn put_blob(&self, digest: &Digest, size: u64, data: BlobReader) -> Result<BlobPut> {
+        if self.blob_exists(digest).await? {
+            return Ok(BlobPut::Present);
+        }
+        let reference = self.repo_ref();
+        let what = format!("blob {digest} for {}", self.name());
+        // Checked while streamed: a wrong size or digest aborts the upload before
+        // the registry commits anything (it checks the digest itself too).
+        let verified = VerifyingReader::new(data, digest.clone(), Some(size), what.clone());
+        let body = ReaderStream::with_capacity(verified, UPLOAD_READ_SIZE).map(
+            |chunk: std::io::Result<Bytes>| {
+                chunk.map_err(oci_client::errors::OciDistributionError::IoError)
+            },
+        );
+        // Not retried: the stream cannot be replayed; a re-run skips what arrived.
+        self.client
+            .push_blob_stream(&reference, body, digest.as_str(), Some(size))
+            .await
+            .map_err(|e| self.ctx.map(e, &what))?;
+        Ok(BlobPut::Written)
+    }
+
+    async fn mount_blob(&self, digest: &Digest, from_repository: &str) -> Result<bool> {
+        let target = self.repo_ref();
+        let source = Reference::with_tag(
+            self.host.clone(),
+            from_repository.to_string(),
+            "latest".into(),
+        );
+        // oci-client reports the registry's 202 ("mount refused, upload instead")
+        // as an error; every failure here means "copy instead".
+        match self
+            .client
+            .mount_blob(&target, &source, digest.as_str())
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                tracing::debug!(
+                    "mounting {digest} from {from_repository} into {} failed, copying instead: {}",
+                    self.name(),
+                    self.ctx.redact(&e.to_string())
+                );
+                Ok(false)
+            }
+        }
+    }
+
+    async fn tags(&self) -> Result<Vec<String>> {
+        self.list_tags().await
+    }
+}

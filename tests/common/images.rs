@@ -1,0 +1,177 @@
+//! A small three-platform image set (linux/amd64, linux/arm64, linux/mips64le),
+//! in OCI or Docker media types, built in memory and pushed through a `Store`
+//! in publishing order: blobs, per-platform manifests by digest, the index
+//! by digest, the tag last.
+
+use archgate::image::media;
+use archgate::image::{Digest, RawManifest};
+use archgate::store::Store;
+use bytes::Bytes;
+use serde_json::json;
+
+/// The platforms of every test index, as `(os, architecture)`.
+pub const PLATFORMS: [(&str, &str); 3] = [
+    ("linux", "amd64"),
+    ("linux", "arm64"),
+    ("linux", "mips64le"),
+];
+
+/// Docker's uncompressed layer type (media.rs only names the gzip one).
+const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+
+/// Which media-type family the set is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// OCI image index and manifests.
+    Oci,
+    /// Docker manifest list and v2 schema 2 manifests.
+    Docker,
+}
+
+impl Flavor {
+    /// `oci` or `docker`, for repository names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Oci => "oci",
+            Flavor::Docker => "docker",
+        }
+    }
+
+    fn types(self) -> [&'static str; 4] {
+        match self {
+            Flavor::Oci => [
+                media::OCI_INDEX,
+                media::OCI_MANIFEST,
+                media::OCI_CONFIG,
+                media::OCI_LAYER_TAR,
+            ],
+            Flavor::Docker => [
+                media::DOCKER_LIST,
+                media::DOCKER_MANIFEST,
+                media::DOCKER_CONFIG,
+                DOCKER_LAYER_TAR,
+            ],
+        }
+    }
+}
+
+/// One platform's image: config and layer blobs and its manifest.
+pub struct Image {
+    pub os: &'static str,
+    pub architecture: &'static str,
+    pub config: Bytes,
+    pub layer: Bytes,
+    pub manifest: RawManifest,
+}
+
+/// Three images and the index over them.
+pub struct ImageSet {
+    pub images: Vec<Image>,
+    pub index: RawManifest,
+}
+
+impl ImageSet {
+    /// Every blob of the set, `(digest, bytes)`.
+    pub fn blobs(&self) -> Vec<(Digest, Bytes)> {
+        self.images
+            .iter()
+            .flat_map(|i| [i.config.clone(), i.layer.clone()])
+            .map(|b| (Digest::of(&b), b))
+            .collect()
+    }
+}
+
+fn descriptor(media_type: &str, bytes: &[u8]) -> serde_json::Value {
+    json!({"mediaType": media_type, "digest": Digest::of(bytes).to_string(), "size": bytes.len()})
+}
+
+/// A tar with one file naming the platform; `salt` makes sets distinct.
+fn layer(architecture: &str, salt: &str) -> Bytes {
+    let content = format!("hello from {architecture} ({salt})\n");
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_cksum();
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append_data(&mut header, "etc/platform", content.as_bytes())
+        .expect("tar in memory");
+    Bytes::from(tar.into_inner().expect("tar in memory"))
+}
+
+/// Builds the set in `flavor`'s media types. Pure; `salt` varies the content.
+pub fn image_set(flavor: Flavor, salt: &str) -> ImageSet {
+    let [index_type, manifest_type, config_type, layer_type] = flavor.types();
+    let images: Vec<Image> = PLATFORMS
+        .iter()
+        .map(|&(os, architecture)| {
+            let layer = layer(architecture, salt);
+            let config = Bytes::from(
+                serde_json::to_vec(&json!({
+                    "architecture": architecture,
+                    "os": os,
+                    "config": {"Env": ["PATH=/usr/bin:/bin"]},
+                    "rootfs": {"type": "layers", "diff_ids": [Digest::of(&layer).to_string()]},
+                }))
+                .expect("json"),
+            );
+            let manifest = serde_json::to_vec(&json!({
+                "schemaVersion": 2,
+                "mediaType": manifest_type,
+                "config": descriptor(config_type, &config),
+                "layers": [descriptor(layer_type, &layer)],
+            }))
+            .expect("json");
+            Image {
+                os,
+                architecture,
+                config,
+                layer,
+                manifest: RawManifest::from_bytes(
+                    manifest.into(),
+                    Some(manifest_type),
+                    "test manifest",
+                )
+                .expect("valid manifest"),
+            }
+        })
+        .collect();
+    let entries: Vec<_> = images
+        .iter()
+        .map(|i| {
+            let mut d = descriptor(manifest_type, &i.manifest.bytes);
+            d["platform"] = json!({"architecture": i.architecture, "os": i.os});
+            d
+        })
+        .collect();
+    let index = serde_json::to_vec_pretty(&json!({
+        "schemaVersion": 2,
+        "mediaType": index_type,
+        "manifests": entries,
+    }))
+    .expect("json");
+    ImageSet {
+        images,
+        index: RawManifest::from_bytes(index.into(), Some(index_type), "test index")
+            .expect("valid index"),
+    }
+}
+
+/// Pushes `set` to `store`: blobs, manifests by digest, the index by digest, then `tag`.
+pub async fn push_image_set(
+    store: &dyn Store,
+    set: &ImageSet,
+    tag: Option<&str>,
+) -> archgate::Result<()> {
+    for (digest, bytes) in set.blobs() {
+        let size = bytes.len() as u64;
+        store
+            .put_blob(&digest, size, Box::pin(std::io::Cursor::new(bytes)))
+            .await?;
+    }
+    for image in &set.images {
+        store.put_manifest(&image.manifest, None).await?;
+    }
+    // By digest, then the tag (put_manifest keeps that order).
+    store.put_manifest(&set.index, tag).await
+}

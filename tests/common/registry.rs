@@ -1,0 +1,279 @@
+//! A real registry per test: Debian's `docker-registry serve CONFIG` on a free
+//! 127.0.0.1 port with temporary storage, plain HTTP or TLS (self-signed
+//! certificate) with htpasswd basic auth. Killed when dropped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use archgate::config::{RegistrySettings, Secret, Settings};
+use tempfile::TempDir;
+
+/// Debian packages the registry tests need (`.ci/run` installs them too).
+const PACKAGES: &[&str] = &["docker-registry", "apache2-utils", "openssl", "skopeo"];
+/// Programs those packages provide.
+const PROGRAMS: &[&str] = &["docker-registry", "htpasswd", "openssl", "skopeo"];
+/// How long a registry may take to answer `GET /v2/` (it takes well under a second).
+const START_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A running `docker-registry` on 127.0.0.1.
+pub struct TestRegistry {
+    child: Child,
+    port: u16,
+    dir: TempDir,
+    tls: bool,
+    user: Option<(String, String)>,
+}
+
+impl TestRegistry {
+    /// A plain-HTTP registry without authentication.
+    pub fn start_http() -> Self {
+        Self::start(None)
+    }
+
+    /// An HTTPS registry (self-signed certificate for `localhost` and
+    /// 127.0.0.1) that requires basic auth as `user`/`pass`.
+    pub fn start_tls_basic(user: &str, pass: &str) -> Self {
+        Self::start(Some((user, pass)))
+    }
+
+    fn start(auth: Option<(&str, &str)>) -> Self {
+        ensure_tools();
+        let mut last_log = String::new();
+        // A free port can be taken between our probe and the registry's bind: retry.
+        for _ in 0..3 {
+            let dir = crate::common::tempdir();
+            let port = free_port();
+            let config = write_config(dir.path(), port, auth);
+            let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
+            let child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log file"))
+                .stderr(log)
+                .spawn()
+                .expect("start docker-registry");
+            let mut registry = TestRegistry {
+                child,
+                port,
+                dir,
+                tls: auth.is_some(),
+                user: auth.map(|(u, p)| (u.to_string(), p.to_string())),
+            };
+            if registry.wait_ready() {
+                return registry;
+            }
+            last_log = registry.log();
+        }
+        panic!("docker-registry did not start; its log:\n{last_log}");
+    }
+
+    /// Waits until `GET /v2/` answers 200 (or 401 with auth), or the process dies.
+    fn wait_ready(&mut self) -> bool {
+        let url = format!(
+            "{}://{}/v2/",
+            if self.tls { "https" } else { "http" },
+            self.host()
+        );
+        let deadline = Instant::now() + START_DEADLINE;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if matches!(http_status(&url), Some(200 | 401)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:PORT/NAME` (append `:TAG` or `@DIGEST`).
+    pub fn repo(&self, name: &str) -> String {
+        format!("{}/{name}", self.host())
+    }
+
+    /// The self-signed certificate to trust (TLS registries only).
+    pub fn ca_file(&self) -> PathBuf {
+        assert!(self.tls, "a plain-HTTP registry has no certificate");
+        self.dir.path().join("cert.pem")
+    }
+
+    /// The user and password of a registry with basic auth.
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        self.user.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+
+    /// Settings with this registry's `[registries."127.0.0.1:PORT"]` entry:
+    /// `http = true`, or `ca_file` plus username and password.
+    pub fn settings(&self) -> Settings {
+        let mut settings = Settings::default();
+        settings
+            .registries
+            .insert(self.host(), self.registry_settings());
+        settings
+    }
+
+    /// This registry's `[registries."HOST"]` entry alone.
+    pub fn registry_settings(&self) -> RegistrySettings {
+        RegistrySettings {
+            http: !self.tls,
+            ca_file: self.tls.then(|| self.ca_file()),
+            username: self.user.as_ref().map(|(u, _)| u.clone()),
+            password: self.user.as_ref().map(|(_, p)| Secret::new(p.clone())),
+            ..Default::default()
+        }
+    }
+
+    /// What the registry logged so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on right now (bound on 127.0.0.1, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// `skopeo inspect --raw` of `docker://REFERENCE`: the manifest bytes as the registry stores them.
+pub fn skopeo_raw(registry: &TestRegistry, reference: &str) -> Vec<u8> {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["inspect", "--raw", "--tls-verify=false"]);
+    if let Some((user, pass)) = registry.credentials() {
+        cmd.arg("--creds").arg(format!("{user}:{pass}"));
+    }
+    let out = cmd
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo inspect {reference}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn write_config(dir: &Path, port: u16, auth: Option<(&str, &str)>) -> PathBuf {
+    let storage = dir.join("storage");
+    std::fs::create_dir(&storage).expect("storage dir");
+    let mut yaml = format!(
+        "version: 0.1\n\
+         log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+         http:\n  addr: 127.0.0.1:{port}\n",
+        storage.display()
+    );
+    if let Some((user, pass)) = auth {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        run(Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "30",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .args(["-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+            // rustls refuses a CA certificate as the server's own (CaUsedAsEndEntity).
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"]));
+        let htpasswd = run(Command::new("htpasswd").args(["-Bbn", user, pass]));
+        let htpasswd_file = dir.join("htpasswd");
+        std::fs::write(&htpasswd_file, htpasswd).expect("write htpasswd");
+        yaml.push_str(&format!(
+            "  tls:\n    certificate: {}\n    key: {}\n\
+             auth:\n  htpasswd:\n    realm: x\n    path: {}\n",
+            cert.display(),
+            key.display(),
+            htpasswd_file.display()
+        ));
+    }
+    let path = dir.join("config.yml");
+    std::fs::write(&path, yaml).expect("write registry config");
+    path
+}
+
+/// Runs a set-up command, returning its stdout; panics with its stderr on failure.
+fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().expect("run set-up command");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn on_path(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs the registry, htpasswd, openssl and skopeo once when missing.
+fn ensure_tools() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        if PROGRAMS.iter().all(|p| on_path(p)) {
+            return;
+        }
+        let status = Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(PACKAGES)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+        let missing: Vec<_> = PROGRAMS.iter().filter(|p| !on_path(p)).collect();
+        assert!(
+            missing.is_empty(),
+            "registry tests need {missing:?}: `apt-get install -y {}` failed ({status:?})",
+            PACKAGES.join(" ")
+        );
+    });
+}
+
+/// The status of `GET url` (certificates not checked), `None` when nothing answers.
+/// A private runtime on its own thread: callers may already be inside one.
+fn http_status(url: &str) -> Option<u16> {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            let client = reqwest::Client::builder()
+                .danger_accept_invalid_certs(true)
+                .timeout(Duration::from_secs(2))
+                .build()
+                .ok()?;
+            let res = client.get(&url).send().await.ok()?;
+            Some(res.status().as_u16())
+        })
+    })
+    .join()
+    .ok()
+    .flatten()
+}
