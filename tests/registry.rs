@@ -148,7 +148,7 @@ async fn https_to_an_http_registry_says_set_http_true() {
     let host = registry.host();
     assert!(
         err.contains(&format!(
-            "registry {host} answered plain HTTP to an HTTPS request: set `[registries.\"{host}\"] http = true`"
+            "{host}: the registry answered plain HTTP to an HTTPS request: set `[registries.\"{host}\"] http = true` in archgate.toml"
         )),
         "{err}"
     );
@@ -187,7 +187,7 @@ async fn wrong_password_is_a_401_naming_user_and_source_never_the_password() {
     let host = registry.host();
     assert!(
         text.contains(&format!(
-            "registry {host} rejected the credentials for `alice` from `[registries.\"{host}\"] username/password` (HTTP 401)"
+            "{host}: the registry rejected the credentials for `alice` from `[registries.\"{host}\"] username/password` (HTTP 401)"
         )),
         "{text}"
     );
@@ -270,7 +270,7 @@ async fn connection_refused_says_nothing_listens() {
         assert_eq!(
             err.to_string(),
             format!(
-                "{host}: nothing listens on {host}: is the registry running, is the port right?"
+                "{host}: nothing listens on this port: is the registry running, is the port right?"
             )
         );
     }
@@ -303,4 +303,86 @@ async fn self_signed_certificate_without_ca_file_suggests_ca_file_or_insecure() 
             .await
             .unwrap()
     );
+}
+
+#[tokio::test]
+async fn a_registry_that_never_answers_times_out_and_is_retried() {
+    // Connections are accepted by the kernel, but nobody ever answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = silent.local_addr().unwrap().to_string();
+    let mut settings = Settings::default();
+    settings.network.timeout = 1;
+    settings.network.retries = 1;
+    settings.registries.insert(
+        host.clone(),
+        RegistrySettings {
+            http: true,
+            ..Default::default()
+        },
+    );
+    let started = std::time::Instant::now();
+    let err = connect(&format!("{host}/app:v1"), &settings)
+        .await
+        .unwrap_err();
+    assert!(err.is_temporary(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no answer within 1 s (`[network] timeout`)"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "not retried"
+    );
+}
+
+#[tokio::test]
+async fn tags_of_a_missing_repository_say_it_is_missing() {
+    let registry = TestRegistry::start_http();
+    let store = connect(&registry.repo("ghost:v1"), &registry.settings())
+        .await
+        .unwrap();
+    let err = store.tags().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("repository {}/ghost not found", registry.host())),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_large_blob_streams_up_and_down() {
+    let registry = TestRegistry::start_http();
+    let store = connect(&registry.repo("big:v1"), &registry.settings())
+        .await
+        .unwrap();
+    // 12 MiB of pseudo-random bytes: several reads and write buffers each way.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let data: Vec<u8> = (0..12 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let digest = archgate::image::Digest::of(&data);
+    let size = data.len() as u64;
+    let put = store
+        .put_blob(&digest, size, Box::pin(std::io::Cursor::new(data.clone())))
+        .await
+        .unwrap();
+    assert_eq!(put, BlobPut::Written);
+    assert!(read_all(&store, &digest, size).await == data);
+
+    // A declared size that disagrees with the stream is refused while reading.
+    let mut out = Vec::new();
+    let err = store
+        .get_blob(&digest, Some(size - 1))
+        .await
+        .unwrap()
+        .read_to_end(&mut out)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("declared size"), "{err}");
 }

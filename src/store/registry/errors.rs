@@ -9,7 +9,7 @@
 use std::error::Error as StdError;
 use std::io;
 
-use oci_client::errors::{OciDistributionError, OciEnvelope, OciErrorCode};
+use oci_client::errors::{DigestError, OciDistributionError, OciEnvelope, OciErrorCode};
 
 use crate::config::Secret;
 use crate::error::Error;
@@ -256,6 +256,16 @@ impl Context {
             }
             return Error::Internal(format!("{what}: lost error"));
         }
+        // oci-client's own verifying stream reports a mismatch at the end of a blob.
+        if let Some(DigestError::VerificationError { expected, actual }) =
+            io.get_ref().and_then(|e| e.downcast_ref::<DigestError>())
+        {
+            return Error::DigestMismatch {
+                what: what.to_string(),
+                expected: expected.clone(),
+                actual: actual.clone(),
+            };
+        }
         if io.kind() == io::ErrorKind::InvalidData {
             // The verifying readers report digest and size mismatches this way.
             return Error::malformed(what.to_string(), self.redact(&io.to_string()));
@@ -296,7 +306,7 @@ impl Context {
                 false,
             ),
             Transport::Refused => self.network(
-                format!("nothing listens on {host}: is the registry running, is the port right?"),
+                "nothing listens on this port: is the registry running, is the port right?".into(),
                 false,
             ),
             Transport::Reset => self.network(
@@ -319,7 +329,7 @@ impl Context {
                 true,
             ),
             Transport::Dns => self.network(
-                format!("cannot resolve the host name of {host}: check the image reference"),
+                "cannot resolve the host name: check the image reference".into(),
                 false,
             ),
             Transport::Other(detail) => {
@@ -333,8 +343,9 @@ impl Context {
         let host = &self.host;
         self.network(
             format!(
-                "registry {host} answered plain HTTP to an HTTPS request: set \
-                 `[registries.\"{host}\"] http = true` in archgate.toml (or ARCHGATE_REGISTRIES__…)"
+                "the registry answered plain HTTP to an HTTPS request: set \
+                 `[registries.\"{host}\"] http = true` in archgate.toml (or the variable \
+                 ARCHGATE_REGISTRIES='{{\"{host}\"={{http=true}}}}')"
             ),
             false,
         )
@@ -360,7 +371,7 @@ impl Context {
                 let host = &self.host;
                 self.network(
                     format!(
-                        "registry {host} speaks HTTPS, but `[registries.\"{host}\"] http = true` \
+                        "the registry speaks HTTPS, but `[registries.\"{host}\"] http = true` \
                          sends plain HTTP: remove `http = true`"
                     ),
                     false,
@@ -388,14 +399,14 @@ impl Context {
         };
         let message = match (&self.user, status) {
             (Some((user, source)), 403) => format!(
-                "registry {host} denied `{user}` (credentials from {source}) access (HTTP 403){said}: \
+                "the registry denied `{user}` (credentials from {source}) access (HTTP 403){said}: \
                  the account lacks pull/push permission on this repository"
             ),
             (Some((user, source)), _) => format!(
-                "registry {host} rejected the credentials for `{user}` from {source} (HTTP {status}){said}: check {ways}"
+                "the registry rejected the credentials for `{user}` from {source} (HTTP {status}){said}: check {ways}"
             ),
             (None, _) => format!(
-                "registry {host} requires credentials and none were found (HTTP {status}){said}: set {ways}"
+                "the registry requires credentials and none were found (HTTP {status}){said}: set {ways}"
             ),
         };
         Error::Unauthorized {
@@ -504,6 +515,25 @@ mod tests {
     }
 
     #[test]
+    fn certificate_messages() {
+        let c = ctx();
+        let e = c.transport(
+            Transport::Certificate("invalid peer certificate: UnknownIssuer".into()),
+            "x",
+        );
+        assert!(
+            e.to_string()
+                .contains("set `[registries.\"10.0.0.5:5000\"] ca_file = "),
+            "{e}"
+        );
+        let e = c.transport(
+            Transport::Certificate("Other(OtherError(CaUsedAsEndEntity))".into()),
+            "x",
+        );
+        assert!(e.to_string().contains("CA:FALSE"), "{e}");
+    }
+
+    #[test]
     fn keeps_our_own_errors_through_io() {
         let ours = Error::DigestMismatch {
             what: "blob".into(),
@@ -513,6 +543,14 @@ mod tests {
         let io = io::Error::other(ours);
         assert!(matches!(
             ctx().from_io(io, "blob"),
+            Error::DigestMismatch { .. }
+        ));
+        let theirs = io::Error::other(DigestError::VerificationError {
+            expected: "a".into(),
+            actual: "b".into(),
+        });
+        assert!(matches!(
+            ctx().from_io(theirs, "blob"),
             Error::DigestMismatch { .. }
         ));
     }

@@ -211,15 +211,19 @@ impl RegistryStore {
                     )),
                 }
             }
-            Err(Error::NotFound { .. }) => Error::NotFound {
-                what: format!("repository {repo}"),
-                hint: Some(
-                    "nothing was ever pushed there: check the image name (a repository \
-                     exists once something is pushed to it)"
-                        .into(),
-                ),
-            },
+            Err(Error::NotFound { .. }) => self.repository_missing(),
             Err(_) => Error::NotFound { what, hint: None },
+        }
+    }
+
+    fn repository_missing(&self) -> Error {
+        Error::NotFound {
+            what: format!("repository {}", self.name()),
+            hint: Some(
+                "nothing was ever pushed there: check the image name (a repository \
+                 exists once something is pushed to it)"
+                    .into(),
+            ),
         }
     }
 
@@ -417,6 +421,9 @@ impl Store for RegistryStore {
     }
 
     async fn tags(&self) -> Result<Vec<String>> {
-        self.list_tags().await
+        match self.list_tags().await {
+            Err(Error::NotFound { .. }) => Err(self.repository_missing()),
+            other => other,
+        }
     }
 }
