@@ -407,7 +407,9 @@ async fn we_read_layouts_skopeo_wrote_tagged_and_untagged() {
     assert!(err.contains(":v7") && err.contains(":v8"), "{err}");
 }
 
-#[tokio::test]
+// Several worker threads: tasks really run in parallel (and opening an archive
+// takes the `block_in_place` path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tags_written_concurrently_all_land_and_reopen_keeps_them() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("out");
@@ -462,7 +464,9 @@ async fn tags_written_concurrently_all_land_and_reopen_keeps_them() {
 // ---------------------------------------------------------------------------
 // Archives
 
-#[tokio::test]
+// Several worker threads: tasks really run in parallel (and opening an archive
+// takes the `block_in_place` path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn archive_round_trip_is_readable_by_skopeo_and_reproducible() {
     if !have_skopeo() {
         return;
@@ -742,4 +746,97 @@ async fn hostile_archives_are_refused_and_write_nothing_outside() {
     );
     let store = LayoutStore::open_archive(&archive, false).unwrap();
     assert!(store.tags().await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// umoci
+
+/// Whether umoci can run (it is optional: scripts/setup.sh does not install it).
+fn have_umoci() -> bool {
+    match Command::new("umoci").arg("--version").output() {
+        Ok(o) if o.status.success() => true,
+        _ => {
+            eprintln!("skipping: umoci is not installed (`apt-get install -y umoci`)");
+            false
+        }
+    }
+}
+
+fn umoci(args: &[&str]) -> Output {
+    let out = Command::new("umoci")
+        .args(args)
+        .output()
+        .expect("run umoci");
+    assert!(
+        out.status.success(),
+        "umoci {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[tokio::test]
+async fn umoci_unpacks_what_we_write_and_we_read_what_umoci_writes() {
+    if !have_umoci() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // umoci 0.4 selects no platform (a tag on an index is "ambiguous" to it):
+    // tag one platform's manifest directly.
+    let dir = tmp.path().join("ours");
+    let store = LayoutStore::open_dir(&dir, true).unwrap();
+    let image = small_image("linux", "arm64");
+    for (desc, bytes) in image.blobs() {
+        store
+            .put_blob(&desc.digest, desc.size, blob_reader(bytes))
+            .await
+            .unwrap();
+    }
+    store
+        .put_manifest(&image.manifest, Some("arm64"))
+        .await
+        .unwrap();
+    let listed = umoci(&["ls", "--layout", &dir.display().to_string()]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "arm64");
+    let bundle = tmp.path().join("bundle");
+    umoci(&[
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{}:arm64", dir.display()),
+        &bundle.display().to_string(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/etc/archgate-platform")).unwrap(),
+        "linux/arm64\n"
+    );
+
+    // umoci's own layout: a new image, then a config change (a second manifest).
+    let theirs = tmp.path().join("theirs");
+    let layout = theirs.display().to_string();
+    umoci(&["init", "--layout", &layout]);
+    umoci(&["new", "--image", &format!("{layout}:base")]);
+    umoci(&[
+        "config",
+        "--image",
+        &format!("{layout}:base"),
+        "--tag",
+        "configured",
+        "--config.env",
+        "JAVA_HOME=/opt/java",
+    ]);
+    let store = LayoutStore::open_dir(&theirs, false).unwrap();
+    let mut tags = store.tags().await.unwrap();
+    tags.sort();
+    assert_eq!(tags, ["base", "configured"]);
+    let manifest = store.get_manifest(&tag("configured")).await.unwrap();
+    assert_eq!(manifest.media_type, media::OCI_MANIFEST);
+    let parsed = manifest.image("umoci's manifest").unwrap();
+    let config = read_blob(&store, &parsed.config).await.unwrap();
+    let config = archgate::image::ImageConfig::parse(&config, "umoci's config").unwrap();
+    let env = config.config.and_then(|c| c.env).unwrap_or_default();
+    assert!(env.iter().any(|e| e == "JAVA_HOME=/opt/java"), "{env:?}");
+    for layer in &parsed.layers {
+        read_blob(&store, layer).await.unwrap();
+    }
 }
