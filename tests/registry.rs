@@ -136,6 +136,51 @@ async fn a_blob_that_does_not_match_its_digest_leaves_nothing() {
     assert_eq!(err.kind(), archgate::ErrorKind::Content, "{err}");
     assert!(err.to_string().contains("digest mismatch"), "{err}");
     assert!(!store.blob_exists(&claimed).await.unwrap());
+
+    // More bytes than declared: refused while streaming, with our own message.
+    let err = store
+        .put_blob(
+            &claimed,
+            14,
+            Box::pin(std::io::Cursor::new(vec![b'x'; 1 << 20])),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), archgate::ErrorKind::Content, "{err}");
+    assert!(
+        err.to_string()
+            .contains("larger than its declared size of 14 bytes"),
+        "{err}"
+    );
+    assert!(!store.blob_exists(&claimed).await.unwrap());
+
+    // The source fails half-way (a registry we copy from went away): its error comes through.
+    let failing = std::io::Cursor::new(vec![0u8; 7]).chain(Failing);
+    let err = store
+        .put_blob(&claimed, 14, Box::pin(failing))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Network { message, .. } if message == "source went away"),
+        "{err:?}"
+    );
+}
+
+/// A reader that fails at once with an archgate error, as a registry blob stream does.
+struct Failing;
+
+impl tokio::io::AsyncRead for Failing {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Err(std::io::Error::other(Error::Network {
+            registry: "source:5000".into(),
+            message: "source went away".into(),
+            temporary: true,
+        })))
+    }
 }
 
 #[tokio::test]

@@ -14,6 +14,9 @@ use oci_client::errors::{DigestError, OciDistributionError, OciEnvelope, OciErro
 use crate::config::Secret;
 use crate::error::Error;
 
+/// How a TLS failure other than an untrusted certificate starts; `connect`
+/// looks for it to decide whether to probe for a plain-HTTP registry.
+pub const TLS_HANDSHAKE_FAILED: &str = "the TLS handshake failed";
 /// What Go's TLS server answers to a plain HTTP request.
 const HTTP_TO_HTTPS_SERVER: &str = "Client sent an HTTP request to an HTTPS server";
 
@@ -299,7 +302,7 @@ impl Context {
             ),
             Transport::Tls(detail) => self.network(
                 format!(
-                    "the TLS handshake failed ({}): if the registry speaks plain HTTP, set \
+                    "{TLS_HANDSHAKE_FAILED} ({}): if the registry speaks plain HTTP, set \
                      `[registries.\"{host}\"] http = true`; for a private CA set `ca_file`",
                     self.redact(&detail)
                 ),

@@ -16,9 +16,12 @@ pub mod credentials;
 pub mod errors;
 pub mod retry;
 
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
+use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use reqwest::header::HeaderValue;
@@ -128,7 +131,7 @@ impl RegistryStore {
         };
         match result {
             Err(Error::Network { message, .. })
-                if !self.ctx.http && message.contains("TLS handshake failed") =>
+                if !self.ctx.http && message.starts_with(errors::TLS_HANDSHAKE_FAILED) =>
             {
                 // Not every plain-HTTP answer looks like one to rustls: ask over HTTP.
                 if client::answers_plain_http(&self.host, self.network.connect_timeout).await {
@@ -381,16 +384,33 @@ impl Store for RegistryStore {
         // Checked while streamed: a wrong size or digest aborts the upload before
         // the registry commits anything (it checks the digest itself too).
         let verified = VerifyingReader::new(data, digest.clone(), Some(size), what.clone());
+        // reqwest buries a body error deep in its own; keep the reader's error
+        // (a source registry's failure, a size mismatch) to report it as is.
+        let source_failure: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
+        let seen = Arc::clone(&source_failure);
         let body = ReaderStream::with_capacity(verified, UPLOAD_READ_SIZE).map(
-            |chunk: std::io::Result<Bytes>| {
-                chunk.map_err(oci_client::errors::OciDistributionError::IoError)
+            move |chunk: std::io::Result<Bytes>| {
+                chunk.map_err(|e| {
+                    let summary = std::io::Error::new(e.kind(), e.to_string());
+                    if let Ok(mut slot) = seen.lock() {
+                        *slot = Some(e);
+                    }
+                    OciDistributionError::IoError(summary)
+                })
             },
         );
         // Not retried: the stream cannot be replayed; a re-run skips what arrived.
-        self.client
+        let pushed = self
+            .client
             .push_blob_stream(&reference, body, digest.as_str(), Some(size))
-            .await
-            .map_err(|e| self.ctx.map(e, &what))?;
+            .await;
+        if let Err(e) = pushed {
+            let source = source_failure.lock().ok().and_then(|mut slot| slot.take());
+            return Err(match source {
+                Some(io) => self.ctx.from_io(io, &what),
+                None => self.ctx.map(e, &what),
+            });
+        }
         Ok(BlobPut::Written)
     }
 
