@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod image;
 pub mod inspect;
+pub mod merge;
 pub mod platform;
 pub mod store;
 

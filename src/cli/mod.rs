@@ -78,6 +78,9 @@ pub enum Command {
     /// Show what an image location points at: digest, media type, and per platform
     /// the manifest, the config's own platform, layers and size.
     Inspect(InspectArgs),
+    /// Assemble per-architecture images (or indexes) into one multi-arch index:
+    /// checked first, then blobs, manifests and the index by digest, tags last.
+    Merge(MergeArgs),
     /// Print the effective configuration and where each value came from (secrets as ***).
     Config(ConfigArgs),
 }
@@ -87,6 +90,35 @@ pub struct InspectArgs {
     /// Image location: HOST[:PORT]/NAME[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG].
     pub image: String,
     /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Sources: image locations of single-platform images or of indexes
+    /// (default: [merge] sources). A platform is read from each image's config.
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+    /// Where the index goes, with a tag (default: [merge] target, else `image`).
+    #[arg(long, value_name = "LOCATION")]
+    pub target: Option<String>,
+    /// Platforms to include, comma-separated (default: `platforms` when configured, else all the sources hold).
+    #[arg(long, value_name = "LIST")]
+    pub platform: Option<String>,
+    /// Index type: an OCI image index, or a Docker manifest list v2 for old clients.
+    #[arg(long, value_enum)]
+    pub format: Option<crate::image::media::Format>,
+    /// Convert per-platform manifests to the index's family (Docker v2s2 <-> OCI); changes their digests.
+    #[arg(long)]
+    pub convert: bool,
+    /// Keep buildx attestation entries (dropped by default).
+    #[arg(long)]
+    pub keep_attestations: bool,
+    /// Another tag for the index (repeatable), pushed last.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -134,8 +166,22 @@ pub fn main() -> ExitCode {
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> Result<ExitStatus> {
-    let sources = Sources::from_process(cli.global.config.clone());
+    let mut sources = Sources::from_process(cli.global.config.clone());
     match cli.command {
+        Command::Merge(args) => {
+            add_merge_flags(&mut sources, &args);
+            let loaded = config::load(&sources)?;
+            let request = merge_request(&loaded, &args)?;
+            let outcome = crate::merge::merge(&request, &loaded.settings).await?;
+            if args.json {
+                let json = serde_json::to_string_pretty(&outcome)
+                    .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))?;
+                println!("{json}");
+            } else {
+                print!("{}", crate::merge::render_text(&outcome));
+            }
+            Ok(ExitStatus::Success)
+        }
         Command::Config(args) => {
             let loaded = config::load(&sources)?;
             if args.json {
@@ -169,4 +215,103 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
     }
+}
+
+fn flag(sources: &mut Sources, path: &[&str], value: impl Into<figment::value::Value>, name: &str) {
+    sources.flags.push((
+        path.iter().map(|s| s.to_string()).collect(),
+        value.into(),
+        name.to_string(),
+    ));
+}
+
+/// `merge` flags become the top configuration layer.
+fn add_merge_flags(sources: &mut Sources, args: &MergeArgs) {
+    if let Some(p) = &args.platform {
+        let list: Vec<String> = p.split(',').map(|s| s.trim().to_string()).collect();
+        flag(sources, &["platforms"], list, "--platform");
+    }
+    if let Some(t) = &args.target {
+        flag(sources, &["merge", "target"], t.clone(), "--target");
+    }
+    if let Some(f) = args.format {
+        let name = match f {
+            crate::image::media::Format::Oci => "oci",
+            crate::image::media::Format::Docker => "docker",
+        };
+        flag(sources, &["merge", "format"], name, "--format");
+    }
+    if args.convert {
+        flag(sources, &["merge", "convert"], true, "--convert");
+    }
+    if args.keep_attestations {
+        flag(
+            sources,
+            &["merge", "keep_attestations"],
+            true,
+            "--keep-attestations",
+        );
+    }
+    if !args.sources.is_empty() {
+        flag(
+            sources,
+            &["merge", "sources"],
+            args.sources.clone(),
+            "SOURCE arguments",
+        );
+    }
+}
+
+/// The merge request from the resolved settings.
+fn merge_request(loaded: &config::Loaded, args: &MergeArgs) -> Result<crate::merge::MergeRequest> {
+    use crate::config::MergeSources;
+    use crate::platform::Platform;
+    let s = &loaded.settings;
+    let sources = match &s.merge.sources {
+        MergeSources::List(list) => list
+            .iter()
+            .map(|l| crate::merge::SourceSpec {
+                location: l.clone(),
+                expected: None,
+            })
+            .collect(),
+        MergeSources::ByPlatform(table) => table
+            .iter()
+            .map(|(p, l)| {
+                let expected = Platform::parse(p)
+                    .map_err(|e| Error::Config(format!("[merge.sources] key \"{p}\": {e}")))?;
+                Ok(crate::merge::SourceSpec {
+                    location: l.clone(),
+                    expected: Some(expected),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
+    let target = match &s.merge.target {
+        Some(t) => s.render(t, "merge.target")?,
+        None => s.render(&s.image, "image")?,
+    };
+    let target = Location::parse(&target)?;
+    // Explicit platforms (flag, file or environment) are required; else take what the sources hold.
+    let explicit = loaded.origins.contains_key(&vec!["platforms".to_string()]);
+    let platforms = if explicit {
+        Some(s.platform_list()?)
+    } else {
+        None
+    };
+    let mut extra_tags = Vec::new();
+    for (i, t) in s.tags.iter().chain(args.tags.iter()).enumerate() {
+        let tag = s.render(t, &format!("tags[{i}]"))?;
+        crate::image::reference::validate_tag(&tag).map_err(Error::Invalid)?;
+        extra_tags.push(tag);
+    }
+    Ok(crate::merge::MergeRequest {
+        sources,
+        target,
+        platforms,
+        format: s.merge.format,
+        convert: s.merge.convert,
+        keep_attestations: s.merge.keep_attestations,
+        extra_tags,
+    })
 }

@@ -266,8 +266,14 @@ fn record(
     }
 }
 
-/// Checks what serde cannot: registry hosts.
+/// Checks what serde cannot: registry hosts, platform names.
 fn validate(settings: &Settings, origins: &BTreeMap<Vec<String>, String>) -> Result<()> {
+    settings
+        .platform_list()
+        .map_err(|e| match origins.get(&vec!["platforms".to_string()]) {
+            Some(o) => Error::Config(format!("{o}: {e}")),
+            None => e,
+        })?;
     for host in settings.registries.keys() {
         if let Err(why) = validate_host(host) {
             let origin = origins

@@ -32,6 +32,8 @@ pub struct Settings {
     pub registries: BTreeMap<String, RegistrySettings>,
     /// Timeouts, retries and concurrency for registry traffic.
     pub network: NetworkSettings,
+    /// `archgate merge`: sources, target and format.
+    pub merge: MergeSettings,
     /// Values read from the CI system (GitLab, Jenkins); usually not set by hand.
     pub ci: CiContext,
 }
@@ -48,8 +50,32 @@ impl Default for Settings {
             tags: Vec::new(),
             registries: BTreeMap::new(),
             network: NetworkSettings::default(),
+            merge: MergeSettings::default(),
             ci: CiContext::default(),
         }
+    }
+}
+
+impl Settings {
+    /// `platforms`, parsed and normalised; an error names the key.
+    pub fn platform_list(&self) -> crate::Result<Vec<crate::platform::Platform>> {
+        let mut out: Vec<crate::platform::Platform> = Vec::new();
+        for p in &self.platforms {
+            let parsed = crate::platform::Platform::parse(p)
+                .map_err(|e| crate::Error::Config(format!("`platforms`: {e}")))?;
+            if out.contains(&parsed) {
+                return Err(crate::Error::Config(format!(
+                    "`platforms`: {parsed} is listed twice"
+                )));
+            }
+            out.push(parsed);
+        }
+        Ok(out)
+    }
+
+    /// A template setting rendered with the CI context; `key` names it in errors.
+    pub fn render(&self, template: &str, key: &str) -> crate::Result<String> {
+        template::render(template, &self.ci, key)
     }
 }
 
@@ -130,4 +156,37 @@ pub struct CiContext {
     /// `CI_PIPELINE_ID` or Jenkins `BUILD_NUMBER`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline_id: Option<String>,
+}
+
+/// `[merge]`: per-architecture images to assemble into one index.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MergeSettings {
+    /// The sources: a list of image locations (each one's platform is read from
+    /// its config), or a table `"linux/arm64" = "LOCATION"` that also states
+    /// which platform each must be.
+    pub sources: MergeSources,
+    /// Where the index goes (template); default: the top-level `image`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `oci` (OCI image index) or `docker` (Docker manifest list v2).
+    pub format: crate::image::media::Format,
+    /// Convert per-platform manifests to `format`'s family (changes their digests).
+    pub convert: bool,
+    /// Keep buildx attestation entries (dropped by default).
+    pub keep_attestations: bool,
+}
+
+/// `[merge] sources`: a list, or a table keyed by platform.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum MergeSources {
+    List(Vec<String>),
+    ByPlatform(BTreeMap<String, String>),
+}
+
+impl Default for MergeSources {
+    fn default() -> Self {
+        MergeSources::List(Vec::new())
+    }
 }

@@ -24,6 +24,45 @@ pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.ta
 /// 404 for an OCI index, when a type is missing from `Accept`.
 pub const ACCEPTED_MANIFESTS: [&str; 4] = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
 
+/// The index media type family to write.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// OCI image index (default).
+    #[default]
+    Oci,
+    /// Docker manifest list v2, for the oldest clients.
+    Docker,
+}
+
+impl Format {
+    /// The index media type.
+    pub fn index_media_type(self) -> &'static str {
+        match self {
+            Format::Oci => OCI_INDEX,
+            Format::Docker => DOCKER_LIST,
+        }
+    }
+
+    /// The image manifest media type of the same family.
+    pub fn manifest_media_type(self) -> &'static str {
+        match self {
+            Format::Oci => OCI_MANIFEST,
+            Format::Docker => DOCKER_MANIFEST,
+        }
+    }
+}
+
 /// What a manifest media type describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManifestKind {

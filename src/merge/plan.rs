@@ -1,0 +1,427 @@
+//! The pure part of `merge`: choosing one manifest per platform from what the
+//! sources hold, checking that every label tells the truth, converting media
+//! types on request, and writing the index bytes deterministically.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::image::manifest::{REFERENCE_DIGEST_ANNOTATION, REFERENCE_TYPE_ANNOTATION};
+use crate::image::media::{self, Format};
+use crate::image::{Descriptor, Digest, Index, PlatformSpec, RawManifest};
+use crate::platform::Platform;
+
+/// One image manifest a source offers.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The source location as the user wrote it, for messages.
+    pub source: String,
+    /// The manifest exactly as stored.
+    pub manifest: RawManifest,
+    /// The platform its config blob states (never guessed from a tag).
+    pub platform: Platform,
+    /// The platform the source index entry claimed, when the source was an index.
+    pub claimed: Option<Platform>,
+    /// The platform the configuration table says this source must be.
+    pub expected: Option<Platform>,
+    /// Annotations of the source index entry.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An attestation manifest a source index holds.
+#[derive(Debug, Clone)]
+pub struct Attestation {
+    pub source: String,
+    pub descriptor: Descriptor,
+}
+
+/// What goes into the index, in order.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub images: Vec<Candidate>,
+    pub attestations: Vec<Attestation>,
+}
+
+/// Checks the candidates and picks one per platform.
+///
+/// `requested`: the platforms wanted, in index order (`None`: every platform
+/// the sources hold, in source order). Errors, each naming the sources: a
+/// config that disagrees with its index entry or with the configuration table,
+/// two sources for one platform, a requested platform nobody has.
+pub fn select(
+    candidates: Vec<Candidate>,
+    attestations: Vec<Attestation>,
+    requested: Option<&[Platform]>,
+    keep_attestations: bool,
+) -> Result<Selection> {
+    for c in &candidates {
+        if let Some(claimed) = &c.claimed {
+            if !claimed.matches(&c.platform) {
+                return Err(Error::malformed(
+                    format!("{} manifest {}", c.source, c.manifest.digest),
+                    format!(
+                        "the index entry says {claimed} but the image config says {}: the source is mislabelled; fix or rebuild it",
+                        c.platform
+                    ),
+                ));
+            }
+        }
+        if let Some(expected) = &c.expected {
+            if !expected.matches(&c.platform) {
+                return Err(Error::malformed(
+                    c.source.clone(),
+                    format!(
+                        "configured as {expected} but its image config says {}: point [merge.sources] \"{expected}\" at the {expected} image",
+                        c.platform
+                    ),
+                ));
+            }
+        }
+    }
+    let wanted = |p: &Platform| requested.is_none_or(|r| r.iter().any(|w| w.matches(p)));
+    let mut chosen: Vec<Candidate> = Vec::new();
+    for c in candidates.into_iter().filter(|c| wanted(&c.platform)) {
+        if let Some(other) = chosen.iter().find(|o| o.platform.matches(&c.platform)) {
+            if other.manifest.digest == c.manifest.digest {
+                continue; // the same manifest reached twice is one entry
+            }
+            return Err(Error::Invalid(format!(
+                "two sources for {}: {} ({}) and {} ({}); keep one, or choose platforms with --platform",
+                c.platform, other.source, other.manifest.digest, c.source, c.manifest.digest
+            )));
+        }
+        chosen.push(c);
+    }
+    if let Some(requested) = requested {
+        let missing: Vec<String> = requested
+            .iter()
+            .filter(|r| !chosen.iter().any(|c| c.platform.matches(r)))
+            .map(|r| r.to_string())
+            .collect();
+        if !missing.is_empty() {
+            let have: Vec<String> = chosen.iter().map(|c| c.platform.to_string()).collect();
+            return Err(Error::Invalid(format!(
+                "no source provides {}; the sources provide {}",
+                missing.join(", "),
+                if have.is_empty() {
+                    "nothing requested".to_string()
+                } else {
+                    have.join(", ")
+                }
+            )));
+        }
+        chosen.sort_by_key(|c| requested.iter().position(|r| r.matches(&c.platform)));
+    }
+    let attestations = if keep_attestations {
+        attestations
+            .into_iter()
+            .filter(|a| {
+                // keep an attestation only with the image it describes
+                a.descriptor
+                    .annotations
+                    .get(REFERENCE_DIGEST_ANNOTATION)
+                    .is_none_or(|d| chosen.iter().any(|c| c.manifest.digest.as_str() == d))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Selection {
+        images: chosen,
+        attestations,
+    })
+}
+
+/// The index entry for one chosen image.
+pub fn entry(c: &Candidate, manifest: &RawManifest) -> Descriptor {
+    let mut annotations = c.annotations.clone();
+    annotations.remove(REFERENCE_TYPE_ANNOTATION);
+    Descriptor {
+        media_type: manifest.media_type.clone(),
+        digest: manifest.digest.clone(),
+        size: manifest.bytes.len() as u64,
+        platform: Some(PlatformSpec {
+            architecture: c.platform.architecture.clone(),
+            os: c.platform.os.clone(),
+            variant: c.platform.variant.clone(),
+            os_version: None,
+            os_features: None,
+        }),
+        annotations,
+        urls: Vec::new(),
+    }
+}
+
+/// The index document: entries in the given order, compact JSON with a fixed
+/// key order, so the same inputs always give the same digest.
+pub fn index(entries: Vec<Descriptor>, format: Format) -> Result<RawManifest> {
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(format.index_media_type().to_string()),
+        manifests: entries,
+        annotations: BTreeMap::new(),
+    };
+    let bytes = serde_json::to_vec(&index)
+        .map_err(|e| Error::Internal(format!("cannot encode the index: {e}")))?;
+    Ok(RawManifest {
+        digest: Digest::of(&bytes),
+        bytes: bytes.into(),
+        media_type: format.index_media_type().to_string(),
+    })
+}
+
+/// Rewrites an image manifest into the other family (Docker v2s2 ⇄ OCI): the
+/// manifest, config and layer media types change, the blobs do not. The
+/// manifest digest changes. Returns `None` when it already has `format`'s type.
+pub fn convert(manifest: &RawManifest, format: Format, what: &str) -> Result<Option<RawManifest>> {
+    let target = format.manifest_media_type();
+    if manifest.media_type == target {
+        return Ok(None);
+    }
+    let mut doc: Value =
+        serde_json::from_slice(&manifest.bytes).map_err(|e| Error::malformed(what, e))?;
+    let obj = doc
+        .as_object_mut()
+        .ok_or_else(|| Error::malformed(what, "not a JSON object"))?;
+    obj.insert("mediaType".into(), Value::from(target));
+    if let Some(config) = obj.get_mut("config").and_then(Value::as_object_mut) {
+        let mt = config
+            .get("mediaType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        config.insert(
+            "mediaType".into(),
+            Value::from(convert_blob_type(&mt, format, what)?),
+        );
+    }
+    if let Some(layers) = obj.get_mut("layers").and_then(Value::as_array_mut) {
+        for layer in layers {
+            if let Some(l) = layer.as_object_mut() {
+                let mt = l
+                    .get("mediaType")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                l.insert(
+                    "mediaType".into(),
+                    Value::from(convert_blob_type(&mt, format, what)?),
+                );
+            }
+        }
+    }
+    let bytes = serde_json::to_vec(&doc)
+        .map_err(|e| Error::Internal(format!("cannot encode {what}: {e}")))?;
+    Ok(Some(RawManifest {
+        digest: Digest::of(&bytes),
+        bytes: bytes.into(),
+        media_type: target.to_string(),
+    }))
+}
+
+fn convert_blob_type(mt: &str, format: Format, what: &str) -> Result<String> {
+    const FOREIGN_DOCKER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+    const FOREIGN_OCI: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+    let out = match (format, mt) {
+        (Format::Oci, media::DOCKER_CONFIG) => media::OCI_CONFIG,
+        (Format::Oci, media::DOCKER_LAYER_GZIP) => media::OCI_LAYER_GZIP,
+        (Format::Oci, FOREIGN_DOCKER) => FOREIGN_OCI,
+        (Format::Docker, media::OCI_CONFIG) => media::DOCKER_CONFIG,
+        (Format::Docker, media::OCI_LAYER_GZIP) => media::DOCKER_LAYER_GZIP,
+        (Format::Docker, FOREIGN_OCI) => FOREIGN_DOCKER,
+        (Format::Oci, m) if m.starts_with("application/vnd.oci.") => m,
+        (Format::Docker, m) if m.starts_with("application/vnd.docker.") => m,
+        (_, m) => {
+            return Err(Error::Invalid(format!(
+                "{what}: cannot convert blob media type `{m}` to the {} format; merge without --convert",
+                match format {
+                    Format::Oci => "OCI",
+                    Format::Docker => "Docker",
+                }
+            )));
+        }
+    };
+    Ok(out.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn manifest(media_type: &str, seed: &str) -> RawManifest {
+        let (config_mt, layer_mt) = if media_type == media::DOCKER_MANIFEST {
+            (media::DOCKER_CONFIG, media::DOCKER_LAYER_GZIP)
+        } else {
+            (media::OCI_CONFIG, media::OCI_LAYER_GZIP)
+        };
+        let d = Digest::of(seed.as_bytes());
+        let json = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{media_type}","config":{{"mediaType":"{config_mt}","digest":"{d}","size":1}},"layers":[{{"mediaType":"{layer_mt}","digest":"{d}","size":2}}]}}"#
+        );
+        RawManifest::from_bytes(Bytes::from(json), None, "test").unwrap()
+    }
+
+    fn cand(
+        source: &str,
+        platform: &str,
+        claimed: Option<&str>,
+        expected: Option<&str>,
+    ) -> Candidate {
+        Candidate {
+            source: source.into(),
+            manifest: manifest(media::OCI_MANIFEST, source),
+            platform: Platform::parse(platform).unwrap(),
+            claimed: claimed.map(|p| Platform::parse(p).unwrap()),
+            expected: expected.map(|p| Platform::parse(p).unwrap()),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    fn plats(s: &str) -> Vec<Platform> {
+        crate::platform::parse_list(s).unwrap()
+    }
+
+    #[test]
+    fn picks_one_per_platform_in_requested_order() {
+        let cs = vec![
+            cand("a", "linux/mips64le", None, None),
+            cand("b", "linux/amd64", None, None),
+            cand("c", "linux/arm64", Some("linux/arm64/v8"), None),
+            cand("d", "linux/s390x", None, None),
+        ];
+        let want = plats("linux/amd64,linux/arm64,linux/mips64le");
+        let s = select(cs, vec![], Some(&want), false).unwrap();
+        let got: Vec<String> = s.images.iter().map(|c| c.source.clone()).collect();
+        assert_eq!(got, ["b", "c", "a"]);
+    }
+
+    #[test]
+    fn refuses_lies_duplicates_and_gaps() {
+        let cases: Vec<(Vec<Candidate>, Option<&str>, &str)> = vec![
+            (
+                vec![cand("x", "linux/amd64", Some("linux/arm64"), None)],
+                None,
+                "index entry says linux/arm64 but the image config says linux/amd64",
+            ),
+            (
+                vec![cand("y", "linux/arm64", None, Some("linux/amd64"))],
+                None,
+                "configured as linux/amd64 but its image config says linux/arm64",
+            ),
+            (
+                vec![
+                    cand("p", "linux/amd64", None, None),
+                    cand("q", "linux/amd64", None, None),
+                ],
+                None,
+                "two sources for linux/amd64: p",
+            ),
+            (
+                vec![cand("p", "linux/amd64", None, None)],
+                Some("linux/amd64,linux/mips64le"),
+                "no source provides linux/mips64le",
+            ),
+        ];
+        for (cs, req, want) in cases {
+            let req = req.map(plats);
+            let err = select(cs, vec![], req.as_deref(), false)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn attestations_dropped_unless_kept_and_only_with_their_image() {
+        let c = cand("a", "linux/amd64", None, None);
+        let att = |describes: &Digest| Attestation {
+            source: "a".into(),
+            descriptor: Descriptor {
+                media_type: media::OCI_MANIFEST.into(),
+                digest: Digest::of(describes.as_str().as_bytes()),
+                size: 10,
+                platform: Some(PlatformSpec {
+                    architecture: "unknown".into(),
+                    os: "unknown".into(),
+                    ..Default::default()
+                }),
+                annotations: [
+                    (
+                        REFERENCE_TYPE_ANNOTATION.to_string(),
+                        "attestation-manifest".to_string(),
+                    ),
+                    (
+                        REFERENCE_DIGEST_ANNOTATION.to_string(),
+                        describes.to_string(),
+                    ),
+                ]
+                .into(),
+                urls: vec![],
+            },
+        };
+        let atts = vec![att(&c.manifest.digest), att(&Digest::of(b"other"))];
+        let s = select(vec![c.clone()], atts.clone(), None, false).unwrap();
+        assert!(s.attestations.is_empty());
+        let s = select(vec![c], atts, None, true).unwrap();
+        assert_eq!(s.attestations.len(), 1);
+    }
+
+    #[test]
+    fn index_is_deterministic_and_typed() {
+        let c = cand("a", "linux/arm64", None, None);
+        let e = entry(&c, &c.manifest);
+        let one = index(vec![e.clone()], Format::Oci).unwrap();
+        let two = index(vec![e.clone()], Format::Oci).unwrap();
+        assert_eq!(one.digest, two.digest);
+        assert_eq!(one.media_type, media::OCI_INDEX);
+        let parsed: Index = serde_json::from_slice(&one.bytes).unwrap();
+        assert_eq!(
+            parsed.manifests[0].platform.as_ref().unwrap().architecture,
+            "arm64"
+        );
+        let docker = index(vec![e], Format::Docker).unwrap();
+        assert!(
+            std::str::from_utf8(&docker.bytes)
+                .unwrap()
+                .contains(media::DOCKER_LIST)
+        );
+        assert_ne!(docker.digest, one.digest);
+    }
+
+    #[test]
+    fn converts_both_ways_and_changes_digest() {
+        let oci = manifest(media::OCI_MANIFEST, "s");
+        assert!(convert(&oci, Format::Oci, "m").unwrap().is_none());
+        let docker = convert(&oci, Format::Docker, "m").unwrap().unwrap();
+        assert_eq!(docker.media_type, media::DOCKER_MANIFEST);
+        assert_ne!(docker.digest, oci.digest);
+        let text = std::str::from_utf8(&docker.bytes).unwrap();
+        assert!(
+            text.contains(media::DOCKER_CONFIG) && text.contains(media::DOCKER_LAYER_GZIP),
+            "{text}"
+        );
+        let back = convert(&docker, Format::Oci, "m").unwrap().unwrap();
+        let text = std::str::from_utf8(&back.bytes).unwrap();
+        assert!(
+            text.contains(media::OCI_CONFIG) && text.contains(media::OCI_LAYER_GZIP),
+            "{text}"
+        );
+        let zstd = RawManifest::from_bytes(
+            Bytes::from(format!(
+                r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{}","size":1}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"{}","size":2}}]}}"#,
+                media::OCI_MANIFEST, media::OCI_CONFIG, Digest::of(b"c"), Digest::of(b"l")
+            )),
+            None,
+            "z",
+        )
+        .unwrap();
+        assert!(
+            convert(&zstd, Format::Docker, "z")
+                .unwrap_err()
+                .to_string()
+                .contains("tar+zstd")
+        );
+    }
+}
