@@ -9,6 +9,7 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v openssl >/dev/null || need+=(openssl)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v curl >/dev/null || need+=(curl)
+command -v umoci >/dev/null || need+=(umoci)
 
 if [ "${#need[@]}" -gt 0 ]; then
   SUDO=""

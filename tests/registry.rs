@@ -431,3 +431,80 @@ async fn a_large_blob_streams_up_and_down() {
         .unwrap_err();
     assert!(err.to_string().contains("declared size"), "{err}");
 }
+
+/// `archgate inspect` end to end, as a user runs it: a three-platform index
+/// over plain HTTP and over TLS with basic auth, OCI and Docker types, at
+/// trace level — the password must appear nowhere in the output.
+#[tokio::test]
+async fn inspect_cli_shows_three_platforms_over_http_and_tls_without_leaking_the_password() {
+    const PASSWORD: &str = "Pa55-inspect-secret";
+    for registry in [
+        TestRegistry::start_http(),
+        TestRegistry::start_tls_basic("alice", PASSWORD),
+    ] {
+        let settings = registry.settings();
+        let dir = crate::common::tempdir();
+        let mut toml = format!("[registries.\"{}\"]\n", registry.host());
+        match registry.credentials() {
+            Some((user, pass)) => toml.push_str(&format!(
+                "ca_file = \"{}\"\nusername = \"{user}\"\npassword = \"{pass}\"\n",
+                registry.ca_file().display()
+            )),
+            None => toml.push_str("http = true\n"),
+        }
+        std::fs::write(dir.path().join("archgate.toml"), toml).unwrap();
+        for flavor in [Flavor::Oci, Flavor::Docker] {
+            let reference = format!(
+                "{}:v1",
+                registry.repo(&format!("inspect-{}", flavor.name()))
+            );
+            let store = connect(&reference, &settings).await.unwrap();
+            let set = image_set(flavor, "inspect");
+            push_image_set(&store, &set, Some("v1")).await.unwrap();
+
+            let out = crate::common::archgate()
+                .current_dir(dir.path())
+                .args(["-vv", "inspect", &reference])
+                .env("NO_COLOR", "1")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+            assert!(stdout.contains(set.index.digest.as_str()), "{stdout}");
+            for p in ["linux/amd64", "linux/arm64", "linux/mips64le"] {
+                assert!(
+                    stdout
+                        .lines()
+                        .any(|l| l.trim_start().starts_with(p) && !l.contains("MISMATCH")),
+                    "{p}: {stdout}"
+                );
+            }
+            let wanted = if flavor == Flavor::Oci {
+                "OCI index"
+            } else {
+                "Docker manifest list"
+            };
+            assert!(stdout.contains(wanted), "{stdout}");
+            let encoded = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("alice:{PASSWORD}"),
+            );
+            for text in [&*stdout, &*stderr] {
+                assert!(
+                    !text.contains(PASSWORD) && !text.contains(&encoded),
+                    "password leaked:\n{text}"
+                );
+            }
+
+            let out = crate::common::archgate()
+                .current_dir(dir.path())
+                .args(["inspect", "--json", &reference])
+                .output()
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(json["kind"], "index");
+            assert_eq!(json["platforms"].as_array().unwrap().len(), 3);
+        }
+    }
+}

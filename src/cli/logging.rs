@@ -15,8 +15,8 @@ pub enum LogFormat {
 /// Installs the global subscriber once.
 pub fn init(verbose: u8, format: LogFormat) {
     let default = match verbose {
-        0 => "warn,archgate=info",
-        1 => "info,archgate=debug",
+        0 => "warn,archgate=info,rustls_platform_verifier=off",
+        1 => "info,archgate=debug,rustls_platform_verifier=off",
         _ => "trace",
     };
     let filter = std::env::var("ARCHGATE_LOG")
