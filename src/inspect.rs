@@ -118,20 +118,9 @@ async fn image_entry(
 ) -> Result<PlatformEntry> {
     let what = format!("{location} manifest {}", manifest.digest);
     let parsed = manifest.image(&what)?;
-    let mut config_bytes = Vec::new();
-    {
-        use tokio::io::AsyncReadExt;
-        let mut reader = store
-            .get_blob(&parsed.config.digest, Some(parsed.config.size))
-            .await?;
-        reader.read_to_end(&mut config_bytes).await.map_err(|e| {
-            crate::Error::malformed(format!("{location} config {}", parsed.config.digest), e)
-        })?;
-    }
-    let config = ImageConfig::parse(
-        &config_bytes,
-        &format!("{location} config {}", parsed.config.digest),
-    )?;
+    let cfg_what = format!("{location} config {}", parsed.config.digest);
+    let config_bytes = crate::store::read_blob(store, &parsed.config, &cfg_what).await?;
+    let config = ImageConfig::parse(&config_bytes, &cfg_what)?;
     let config_platform =
         Platform::from_spec(&config.os, &config.architecture, config.variant.as_deref());
     let (claimed, matches) = match entry.and_then(|e| e.platform.as_ref()) {

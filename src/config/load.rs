@@ -349,11 +349,13 @@ fn format_error(err: figment::Error, file: Option<&Path>) -> Error {
     Error::Config(lines.join("; "))
 }
 
-fn dotted(path: &[String]) -> String {
+/// A key path in TOML syntax: `registries."10.0.0.5:5000".http`.
+pub(super) fn dotted(path: &[String]) -> String {
     path.iter()
         .map(|p| {
-            if p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            if !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
                 p.clone()
             } else {

@@ -25,7 +25,7 @@ pub fn render_text(loaded: &Loaded) -> String {
         .max()
         .unwrap_or(0);
     for (path, rendered) in &lines {
-        let key = path_string(path);
+        let key = super::load::dotted(path);
         let origin = loaded
             .origins
             .get(path)
@@ -42,7 +42,7 @@ pub fn render_json(loaded: &Loaded) -> Value {
     let origins: serde_json::Map<String, Value> = loaded
         .origins
         .iter()
-        .map(|(k, v)| (path_string(k), Value::from(v.clone())))
+        .map(|(k, v)| (super::load::dotted(k), Value::from(v.clone())))
         .collect();
     serde_json::json!({
         "file": loaded.file.as_ref().map(|f| f.display().to_string()),
@@ -64,22 +64,6 @@ fn leaves(v: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, String)
         Value::Null => {}
         other => out.push((path.clone(), other.to_string())),
     }
-}
-
-fn path_string(path: &[String]) -> String {
-    path.iter()
-        .map(|p| {
-            if !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                p.clone()
-            } else {
-                format!("\"{p}\"")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(".")
 }
 
 #[cfg(test)]

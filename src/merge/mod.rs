@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
-use tokio::io::AsyncReadExt;
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
@@ -290,13 +289,7 @@ async fn config_platform(
     let what = format!("{source} manifest {}", manifest.digest);
     let parsed = manifest.image(&what)?;
     let cfg_what = format!("{source} config {}", parsed.config.digest);
-    let mut bytes = Vec::new();
-    store
-        .get_blob(&parsed.config.digest, Some(parsed.config.size))
-        .await?
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|e| Error::malformed(&cfg_what, e))?;
+    let bytes = store::read_blob(store, &parsed.config, &cfg_what).await?;
     let config = ImageConfig::parse(&bytes, &cfg_what)?;
     if config.architecture.is_empty() || config.os.is_empty() {
         return Err(Error::malformed(

@@ -127,3 +127,16 @@ pub async fn copy_blob(src: &dyn Store, dst: &dyn Store, desc: &Descriptor) -> R
     let reader = src.get_blob(&desc.digest, Some(desc.size)).await?;
     dst.put_blob(&desc.digest, desc.size, reader).await
 }
+
+/// Reads a small blob (a config) whole, digest- and size-verified; `what` names it in errors.
+pub async fn read_blob(store: &dyn Store, desc: &Descriptor, what: &str) -> Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    store
+        .get_blob(&desc.digest, Some(desc.size))
+        .await?
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| crate::Error::malformed(what, e))?;
+    Ok(bytes)
+}
