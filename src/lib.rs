@@ -11,5 +11,6 @@ pub mod inspect;
 pub mod merge;
 pub mod platform;
 pub mod store;
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

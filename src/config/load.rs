@@ -569,6 +569,12 @@ mod example_file {
             },
         );
         settings.ci.registry = Some("x".into());
+        settings.cache = Some("x".into());
+        settings.verify.java.version = Some("x".into());
+        settings.verify.commands.push(crate::config::CommandCheck {
+            output: Some("x".into()),
+            ..Default::default()
+        });
         let ci = serde_json::json!({"registry": 1, "registry_image": 1, "registry_user": 1, "registry_password": 1,
             "job_token": 1, "commit_tag": 1, "commit_sha": 1, "commit_short_sha": 1, "ref_slug": 1, "pipeline_id": 1});
         let mut value = serde_json::to_value(&settings).unwrap();
@@ -591,6 +597,7 @@ mod example_file {
                 l.starts_with(&format!("{key} ="))
                     || l.starts_with(&format!("[{key}"))
                     || l.contains(&format!("[{key}."))
+                    || l.contains(&format!(".{key}]"))
             });
             assert!(documented, "config/archgate.toml does not document `{key}`");
         }

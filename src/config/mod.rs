@@ -34,6 +34,12 @@ pub struct Settings {
     pub network: NetworkSettings,
     /// `archgate merge`: sources, target and format.
     pub merge: MergeSettings,
+    /// `archgate verify`: runners, timeouts, the Java policy, extra commands.
+    pub verify: VerifySettings,
+    /// Cache of blobs and unpacked root filesystems (`ARCHGATE_CACHE`);
+    /// default `$XDG_CACHE_HOME/archgate`, else `~/.cache/archgate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<PathBuf>,
     /// Values read from the CI system (GitLab, Jenkins); usually not set by hand.
     pub ci: CiContext,
 }
@@ -51,6 +57,8 @@ impl Default for Settings {
             registries: BTreeMap::new(),
             network: NetworkSettings::default(),
             merge: MergeSettings::default(),
+            verify: VerifySettings::default(),
+            cache: None,
             ci: CiContext::default(),
         }
     }
@@ -71,6 +79,22 @@ impl Settings {
             out.push(parsed);
         }
         Ok(out)
+    }
+
+    /// The cache directory: `cache`, else `$XDG_CACHE_HOME/archgate`, else
+    /// `$HOME/.cache/archgate`, else a directory under the system temp dir.
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(c) = &self.cache {
+            return c.clone();
+        }
+        let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        if let Some(x) = non_empty("XDG_CACHE_HOME") {
+            return PathBuf::from(x).join("archgate");
+        }
+        if let Some(h) = non_empty("HOME") {
+            return PathBuf::from(h).join(".cache").join("archgate");
+        }
+        std::env::temp_dir().join("archgate-cache")
     }
 
     /// A template setting rendered with the CI context; `key` names it in errors.
@@ -189,4 +213,105 @@ impl Default for MergeSources {
     fn default() -> Self {
         MergeSources::List(Vec::new())
     }
+}
+
+/// How a platform's commands are executed by `archgate verify`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Runner {
+    /// `native` when the host runs the platform itself, else `qemu`.
+    #[default]
+    Auto,
+    /// QEMU user-mode emulation (`qemu-user-static`), inside a sandbox.
+    Qemu,
+    /// The host CPU, inside a sandbox, with the image's own loader and libraries.
+    Native,
+    /// Every check but execution; execution checks are `skipped`.
+    Static,
+}
+
+impl std::fmt::Display for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Runner::Auto => "auto",
+            Runner::Qemu => "qemu",
+            Runner::Native => "native",
+            Runner::Static => "static",
+        })
+    }
+}
+
+/// `[verify]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifySettings {
+    /// The runner for every platform not named in `runners`.
+    pub runner: Runner,
+    /// Per-platform runners: `"linux/amd64" = "native"`.
+    pub runners: BTreeMap<String, Runner>,
+    /// Seconds before a command in the image (`java -version`, extra commands) is killed.
+    pub timeout: u64,
+    /// Platforms verified at once; 0 = the number of CPU cores.
+    pub concurrency: usize,
+    /// Limits for unpacking one platform's layers.
+    pub max_unpacked_bytes: u64,
+    /// `[verify.java]`.
+    pub java: JavaPolicy,
+    /// `[[verify.commands]]`: extra commands run in every platform's image.
+    pub commands: Vec<CommandCheck>,
+}
+
+impl Default for VerifySettings {
+    fn default() -> Self {
+        VerifySettings {
+            runner: Runner::Auto,
+            runners: BTreeMap::new(),
+            timeout: 120,
+            concurrency: 0,
+            max_unpacked_bytes: 8 << 30,
+            java: JavaPolicy::default(),
+            commands: Vec::new(),
+        }
+    }
+}
+
+/// `[verify.java]`: what a JDK must be.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JavaPolicy {
+    /// Whether the image must contain a JDK at all (false: the JDK checks are skipped).
+    pub required: bool,
+    /// The lowest acceptable version, `1.8` / `8` / `17.0.9`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_version: Option<String>,
+    /// An exact version (prefix match: `17` accepts `17.0.9`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl Default for JavaPolicy {
+    fn default() -> Self {
+        JavaPolicy {
+            required: true,
+            min_version: Some("1.8".into()),
+            version: None,
+        }
+    }
+}
+
+/// One `[[verify.commands]]` entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandCheck {
+    /// The check's name in reports.
+    pub name: String,
+    /// The command and its arguments (exec form; no shell unless you name one).
+    pub args: Vec<String>,
+    /// The exit code expected.
+    pub exit_code: i32,
+    /// A regular expression that stdout or stderr must match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Platforms this command applies to (empty: all).
+    pub platforms: Vec<String>,
 }

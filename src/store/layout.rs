@@ -407,6 +407,11 @@ impl Store for LayoutStore {
         }
     }
 
+    fn local_blob(&self, digest: &Digest) -> Option<PathBuf> {
+        let path = self.blob_path(digest);
+        path.is_file().then_some(path)
+    }
+
     async fn get_blob(&self, digest: &Digest, size: Option<u64>) -> Result<BlobReader> {
         let what = format!("blob {digest} in {}", self.name());
         let path = self.blob_path(digest);

@@ -71,6 +71,13 @@ pub trait Store: Send + Sync {
     /// A blob's bytes, digest-verified while read (`size` checked when given).
     async fn get_blob(&self, digest: &Digest, size: Option<u64>) -> Result<BlobReader>;
 
+    /// A file on this machine holding the blob, when the store keeps blobs as
+    /// files (an OCI layout), so readers can skip a copy. The file is *not*
+    /// verified: readers must check its digest as they read it.
+    fn local_blob(&self, _digest: &Digest) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// Stores a blob streamed from `data`, which must hash to `digest`; skipped
     /// (data unread) when present. A mismatch leaves nothing behind.
     async fn put_blob(&self, digest: &Digest, size: u64, data: BlobReader) -> Result<BlobPut>;

@@ -1,0 +1,4 @@
+//! `archgate verify`.
+pub mod cache;
+pub mod check;
+pub mod runner;

@@ -1,0 +1,337 @@
+//! Runs a command from an image's root filesystem: natively or under QEMU
+//! user-mode emulation, always inside a bubblewrap sandbox in which the image's
+//! root *is* `/`.
+//!
+//! Why a sandbox and not `qemu-… -L ROOT`: with `-L`, absolute symlinks in the
+//! image (Debian's `/lib64/ld.so.1 → /lib/mips64el-linux-gnuabi64/ld.so.1`)
+//! resolve on the host, so mips64el fails and amd64 silently runs the *host's*
+//! loader and libraries — a check that could pass for the wrong reason. With the
+//! root bound read-only at `/`, every path the program opens is the image's;
+//! there is no network, no host file, and the cached root cannot be modified.
+//!
+//! The root must contain the mount points `proc`, `dev`, `tmp` and the file
+//! [`QEMU_MOUNT`]; [`prepare_root`] creates them once when a root is unpacked.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::config::Runner;
+use crate::error::{Error, Result};
+use crate::platform::{self, Platform};
+
+/// Where the emulator appears inside the sandbox.
+pub const QEMU_MOUNT: &str = "/.archgate-qemu";
+
+/// At most this much of a command's stdout and of its stderr is kept.
+const MAX_CAPTURE: usize = 1 << 20;
+
+/// How one platform's commands are executed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// On the host CPU.
+    Native,
+    /// Under this QEMU user-mode emulator (a host path).
+    Qemu(PathBuf),
+    /// Not at all: execution checks are skipped.
+    Static,
+}
+
+impl Mode {
+    /// `native`, `qemu`, `static`, for reports.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Mode::Native => "native",
+            Mode::Qemu(_) => "qemu",
+            Mode::Static => "static",
+        }
+    }
+}
+
+/// Chooses the mode for `platform` under the configured runner. `Err` is a
+/// message for an `error` outcome: the host cannot run the platform as asked
+/// (emulator or bubblewrap missing), which is never a pass.
+pub fn choose(runner: Runner, platform: &Platform) -> std::result::Result<Mode, String> {
+    let host = Platform::host();
+    let mode = match runner {
+        Runner::Static => return Ok(Mode::Static),
+        Runner::Native => {
+            if !platform::can_run(&host, platform) {
+                return Err(format!(
+                    "runner \"native\" cannot run {platform} on this {host} host: use runner \"qemu\" (or \"auto\") in [verify.runners]"
+                ));
+            }
+            Mode::Native
+        }
+        Runner::Auto if platform.normalised() == host.normalised() => Mode::Native,
+        Runner::Auto | Runner::Qemu => Mode::Qemu(find_qemu(platform)?),
+    };
+    find_program("bwrap").ok_or_else(|| {
+        "bwrap not found: install bubblewrap (apt-get install bubblewrap), or set [verify] runner = \"static\" to skip execution".to_string()
+    })?;
+    Ok(mode)
+}
+
+/// The emulator for `platform`: `qemu-ARCH-static`, else `qemu-ARCH`.
+fn find_qemu(platform: &Platform) -> std::result::Result<PathBuf, String> {
+    let Some(base) = platform.qemu_binary() else {
+        return Err(format!(
+            "no QEMU user-mode emulator is known for {platform}"
+        ));
+    };
+    find_program(&format!("{base}-static"))
+        .or_else(|| find_program(base))
+        .ok_or_else(|| {
+            format!(
+                "{base}-static not found: install qemu-user-static (apt-get install qemu-user-static) to run {platform} code on this host"
+            )
+        })
+}
+
+/// A program on the host's `PATH`.
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Creates the sandbox's mount points in a freshly unpacked root. A path the
+/// image already has is left alone when it is a directory (or, for the QEMU
+/// mount, a file); anything else there is an error naming it.
+pub fn prepare_root(root: &Path) -> Result<()> {
+    for dir in ["proc", "dev", "tmp"] {
+        let p = root.join(dir);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::malformed(
+                    format!("/{dir} in the image"),
+                    "is not a directory; a container runtime could not mount it either",
+                ));
+            }
+            Err(_) => std::fs::create_dir(&p).map_err(|e| Error::io(&p, e))?,
+        }
+    }
+    let q = root.join(QEMU_MOUNT.trim_start_matches('/'));
+    if std::fs::symlink_metadata(&q).is_err() {
+        std::fs::write(&q, b"").map_err(|e| Error::io(&q, e))?;
+    }
+    Ok(())
+}
+
+/// What a command did.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The exit code; `None` when killed by a signal or the timeout.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration: Duration,
+    pub timed_out: bool,
+}
+
+impl Output {
+    /// stdout and stderr together (what `java -version` prints goes to stderr).
+    pub fn combined(&self) -> String {
+        let mut s = self.stdout.clone();
+        if !s.is_empty() && !s.ends_with('\n') {
+            s.push('\n');
+        }
+        s.push_str(&self.stderr);
+        s
+    }
+
+    /// The last `n` lines of the combined output, for failure messages.
+    pub fn tail(&self, n: usize) -> String {
+        let all = self.combined();
+        let lines: Vec<&str> = all.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(n)..].join(" | ")
+    }
+}
+
+/// One sandbox: an image root, how to execute, the image's environment.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    pub root: PathBuf,
+    pub mode: Mode,
+    /// `KEY=VALUE` entries from the image config.
+    pub env: Vec<String>,
+    /// The working directory inside the image (must exist there).
+    pub workdir: String,
+    pub timeout: Duration,
+}
+
+impl Sandbox {
+    /// Runs `argv` (argv[0] an absolute path inside the image). `Err` means the
+    /// sandbox itself could not start (an infrastructure problem, not the image's).
+    pub async fn run(&self, argv: &[String]) -> Result<Output> {
+        let program = match &self.mode {
+            Mode::Static => {
+                return Err(Error::Internal("static runner asked to execute".into()));
+            }
+            _ => argv
+                .first()
+                .ok_or_else(|| Error::Internal("empty argv".into()))?,
+        };
+        let mut cmd = tokio::process::Command::new("bwrap");
+        cmd.args(["--unshare-all", "--die-with-parent", "--new-session"])
+            .arg("--ro-bind")
+            .arg(&self.root)
+            .arg("/")
+            .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
+            .arg("--clearenv");
+        for entry in &self.env {
+            if let Some((k, v)) = entry.split_once('=') {
+                if !k.is_empty() {
+                    cmd.args(["--setenv", k, v]);
+                }
+            }
+        }
+        cmd.args(["--chdir", &self.workdir]);
+        if let Mode::Qemu(qemu) = &self.mode {
+            cmd.arg("--ro-bind").arg(qemu).arg(QEMU_MOUNT);
+            cmd.args(["--", QEMU_MOUNT]);
+        } else {
+            cmd.arg("--");
+        }
+        cmd.arg(program).args(&argv[1..]);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+
+        let started = Instant::now();
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::Internal(format!(
+                "cannot start bwrap: {e} (install bubblewrap: apt-get install bubblewrap)"
+            ))
+        })?;
+        let out = tokio::spawn(capture(child.stdout.take()));
+        let err = tokio::spawn(capture(child.stderr.take()));
+        let (code, timed_out) = match tokio::time::timeout(self.timeout, child.wait()).await {
+            Ok(status) => (
+                status
+                    .map_err(|e| Error::Internal(format!("waiting for bwrap: {e}")))?
+                    .code(),
+                false,
+            ),
+            Err(_) => {
+                let _ = child.kill().await;
+                (None, true)
+            }
+        };
+        let stdout = out.await.unwrap_or_default();
+        let stderr = err.await.unwrap_or_default();
+        let output = Output {
+            code,
+            stdout,
+            stderr,
+            duration: started.elapsed(),
+            timed_out,
+        };
+        sandbox_failure(&output)?;
+        Ok(output)
+    }
+}
+
+/// Reads a pipe to its end, keeping at most [`MAX_CAPTURE`] bytes.
+async fn capture<R: AsyncRead + Unpin>(pipe: Option<R>) -> String {
+    let Some(mut pipe) = pipe else {
+        return String::new();
+    };
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = MAX_CAPTURE.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// bubblewrap's own failures (it prints `bwrap: …` and exits 1 before the
+/// program starts) are infrastructure errors, not the image's.
+fn sandbox_failure(o: &Output) -> Result<()> {
+    // `execvp` failing means the program is not in the image: the image's fault.
+    let Some(line) = o
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("bwrap: ") && !l.contains("execvp"))
+    else {
+        return Ok(());
+    };
+    if o.code != Some(1) || !o.stdout.is_empty() {
+        return Ok(());
+    }
+    let hint = if line.contains("namespace") || line.contains("uid map") {
+        " (bubblewrap needs root or unprivileged user namespaces on this runner)"
+    } else {
+        ""
+    };
+    Err(Error::Internal(format!(
+        "the sandbox could not start: {line}{hint}"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_runner_needs_nothing() {
+        let p = Platform::parse("linux/mips64le").unwrap();
+        assert_eq!(choose(Runner::Static, &p), Ok(Mode::Static));
+    }
+
+    #[test]
+    fn native_refuses_a_foreign_cpu() {
+        let host = Platform::host();
+        let foreign = if host.normalised().architecture == "mips64le" {
+            "linux/amd64"
+        } else {
+            "linux/mips64le"
+        };
+        let err = choose(Runner::Native, &Platform::parse(foreign).unwrap()).unwrap_err();
+        assert!(err.contains("qemu"), "{err}");
+    }
+
+    #[test]
+    fn sandbox_failures_are_told_apart_from_the_program_failing() {
+        let o = |code, stderr: &str| Output {
+            code,
+            stdout: String::new(),
+            stderr: stderr.into(),
+            duration: Duration::ZERO,
+            timed_out: false,
+        };
+        assert!(sandbox_failure(&o(Some(1), "bwrap: Creating new namespace failed: x")).is_err());
+        assert!(sandbox_failure(&o(Some(1), "Error: could not find java")).is_ok());
+        assert!(sandbox_failure(&o(Some(1), "bwrap: execvp /x: No such file")).is_ok());
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let o = Output {
+            code: Some(1),
+            stdout: "a\n".into(),
+            stderr: "b\n\nc\nd\n".into(),
+            duration: Duration::ZERO,
+            timed_out: false,
+        };
+        assert_eq!(o.tail(2), "c | d");
+    }
+}
