@@ -10,6 +10,9 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v curl >/dev/null || need+=(curl)
 command -v umoci >/dev/null || need+=(umoci)
+# verify: the sandbox and the emulators for foreign CPUs
+command -v bwrap >/dev/null || need+=(bubblewrap)
+command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
 
 if [ "${#need[@]}" -gt 0 ]; then
   SUDO=""
