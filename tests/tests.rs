@@ -6,3 +6,4 @@ mod common;
 mod cli;
 mod layout;
 mod registry;
+mod verify;

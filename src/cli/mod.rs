@@ -81,6 +81,10 @@ pub enum Command {
     /// Assemble per-architecture images (or indexes) into one multi-arch index:
     /// checked first, then blobs, manifests and the index by digest, tags last.
     Merge(MergeArgs),
+    /// Prove, through the index digest, that every required platform runs its JDK:
+    /// index entry, config platform, JDK location, ELF identity, `java -version`
+    /// (natively or under QEMU, sandboxed) and the JVM's own os.arch.
+    Verify(VerifyArgs),
     /// Print the effective configuration and where each value came from (secrets as ***).
     Config(ConfigArgs),
 }
@@ -118,6 +122,24 @@ pub struct MergeArgs {
     /// Another tag for the index (repeatable), pushed last.
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Image location (default: `image` from the configuration).
+    pub image: Option<String>,
+    /// Platforms that must pass, comma-separated (default: `platforms` when configured, else every platform in the index).
+    #[arg(long, value_name = "LIST")]
+    pub platform: Option<String>,
+    /// How commands run: auto (native on the host's CPU, else QEMU), qemu, native, or static (no execution).
+    #[arg(long, value_parser = ["auto", "qemu", "native", "static"])]
+    pub runner: Option<String>,
+    /// Seconds before `java -version` (or an extra command) is killed.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -182,6 +204,36 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             }
             Ok(ExitStatus::Success)
         }
+        Command::Verify(args) => {
+            if let Some(p) = &args.platform {
+                flag(&mut sources, &["platforms"], split_list(p), "--platform");
+            }
+            if let Some(r) = &args.runner {
+                flag(&mut sources, &["verify", "runner"], r.clone(), "--runner");
+            }
+            if let Some(t) = args.timeout {
+                flag(&mut sources, &["verify", "timeout"], t, "--timeout");
+            }
+            let loaded = config::load(&sources)?;
+            let s = &loaded.settings;
+            let image = match &args.image {
+                Some(i) => i.clone(),
+                None => s.render(&s.image, "image")?,
+            };
+            let request = crate::verify::VerifyRequest {
+                image,
+                platforms: explicit_platforms(&loaded)?,
+            };
+            let verification = crate::verify::verify(&request, s).await?;
+            if args.json {
+                let json = serde_json::to_string_pretty(&verification)
+                    .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))?;
+                println!("{json}");
+            } else {
+                print!("{}", crate::verify::render_text(&verification));
+            }
+            Ok(gate_status(verification.outcome))
+        }
         Command::Config(args) => {
             let loaded = config::load(&sources)?;
             if args.json {
@@ -225,11 +277,35 @@ fn flag(sources: &mut Sources, path: &[&str], value: impl Into<figment::value::V
     ));
 }
 
+/// A comma-separated flag value as a list.
+fn split_list(value: &str) -> Vec<String> {
+    value.split(',').map(|s| s.trim().to_string()).collect()
+}
+
+/// Platforms set explicitly (flag, file or environment) are required; `None`:
+/// take what the image or the sources hold.
+fn explicit_platforms(loaded: &config::Loaded) -> Result<Option<Vec<crate::platform::Platform>>> {
+    if loaded.origins.contains_key(&vec!["platforms".to_string()]) {
+        Ok(Some(loaded.settings.platform_list()?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// The exit status for a verdict.
+fn gate_status(outcome: crate::verify::Outcome) -> ExitStatus {
+    use crate::verify::Outcome;
+    match outcome {
+        Outcome::Passed => ExitStatus::Success,
+        Outcome::Failed => ExitStatus::Failed,
+        Outcome::Error | Outcome::Skipped => ExitStatus::Infrastructure,
+    }
+}
+
 /// `merge` flags become the top configuration layer.
 fn add_merge_flags(sources: &mut Sources, args: &MergeArgs) {
     if let Some(p) = &args.platform {
-        let list: Vec<String> = p.split(',').map(|s| s.trim().to_string()).collect();
-        flag(sources, &["platforms"], list, "--platform");
+        flag(sources, &["platforms"], split_list(p), "--platform");
     }
     if let Some(t) = &args.target {
         flag(sources, &["merge", "target"], t.clone(), "--target");
@@ -292,13 +368,7 @@ fn merge_request(loaded: &config::Loaded, args: &MergeArgs) -> Result<crate::mer
         None => s.render(&s.image, "image")?,
     };
     let target = Location::parse(&target)?;
-    // Explicit platforms (flag, file or environment) are required; else take what the sources hold.
-    let explicit = loaded.origins.contains_key(&vec!["platforms".to_string()]);
-    let platforms = if explicit {
-        Some(s.platform_list()?)
-    } else {
-        None
-    };
+    let platforms = explicit_platforms(loaded)?;
     let mut extra_tags = Vec::new();
     for (i, t) in s.tags.iter().chain(args.tags.iter()).enumerate() {
         let tag = s.render(t, &format!("tags[{i}]"))?;

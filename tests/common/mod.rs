@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod images;
+pub mod jre;
 pub mod registry;
 
 use std::process::Command;
