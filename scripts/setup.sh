@@ -13,6 +13,8 @@ command -v umoci >/dev/null || need+=(umoci)
 # verify: the sandbox and the emulators for foreign CPUs
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+# reports: xmllint validates junit.xml in the tests
+command -v xmllint >/dev/null || need+=(libxml2-utils)
 
 if [ "${#need[@]}" -gt 0 ]; then
   SUDO=""

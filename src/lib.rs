@@ -6,10 +6,12 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod gate;
 pub mod image;
 pub mod inspect;
 pub mod merge;
 pub mod platform;
+pub mod report;
 pub mod store;
 pub mod verify;
 

@@ -6,4 +6,5 @@ mod common;
 mod cli;
 mod layout;
 mod registry;
+mod run;
 mod verify;

@@ -4,21 +4,15 @@
 //! from OCI layouts. The images are truthful or wrong in the ways hand-made
 //! per-arch pushes go wrong.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use serde_json::Value;
 
-use crate::common::jre::{Entry, Layer, jre_env, jre_layer};
+use crate::common::jre::{Entry, Layer, jre_env, jre_layer, shared_cache};
 use crate::common::{TestRegistry, archgate, tempdir};
 
 const THREE: [&str; 3] = ["linux/amd64", "linux/arm64", "linux/mips64le"];
-
-/// A cache shared by the tests of this run and later runs: unpacked JRE roots
-/// are reused, as they are on a CI runner.
-fn shared_cache() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("verify-cache")
-}
 
 fn truthful(platforms: &[&str]) -> Vec<Entry> {
     platforms

@@ -2,6 +2,7 @@
 //! settings once, calls the library and maps the outcome to an exit code.
 
 mod logging;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,6 +86,10 @@ pub enum Command {
     /// index entry, config platform, JDK location, ELF identity, `java -version`
     /// (natively or under QEMU, sandboxed) and the JVM's own os.arch.
     Verify(VerifyArgs),
+    /// The whole job from configuration: merge the per-architecture images (or take
+    /// --image), verify the index digest, apply [gate], write the reports
+    /// (junit.xml, report.json, archgate.env, coverage.md) and exit with the verdict.
+    Run(RunArgs),
     /// Print the effective configuration and where each value came from (secrets as ***).
     Config(ConfigArgs),
 }
@@ -98,7 +103,7 @@ pub struct InspectArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct MergeArgs {
     /// Sources: image locations of single-platform images or of indexes
     /// (default: [merge] sources). A platform is read from each image's config.
@@ -140,9 +145,28 @@ pub struct VerifyArgs {
     /// Seconds before `java -version` (or an extra command) is killed.
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
+    /// Also write junit.xml, report.json, archgate.env and coverage.md into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Verify this image instead of producing one (verify-only run).
+    #[arg(long, value_name = "LOCATION")]
+    pub image: Option<String>,
+    /// Required platforms, comma-separated (default: [gate] required_platforms, else `platforms`).
+    #[arg(long, value_name = "LIST")]
+    pub platform: Option<String>,
+    /// How commands run: auto, qemu, native or static.
+    #[arg(long, value_parser = ["auto", "qemu", "native", "static"])]
+    pub runner: Option<String>,
+    /// Report directory (default: [report] dir, `archgate-report`).
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -224,7 +248,9 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
                 image,
                 platforms: explicit_platforms(&loaded)?,
             };
+            let policy = crate::gate::GatePolicy::from_settings(&s.gate)?;
             let verification = crate::verify::verify(&request, s).await?;
+            let verdict = crate::gate::evaluate(&verification, &policy);
             if args.json {
                 let json = serde_json::to_string_pretty(&verification)
                     .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))?;
@@ -232,7 +258,57 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             } else {
                 print!("{}", crate::verify::render_text(&verification));
             }
-            Ok(gate_status(verification.outcome))
+            let status = gate_status(verdict.outcome);
+            if let Some(dir) = &args.report_dir {
+                let mut report = run::new_report("verify", Some(&loaded));
+                report.exit_code = status as u8;
+                report.verification = Some(verification);
+                report.gate = Some(verdict);
+                crate::report::write_all(dir, &report)?;
+            }
+            Ok(status)
+        }
+        Command::Run(args) => {
+            if let Some(p) = &args.platform {
+                flag(
+                    &mut sources,
+                    &["gate", "required_platforms"],
+                    split_list(p),
+                    "--platform",
+                );
+            }
+            if let Some(r) = &args.runner {
+                flag(&mut sources, &["verify", "runner"], r.clone(), "--runner");
+            }
+            if let Some(d) = &args.report_dir {
+                flag(
+                    &mut sources,
+                    &["report", "dir"],
+                    d.display().to_string(),
+                    "--report-dir",
+                );
+            }
+            let opts = run::RunOptions {
+                image: args.image.clone(),
+                command: "run",
+            };
+            let (report, dir) = match config::load(&sources) {
+                Ok(loaded) => (
+                    run::run(&loaded, &opts).await,
+                    loaded.settings.report.dir.clone(),
+                ),
+                Err(e) => {
+                    // A bad configuration still leaves a report saying why.
+                    let mut report = run::new_report("run", None);
+                    run::stopped(&mut report, "config", &e);
+                    let dir = args
+                        .report_dir
+                        .clone()
+                        .unwrap_or_else(|| config::ReportSettings::default().dir);
+                    (report, dir)
+                }
+            };
+            Ok(run::finish(&report, &dir))
         }
         Command::Config(args) => {
             let loaded = config::load(&sources)?;

@@ -36,6 +36,10 @@ pub struct Settings {
     pub merge: MergeSettings,
     /// `archgate verify`: runners, timeouts, the Java policy, extra commands.
     pub verify: VerifySettings,
+    /// `[gate]`: which platforms must pass and what an error means.
+    pub gate: GateSettings,
+    /// `[report]`: where `archgate run` writes its reports.
+    pub report: ReportSettings,
     /// Cache of blobs and unpacked root filesystems (`ARCHGATE_CACHE`);
     /// default `$XDG_CACHE_HOME/archgate`, else `~/.cache/archgate`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,6 +62,8 @@ impl Default for Settings {
             network: NetworkSettings::default(),
             merge: MergeSettings::default(),
             verify: VerifySettings::default(),
+            gate: GateSettings::default(),
+            report: ReportSettings::default(),
             cache: None,
             ci: CiContext::default(),
         }
@@ -314,4 +320,44 @@ pub struct CommandCheck {
     pub output: Option<String>,
     /// Platforms this command applies to (empty: all).
     pub platforms: Vec<String>,
+}
+
+/// `[gate]`: the release gate's policy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateSettings {
+    /// Platforms that must pass; empty: every platform verified (the configured `platforms`).
+    pub required_platforms: Vec<String>,
+    /// Platforms that may be missing from the index without failing the gate
+    /// (present but broken still fails).
+    pub allow_missing: Vec<String>,
+    /// Whether a platform that could not be verified (registry down, emulator
+    /// missing: outcome `error`) stops the gate with exit 3.
+    pub error_fails: bool,
+}
+
+impl Default for GateSettings {
+    fn default() -> Self {
+        GateSettings {
+            required_platforms: Vec::new(),
+            allow_missing: Vec::new(),
+            error_fails: true,
+        }
+    }
+}
+
+/// `[report]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportSettings {
+    /// Directory for `junit.xml`, `report.json`, `archgate.env`, `coverage.md`.
+    pub dir: PathBuf,
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        ReportSettings {
+            dir: PathBuf::from("archgate-report"),
+        }
+    }
 }

@@ -180,18 +180,18 @@ impl<R: AsyncRead + Unpin> AsyncRead for VerifyingReader<R> {
                 };
                 if !new.is_empty() {
                     hasher.update(new);
-                    if let Some(max) = this.expected_size {
-                        if hasher.len() > max {
-                            // An error means "nothing read": take the bytes back.
-                            buf.set_filled(before);
-                            return Poll::Ready(Err(std::io::Error::new(
-                                std::io::ErrorKind::InvalidData,
-                                format!(
-                                    "{} is larger than its declared size of {max} bytes",
-                                    this.what
-                                ),
-                            )));
-                        }
+                    if let Some(max) = this.expected_size
+                        && hasher.len() > max
+                    {
+                        // An error means "nothing read": take the bytes back.
+                        buf.set_filled(before);
+                        return Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!(
+                                "{} is larger than its declared size of {max} bytes",
+                                this.what
+                            ),
+                        )));
                     }
                     return Poll::Ready(Ok(()));
                 }
@@ -199,13 +199,13 @@ impl<R: AsyncRead + Unpin> AsyncRead for VerifyingReader<R> {
                 let hasher = this.hasher.take().expect("checked above");
                 let len = hasher.len();
                 let actual = hasher.finish();
-                if let Some(size) = this.expected_size {
-                    if len != size {
-                        return Poll::Ready(Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            format!("{} is {len} bytes, its descriptor says {size}", this.what),
-                        )));
-                    }
+                if let Some(size) = this.expected_size
+                    && len != size
+                {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} is {len} bytes, its descriptor says {size}", this.what),
+                    )));
                 }
                 if actual != this.expected {
                     return Poll::Ready(Err(std::io::Error::new(

@@ -39,15 +39,15 @@ impl Location {
             let (path, selector) = split_path(input, rest)?;
             return Ok(Location::Archive { path, selector });
         }
-        if let Some((scheme, _)) = input.split_once(':') {
-            if matches!(
+        if let Some((scheme, _)) = input.split_once(':')
+            && matches!(
                 scheme,
                 "docker-archive" | "docker-daemon" | "dir" | "containers-storage"
-            ) {
-                return Err(Error::Invalid(format!(
-                    "unsupported location `{input}`: archgate reads and writes registries (HOST/NAME:TAG), `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]`"
-                )));
-            }
+            )
+        {
+            return Err(Error::Invalid(format!(
+                "unsupported location `{input}`: archgate reads and writes registries (HOST/NAME:TAG), `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]`"
+            )));
         }
         let reference = input.strip_prefix("docker://").unwrap_or(input);
         Ok(Location::Registry(ImageRef::parse(reference)?))

@@ -190,13 +190,12 @@ pub fn validate_host(host: &str) -> std::result::Result<(), String> {
             None => (host, None),
         }
     };
-    if let Some(port) = port {
-        if port.is_empty()
+    if let Some(port) = port
+        && (port.is_empty()
             || !port.bytes().all(|b| b.is_ascii_digit())
-            || port.parse::<u16>().is_err()
-        {
-            return Err(malformed());
-        }
+            || port.parse::<u16>().is_err())
+    {
+        return Err(malformed());
     }
     if host.starts_with('[') {
         return Ok(());

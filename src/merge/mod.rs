@@ -142,10 +142,11 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
                         continue;
                     }
                     let claimed = Platform::from_spec(&p.os, &p.architecture, p.variant.as_deref());
-                    if let Some(wanted) = &req.platforms {
-                        if !wanted.iter().any(|w| w.matches(&claimed)) && spec.expected.is_none() {
-                            continue; // not asked for: not even fetched
-                        }
+                    if let Some(wanted) = &req.platforms
+                        && !wanted.iter().any(|w| w.matches(&claimed))
+                        && spec.expected.is_none()
+                    {
+                        continue; // not asked for: not even fetched
                     }
                     let manifest = store
                         .get_manifest(&Selector::Digest(desc.digest.clone()))
@@ -177,18 +178,18 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
         req.platforms.as_deref(),
         req.keep_attestations,
     )?;
-    if req.format == Format::Docker && !req.convert {
-        if let Some(c) = selection
+    if req.format == Format::Docker
+        && !req.convert
+        && let Some(c) = selection
             .images
             .iter()
             .find(|c| c.manifest.media_type != Format::Docker.manifest_media_type())
-        {
-            tracing::warn!(
-                "the Docker manifest list references OCI manifests ({} from {}); Docker 19.03-era clients cannot pull those: add --convert",
-                c.platform,
-                c.source
-            );
-        }
+    {
+        tracing::warn!(
+            "the Docker manifest list references OCI manifests ({} from {}); Docker 19.03-era clients cannot pull those: add --convert",
+            c.platform,
+            c.source
+        );
     }
 
     // 2. Write: blobs, manifests by digest, the index by digest, tags last.

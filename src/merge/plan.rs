@@ -56,27 +56,27 @@ pub fn select(
     keep_attestations: bool,
 ) -> Result<Selection> {
     for c in &candidates {
-        if let Some(claimed) = &c.claimed {
-            if !claimed.matches(&c.platform) {
-                return Err(Error::malformed(
-                    format!("{} manifest {}", c.source, c.manifest.digest),
-                    format!(
-                        "the index entry says {claimed} but the image config says {}: the source is mislabelled; fix or rebuild it",
-                        c.platform
-                    ),
-                ));
-            }
+        if let Some(claimed) = &c.claimed
+            && !claimed.matches(&c.platform)
+        {
+            return Err(Error::malformed(
+                format!("{} manifest {}", c.source, c.manifest.digest),
+                format!(
+                    "the index entry says {claimed} but the image config says {}: the source is mislabelled; fix or rebuild it",
+                    c.platform
+                ),
+            ));
         }
-        if let Some(expected) = &c.expected {
-            if !expected.matches(&c.platform) {
-                return Err(Error::malformed(
-                    c.source.clone(),
-                    format!(
-                        "configured as {expected} but its image config says {}: point [merge.sources] \"{expected}\" at the {expected} image",
-                        c.platform
-                    ),
-                ));
-            }
+        if let Some(expected) = &c.expected
+            && !expected.matches(&c.platform)
+        {
+            return Err(Error::malformed(
+                c.source.clone(),
+                format!(
+                    "configured as {expected} but its image config says {}: point [merge.sources] \"{expected}\" at the {expected} image",
+                    c.platform
+                ),
+            ));
         }
     }
     let wanted = |p: &Platform| requested.is_none_or(|r| r.iter().any(|w| w.matches(p)));

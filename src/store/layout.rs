@@ -282,13 +282,13 @@ impl LayoutStore {
             .await
             .map_err(|e| Error::io(&path, e))?;
         digest.verify(&bytes, &what)?;
-        if let Some(size) = size {
-            if bytes.len() as u64 != size {
-                return Err(Error::malformed(
-                    what,
-                    format!("is {} bytes, its index.json entry says {size}", bytes.len()),
-                ));
-            }
+        if let Some(size) = size
+            && bytes.len() as u64 != size
+        {
+            return Err(Error::malformed(
+                what,
+                format!("is {} bytes, its index.json entry says {size}", bytes.len()),
+            ));
         }
         Ok(Bytes::from(bytes))
     }

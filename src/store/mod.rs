@@ -126,10 +126,10 @@ pub async fn copy_blob(src: &dyn Store, dst: &dyn Store, desc: &Descriptor) -> R
     }
     if let (Some(a), Some(b), Some(from)) =
         (src.registry_host(), dst.registry_host(), src.repository())
+        && a == b
+        && dst.mount_blob(&desc.digest, from).await?
     {
-        if a == b && dst.mount_blob(&desc.digest, from).await? {
-            return Ok(BlobPut::Mounted);
-        }
+        return Ok(BlobPut::Mounted);
     }
     let reader = src.get_blob(&desc.digest, Some(desc.size)).await?;
     dst.put_blob(&desc.digest, desc.size, reader).await

@@ -105,13 +105,13 @@ impl Cache {
         }
         let dir = self.dir.join("blobs").join(desc.digest.algorithm());
         let path = dir.join(desc.digest.hex());
-        if let Ok(m) = tokio::fs::metadata(&path).await {
-            if m.len() == desc.size {
-                return Ok(BlobFile {
-                    path,
-                    verified: true,
-                });
-            }
+        if let Ok(m) = tokio::fs::metadata(&path).await
+            && m.len() == desc.size
+        {
+            return Ok(BlobFile {
+                path,
+                verified: true,
+            });
         }
         tokio::fs::create_dir_all(&dir)
             .await

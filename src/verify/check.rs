@@ -67,6 +67,18 @@ pub enum CheckId {
 }
 
 impl CheckId {
+    /// The checks every platform gets, in order (extra commands follow).
+    pub const STANDARD: [CheckId; 8] = [
+        CheckId::IndexEntry,
+        CheckId::Manifest,
+        CheckId::ConfigPlatform,
+        CheckId::Layers,
+        CheckId::JdkFound,
+        CheckId::JdkElf,
+        CheckId::JavaVersion,
+        CheckId::JavaOsArch,
+    ];
+
     /// The stable identifier used in reports.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -175,6 +187,8 @@ pub struct PlatformResult {
     /// The Java version reported, when `java -version` ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub java_version: Option<String>,
+    /// The index has no entry for the platform (`[gate] allow_missing` may excuse it).
+    pub missing: bool,
     pub outcome: Outcome,
     pub checks: Vec<Check>,
     #[serde(serialize_with = "millis")]
@@ -329,6 +343,7 @@ mod tests {
             manifest_digest: None,
             runner: "qemu".into(),
             java_version: None,
+            missing: false,
             outcome: o,
             checks: vec![],
             duration: Duration::ZERO,

@@ -275,20 +275,9 @@ impl Checks {
     }
 }
 
-const AFTER_MANIFEST: &[CheckId] = &[
-    CheckId::ConfigPlatform,
-    CheckId::Layers,
-    CheckId::JdkFound,
-    CheckId::JdkElf,
-    CheckId::JavaVersion,
-    CheckId::JavaOsArch,
-];
-const AFTER_LAYERS: &[CheckId] = &[
-    CheckId::JdkFound,
-    CheckId::JdkElf,
-    CheckId::JavaVersion,
-    CheckId::JavaOsArch,
-];
+/// The checks after the manifest, and after the layers.
+const AFTER_MANIFEST: &[CheckId] = CheckId::STANDARD.split_at(2).1;
+const AFTER_LAYERS: &[CheckId] = CheckId::STANDARD.split_at(4).1;
 
 async fn verify_platform(
     ctx: &Context<'_>,
@@ -309,6 +298,7 @@ async fn verify_platform(
             Err(_) => "unavailable".into(),
         },
         java_version: None,
+        missing: false,
         outcome: Outcome::Error,
         checks: Vec::new(),
         duration: Duration::ZERO,
@@ -370,6 +360,7 @@ async fn run_checks(
             *one
         }
         [] => {
+            result.missing = true;
             let have: Vec<String> = listed.iter().map(|p| p.to_string()).collect();
             let have = if have.is_empty() {
                 "none".to_string()

@@ -191,10 +191,10 @@ impl Sandbox {
             .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
             .arg("--clearenv");
         for entry in &self.env {
-            if let Some((k, v)) = entry.split_once('=') {
-                if !k.is_empty() {
-                    cmd.args(["--setenv", k, v]);
-                }
+            if let Some((k, v)) = entry.split_once('=')
+                && !k.is_empty()
+            {
+                cmd.args(["--setenv", k, v]);
             }
         }
         cmd.args(["--chdir", &self.workdir]);

@@ -129,6 +129,12 @@ pub fn jre_root(arch: &str) -> PathBuf {
     PathBuf::from(root)
 }
 
+/// A cache shared by the tests of this run and later runs: unpacked JRE roots
+/// are reused, as they are on a CI runner.
+pub fn shared_cache() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("verify-cache")
+}
+
 fn fixture_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)

@@ -158,10 +158,9 @@ pub fn lookup(
     if let Some(doc) = env
         .get("DOCKER_AUTH_CONFIG")
         .filter(|d| !d.trim().is_empty())
+        && let Some(found) = from_docker_config(host, doc, "DOCKER_AUTH_CONFIG")?
     {
-        if let Some(found) = from_docker_config(host, doc, "DOCKER_AUTH_CONFIG")? {
-            return Ok(found);
-        }
+        return Ok(found);
     }
     if let Some(file) = docker_config {
         let origin = file.path.display().to_string();
@@ -223,10 +222,10 @@ fn from_docker_config(host: &str, json: &str, origin: &str) -> Result<Option<Loo
             origin: format!("`credHelpers` of {origin}"),
         }));
     }
-    if let Some((key, entry)) = best_match_entry(host, &config.auths) {
-        if let Some(creds) = entry_credentials(key, entry, origin)? {
-            return Ok(Some(Lookup::Found(creds)));
-        }
+    if let Some((key, entry)) = best_match_entry(host, &config.auths)
+        && let Some(creds) = entry_credentials(key, entry, origin)?
+    {
+        return Ok(Some(Lookup::Found(creds)));
     }
     if let Some(store) = config.creds_store.filter(|s| !s.is_empty()) {
         return Ok(Some(Lookup::Helper {

@@ -115,14 +115,14 @@ pub fn classify(err: &(dyn StdError + 'static)) -> Transport {
                 _ => {}
             }
         }
-        if let Some(re) = e.downcast_ref::<reqwest::Error>() {
-            if re.is_timeout() {
-                return if re.is_connect() {
-                    Transport::ConnectTimeout
-                } else {
-                    Transport::Timeout
-                };
-            }
+        if let Some(re) = e.downcast_ref::<reqwest::Error>()
+            && re.is_timeout()
+        {
+            return if re.is_connect() {
+                Transport::ConnectTimeout
+            } else {
+                Transport::Timeout
+            };
         }
     }
     if lower.contains("dns error") || lower.contains("failed to lookup address") {
@@ -252,10 +252,10 @@ impl Context {
     /// Maps an I/O error met while streaming: ours (kept), a registry's, or bad content.
     pub fn from_io(&self, io: io::Error, what: &str) -> Error {
         if io.get_ref().is_some_and(|e| e.is::<Error>()) {
-            if let Some(inner) = io.into_inner() {
-                if let Ok(ours) = inner.downcast::<Error>() {
-                    return *ours;
-                }
+            if let Some(inner) = io.into_inner()
+                && let Ok(ours) = inner.downcast::<Error>()
+            {
+                return *ours;
             }
             return Error::Internal(format!("{what}: lost error"));
         }

@@ -1,0 +1,337 @@
+//! Integration tests: `archgate run`, the release gate and its four reports —
+//! a full merge + verify against a real registry, a failing platform, a bad
+//! configuration and a registry that is down. junit.xml is validated with
+//! xmllint against tests/fixtures/junit.xsd (the shape GitLab and Jenkins read).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::common::jre::{Entry, debian_arch, jre_env, shared_cache, write_index};
+use crate::common::registry::free_port;
+use crate::common::{TestRegistry, archgate, skopeo_raw, tempdir};
+
+const THREE: [&str; 3] = ["linux/amd64", "linux/arm64", "linux/mips64le"];
+
+fn layout(dir: &Path, entries: &[Entry]) -> String {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(write_index(dir, entries, "v1"));
+    format!("oci:{}:v1", dir.display())
+}
+
+/// `archgate --config CONFIG run ARGS` with the shared cache.
+fn run(config: &Path, args: &[&str]) -> Output {
+    archgate()
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .args(args)
+        .env("ARCHGATE_CACHE", shared_cache())
+        .env_remove("GITLAB_CI")
+        .output()
+        .expect("run archgate")
+}
+
+/// A verify-only run of `image` reporting into `report_dir`.
+fn run_image(config: &Path, image: &str, report_dir: &Path) -> Output {
+    run(
+        config,
+        &[
+            "--image",
+            image,
+            "--report-dir",
+            report_dir.to_str().unwrap(),
+        ],
+    )
+}
+
+struct Reports {
+    junit: String,
+    json: Value,
+    env: String,
+    md: String,
+}
+
+fn reports(dir: &Path) -> Reports {
+    let read =
+        |n: &str| std::fs::read_to_string(dir.join(n)).unwrap_or_else(|e| panic!("{n}: {e}"));
+    Reports {
+        junit: read("junit.xml"),
+        json: serde_json::from_str(&read("report.json")).expect("report.json is JSON"),
+        env: read("archgate.env"),
+        md: read("coverage.md"),
+    }
+}
+
+/// Validates junit.xml against the XSD with xmllint (libxml2-utils).
+fn assert_valid_junit(path: &Path) {
+    let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/junit.xsd");
+    let out = Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(&xsd)
+        .arg(path)
+        .output()
+        .expect("xmllint (apt-get install libxml2-utils; scripts/setup.sh does)");
+    assert!(
+        out.status.success(),
+        "junit.xml does not validate:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(path).unwrap_or_default()
+    );
+}
+
+fn dotenv_value(env: &str, key: &str) -> Option<String> {
+    env.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .map(str::to_string)
+}
+
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("archgate.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn stderr(out: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn a_full_run_merges_verifies_and_writes_four_reports() {
+    let registry = TestRegistry::start_http();
+    let dir = tempdir();
+    let sources: Vec<String> = THREE
+        .iter()
+        .map(|p| {
+            let arch = debian_arch(p);
+            layout(
+                &dir.path().join(format!("src-{arch}")),
+                &[Entry::jre(p, arch)],
+            )
+        })
+        .collect();
+    let report_dir = dir.path().join("report");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "platforms = [\"linux/amd64\", \"linux/arm64\", \"linux/mips64le\"]\n\
+             image = \"{}/team/app:v1\"\n\
+             [registries.\"{}\"]\nhttp = true\n\
+             [merge]\nsources = {:?}\n\
+             [report]\ndir = {:?}\n",
+            registry.host(),
+            registry.host(),
+            sources,
+            report_dir.display().to_string()
+        ),
+    );
+    let out = run(&config, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("gate: PASSED: 3/3"), "{stdout}");
+
+    let r = reports(&report_dir);
+    assert_valid_junit(&report_dir.join("junit.xml"));
+    for p in THREE {
+        assert!(
+            r.junit.contains(&format!("name=\"{p}\"")),
+            "a suite per platform: {p}"
+        );
+    }
+    assert_eq!(
+        r.junit.matches("<testcase ").count(),
+        3 * 8,
+        "a test case per check"
+    );
+    assert!(!r.junit.contains("<failure"), "{}", r.junit);
+    assert!(
+        r.junit.contains("openjdk version"),
+        "java -version output in system-out"
+    );
+
+    // The digest every report names is the one the registry serves for the tag.
+    let served = archgate::image::Digest::of(&skopeo_raw(&registry, &registry.repo("team/app:v1")));
+    assert_eq!(
+        dotenv_value(&r.env, "ARCHGATE_IMAGE").unwrap(),
+        format!("{}/team/app@{served}", registry.host())
+    );
+    assert_eq!(
+        dotenv_value(&r.env, "ARCHGATE_INDEX_DIGEST").unwrap(),
+        served.to_string()
+    );
+    assert_eq!(dotenv_value(&r.env, "ARCHGATE_COVERAGE").unwrap(), "3/3");
+    assert_eq!(
+        dotenv_value(&r.env, "ARCHGATE_PLATFORMS").unwrap(),
+        "linux/amd64,linux/arm64,linux/mips64le"
+    );
+    for line in r.env.lines() {
+        let (k, v) = line.split_once('=').expect("NAME=value");
+        assert!(
+            k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        assert!(!v.contains('"') && !v.is_empty(), "{line}");
+    }
+
+    assert_eq!(r.json["schema_version"], 1);
+    assert_eq!(r.json["exit_code"], 0);
+    assert_eq!(r.json["produced"]["phase"], "merge");
+    assert_eq!(r.json["produced"]["index_digest"], served.to_string());
+    assert_eq!(r.json["verification"]["index_digest"], served.to_string());
+    assert_eq!(r.json["gate"]["outcome"], "passed");
+    let platforms = r.json["verification"]["platforms"].as_array().unwrap();
+    assert!(platforms.iter().all(|p| {
+        p["manifest_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    }));
+    assert!(
+        r.json["config"]["settings"]["merge"]["sources"].is_array(),
+        "the effective config"
+    );
+
+    let rows: Vec<&str> = r.md.lines().filter(|l| l.starts_with("| linux/")).collect();
+    assert_eq!(rows.len(), 3, "{}", r.md);
+    assert!(
+        rows.iter().all(|row| row.matches('✅').count() == 8),
+        "{}",
+        r.md
+    );
+    assert!(r.md.contains("**PASSED: 3/3"), "{}", r.md);
+}
+
+#[test]
+fn a_failing_platform_is_exit_1_with_the_failure_in_every_report() {
+    let dir = tempdir();
+    // arm64 entry carrying the amd64 JRE, plus a command whose output holds
+    // ANSI escapes, a bell and `]]>` (the bytes that break naive JUnit writers).
+    let mut wrong = Entry::jre("linux/arm64", "amd64");
+    wrong.env = jre_env("amd64");
+    let image = layout(
+        &dir.path().join("img"),
+        &[Entry::jre("linux/amd64", "amd64"), wrong],
+    );
+    let report_dir = dir.path().join("report");
+    let config = write_config(
+        dir.path(),
+        "platforms = [\"linux/amd64\", \"linux/arm64\"]\n\
+         [[verify.commands]]\nname = \"noisy\"\n\
+         args = [\"java\", \"-Dnoise=\\u001b[31mred\\u001b[0m]]>\\u0007\", \"-XshowSettings:properties\", \"-version\"]\n\
+         output = \"never printed\"\nplatforms = [\"linux/amd64\"]\n",
+    );
+    let out = run_image(&config, &image, &report_dir);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    let r = reports(&report_dir);
+    assert_valid_junit(&report_dir.join("junit.xml"));
+    let arm64 = &r.junit[r.junit.find("name=\"linux/arm64\"").expect("arm64 suite")..];
+    let elf = &arm64[arm64
+        .find("<testcase name=\"jdk-elf\"")
+        .expect("jdk-elf case")..];
+    assert!(
+        elf.starts_with("<testcase name=\"jdk-elf\"") && elf.contains("<failure type=\"failed\"")
+    );
+    assert!(
+        elf[..elf.find("</testcase>").unwrap()].contains("built for x86-64"),
+        "{elf}"
+    );
+    assert!(
+        !r.junit.contains('\u{1b}') && !r.junit.contains('\u{7}'),
+        "control characters stripped"
+    );
+    assert_eq!(r.json["gate"]["outcome"], "failed");
+    assert_eq!(r.json["exit_code"], 1);
+    let reasons = r.json["gate"]["reasons"].to_string();
+    assert!(reasons.contains("linux/arm64: failed"), "{reasons}");
+    assert_eq!(dotenv_value(&r.env, "ARCHGATE_VERDICT").unwrap(), "failed");
+    assert_eq!(
+        dotenv_value(&r.env, "ARCHGATE_PLATFORMS").unwrap(),
+        "",
+        "amd64 fails its noisy command"
+    );
+    let row =
+        r.md.lines()
+            .find(|l| l.starts_with("| linux/arm64 |"))
+            .expect("arm64 row");
+    assert!(row.contains('❌') && r.md.contains("**FAILED"), "{}", r.md);
+    let line =
+        r.md.lines()
+            .find(|l| l.starts_with("- linux/arm64 `jdk-elf`:"))
+            .expect("the failure listed");
+    assert!(line.contains("built for x86-64"), "{line}");
+}
+
+#[test]
+fn a_bad_configuration_is_exit_2_and_the_report_says_why() {
+    let dir = tempdir();
+    let report_dir = dir.path().join("report");
+    let config = write_config(dir.path(), "[gate]\nerror_fails = \"sometimes\"\n");
+    let out = run(&config, &["--report-dir", report_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let r = reports(&report_dir);
+    assert_valid_junit(&report_dir.join("junit.xml"));
+    assert_eq!(r.json["error"]["phase"], "config");
+    assert_eq!(r.json["error"]["kind"], "usage");
+    let m = r.json["error"]["message"].as_str().unwrap();
+    assert!(
+        m.contains("gate.error_fails") || m.contains("error_fails"),
+        "names the key: {m}"
+    );
+    assert_eq!(dotenv_value(&r.env, "ARCHGATE_EXIT_CODE").unwrap(), "2");
+    assert!(r.md.contains("**ERROR** in config"), "{}", r.md);
+}
+
+#[test]
+fn nothing_to_produce_is_exit_2() {
+    let dir = tempdir();
+    let report_dir = dir.path().join("report");
+    let config = write_config(dir.path(), "platforms = [\"linux/amd64\"]\n");
+    let out = run(&config, &["--report-dir", report_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let r = reports(&report_dir);
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--image"),
+        "{}",
+        r.json
+    );
+}
+
+#[test]
+fn a_registry_that_is_down_is_exit_3_and_the_report_says_why() {
+    let dir = tempdir();
+    let report_dir = dir.path().join("report");
+    let host = format!("127.0.0.1:{}", free_port());
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "platforms = [\"linux/amd64\"]\n[registries.\"{host}\"]\nhttp = true\n[network]\nretries = 0\n"
+        ),
+    );
+    let image = format!("{host}/team/app:v1");
+    let out = run_image(&config, &image, &report_dir);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let r = reports(&report_dir);
+    assert_valid_junit(&report_dir.join("junit.xml"));
+    assert_eq!(r.json["error"]["phase"], "verify");
+    assert_eq!(r.json["error"]["kind"], "infrastructure");
+    assert!(
+        r.json["error"]["message"].as_str().unwrap().contains(&host),
+        "{}",
+        r.json
+    );
+    assert!(
+        r.junit.contains("<error type=\"infrastructure\""),
+        "{}",
+        r.junit
+    );
+    assert_eq!(dotenv_value(&r.env, "ARCHGATE_VERDICT").unwrap(), "error");
+}
