@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# Real JREs for amd64, arm64 and mips64el (cached outside the checkout; no-op when cached).
+./scripts/fetch-jre.sh
 cargo test --locked -- --test-threads=4
