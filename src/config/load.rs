@@ -18,8 +18,22 @@ use crate::image::reference::validate_host;
 pub const ENV_CONFIG: &str = "ARCHGATE_CONFIG";
 /// Prefix of environment overrides (`ARCHGATE_NETWORK__RETRIES=8`).
 pub const ENV_PREFIX: &str = "ARCHGATE_";
-/// Variables that start with the prefix but are not settings.
-const ENV_NOT_SETTINGS: &[&str] = &["ARCHGATE_CONFIG", "ARCHGATE_LOG", "ARCHGATE_LOG_FORMAT"];
+/// Variables that start with the prefix but are not settings: the CLI's own,
+/// and what `archgate.env` (GitLab dotenv) hands to later jobs — a downstream
+/// archgate job must not read a report value as an unknown key.
+/// (`ARCHGATE_IMAGE` and `ARCHGATE_PLATFORMS` from that file *are* settings on
+/// purpose: the next job verifies or promotes exactly that pinned image.)
+const ENV_NOT_SETTINGS: &[&str] = &[
+    "ARCHGATE_CONFIG",
+    "ARCHGATE_LOG",
+    "ARCHGATE_LOG_FORMAT",
+    "ARCHGATE_INDEX_DIGEST",
+    "ARCHGATE_COVERAGE",
+    "ARCHGATE_VERDICT",
+    "ARCHGATE_EXIT_CODE",
+];
+/// Prefixes of per-platform outputs of fan-out jobs (`ARCHGATE_IMAGE_LINUX_ARM64=…`).
+const ENV_NOT_SETTINGS_PREFIXES: &[&str] = &["ARCHGATE_IMAGE_"];
 /// The file read from the working directory when none is named.
 pub const DEFAULT_FILE: &str = "archgate.toml";
 
@@ -164,7 +178,12 @@ fn env_layer(env: &BTreeMap<String, String>) -> Result<(Dict, BTreeMap<Vec<Strin
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
             continue;
         };
-        if ENV_NOT_SETTINGS.contains(&name.as_str()) || rest.is_empty() {
+        if ENV_NOT_SETTINGS.contains(&name.as_str())
+            || ENV_NOT_SETTINGS_PREFIXES
+                .iter()
+                .any(|p| name.starts_with(p))
+            || rest.is_empty()
+        {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
@@ -453,6 +472,26 @@ mod tests {
             l.origins[&key("ci.commit_sha")],
             "CI variable CI_COMMIT_SHA"
         );
+    }
+
+    #[test]
+    fn a_previous_jobs_dotenv_is_not_read_as_unknown_keys() {
+        let (s, _d) = sources(
+            None,
+            &[
+                ("ARCHGATE_IMAGE", "10.0.0.5:5000/team/app@sha256:0123"),
+                ("ARCHGATE_INDEX_DIGEST", "sha256:0123"),
+                ("ARCHGATE_COVERAGE", "3/3"),
+                ("ARCHGATE_VERDICT", "passed"),
+                ("ARCHGATE_EXIT_CODE", "0"),
+                (
+                    "ARCHGATE_IMAGE_LINUX_ARM64",
+                    "10.0.0.5:5000/team/app@sha256:4567",
+                ),
+            ],
+        );
+        let l = load(&s).unwrap();
+        assert_eq!(l.settings.image, "10.0.0.5:5000/team/app@sha256:0123");
     }
 
     #[test]
