@@ -15,6 +15,9 @@ command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
 # reports: xmllint validates junit.xml in the tests
 command -v xmllint >/dev/null || need+=(libxml2-utils)
+# CI templates: the Jenkins step runs under groovy; gitlab-ci-local needs rsync
+command -v groovy >/dev/null || need+=(groovy)
+command -v rsync >/dev/null || need+=(rsync)
 
 if [ "${#need[@]}" -gt 0 ]; then
   SUDO=""

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod ci_templates;
 mod cli;
 mod layout;
 mod registry;
