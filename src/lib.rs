@@ -3,6 +3,7 @@
 //!
 //! The library holds everything; `main.rs` only calls [`cli::main`].
 
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod error;
