@@ -4,4 +4,5 @@
 //! streaming pass; publishing goes through the one `Store` trait.
 
 pub mod dockerfile;
+pub mod plan;
 pub mod subst;
