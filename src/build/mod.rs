@@ -3,6 +3,8 @@
 //! substitution and planning are pure; layers are written reproducibly in one
 //! streaming pass; publishing goes through the one `Store` trait.
 
+pub mod context;
 pub mod dockerfile;
+pub mod layer;
 pub mod plan;
 pub mod subst;
