@@ -11,6 +11,7 @@ pub mod image;
 pub mod inspect;
 pub mod merge;
 pub mod platform;
+pub mod publish;
 pub mod store;
 pub mod verify;
 
