@@ -3,6 +3,7 @@
 //!
 //! The library holds everything; `main.rs` only calls [`cli::main`].
 
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod image;
 pub mod inspect;
 pub mod merge;
 pub mod platform;
+pub mod publish;
 pub mod report;
 pub mod store;
 pub mod verify;

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod build;
 mod ci_templates;
 mod cli;
 mod layout;

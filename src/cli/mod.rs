@@ -79,6 +79,9 @@ pub enum Command {
     /// Show what an image location points at: digest, media type, and per platform
     /// the manifest, the config's own platform, layers and size.
     Inspect(InspectArgs),
+    /// Build a Dockerfile that executes nothing (FROM, ARG, ENV, WORKDIR, ADD/COPY, ...)
+    /// for every platform, without a Docker engine, and publish one index.
+    Build(BuildArgs),
     /// Assemble per-architecture images (or indexes) into one multi-arch index:
     /// checked first, then blobs, manifests and the index by digest, tags last.
     Merge(MergeArgs),
@@ -148,6 +151,34 @@ pub struct VerifyArgs {
     /// Also write junit.xml, report.json, archgate.env and coverage.md into DIR.
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The build context directory (default: [build] context, else `.`).
+    #[arg(value_name = "CONTEXT")]
+    pub context: Option<PathBuf>,
+    /// The Dockerfile (default: [build] dockerfile, else `Dockerfile`).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Platforms to build, comma-separated (default: [build] platforms, else `platforms`).
+    #[arg(long, value_name = "LIST")]
+    pub platform: Option<String>,
+    /// A build argument (repeatable); overrides [build.args].
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// Where the index goes, with a tag (default: [build] image, else `image`).
+    #[arg(long, value_name = "LOCATION")]
+    pub image: Option<String>,
+    /// Another tag for the index (repeatable), pushed last.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Manifest family: OCI, or Docker v2s2 with a manifest list.
+    #[arg(long, value_enum)]
+    pub format: Option<crate::image::media::Format>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -310,6 +341,20 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             };
             Ok(run::finish(&report, &dir))
         }
+        Command::Build(args) => {
+            add_build_flags(&mut sources, &args)?;
+            let loaded = config::load(&sources)?;
+            let request = build_request(&loaded, &args)?;
+            let outcome = crate::build::build(&request, &loaded.settings).await?;
+            if args.json {
+                let json = serde_json::to_string_pretty(&outcome)
+                    .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))?;
+                println!("{json}");
+            } else {
+                print!("{}", crate::build::render_text(&outcome));
+            }
+            Ok(ExitStatus::Success)
+        }
         Command::Config(args) => {
             let loaded = config::load(&sources)?;
             if args.json {
@@ -387,11 +432,7 @@ fn add_merge_flags(sources: &mut Sources, args: &MergeArgs) {
         flag(sources, &["merge", "target"], t.clone(), "--target");
     }
     if let Some(f) = args.format {
-        let name = match f {
-            crate::image::media::Format::Oci => "oci",
-            crate::image::media::Format::Docker => "docker",
-        };
-        flag(sources, &["merge", "format"], name, "--format");
+        flag(sources, &["merge", "format"], format_name(f), "--format");
     }
     if args.convert {
         flag(sources, &["merge", "convert"], true, "--convert");
@@ -459,5 +500,107 @@ fn merge_request(loaded: &config::Loaded, args: &MergeArgs) -> Result<crate::mer
         convert: s.merge.convert,
         keep_attestations: s.merge.keep_attestations,
         extra_tags,
+    })
+}
+
+fn format_name(f: crate::image::media::Format) -> &'static str {
+    match f {
+        crate::image::media::Format::Oci => "oci",
+        crate::image::media::Format::Docker => "docker",
+    }
+}
+
+/// `build` flags become the top configuration layer.
+fn add_build_flags(sources: &mut Sources, args: &BuildArgs) -> Result<()> {
+    if let Some(p) = &args.platform {
+        let list: Vec<String> = p.split(',').map(|s| s.trim().to_string()).collect();
+        flag(sources, &["build", "platforms"], list, "--platform");
+    }
+    if let Some(f) = &args.file {
+        flag(
+            sources,
+            &["build", "dockerfile"],
+            f.display().to_string(),
+            "--file",
+        );
+    }
+    if let Some(c) = &args.context {
+        flag(
+            sources,
+            &["build", "context"],
+            c.display().to_string(),
+            "CONTEXT",
+        );
+    }
+    if let Some(i) = &args.image {
+        flag(sources, &["build", "image"], i.clone(), "--image");
+    }
+    if let Some(f) = args.format {
+        flag(sources, &["build", "format"], format_name(f), "--format");
+    }
+    for kv in &args.build_args {
+        let Some((k, v)) = kv.split_once('=') else {
+            return Err(Error::Invalid(format!("--build-arg {kv}: write KEY=VALUE")));
+        };
+        flag(sources, &["build", "args", k], v.to_string(), "--build-arg");
+    }
+    Ok(())
+}
+
+/// `SOURCE_DATE_EPOCH` (reproducible builds), else 0.
+fn source_date_epoch() -> Result<i64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse::<i64>().map_err(|_| {
+            Error::Invalid(format!(
+                "SOURCE_DATE_EPOCH={v} is not a Unix time in seconds"
+            ))
+        }),
+        _ => Ok(0),
+    }
+}
+
+/// The build request from the resolved settings.
+fn build_request(loaded: &config::Loaded, args: &BuildArgs) -> Result<crate::build::BuildRequest> {
+    let s = &loaded.settings;
+    let b = &s.build;
+    let platforms = match &b.platforms {
+        Some(list) => {
+            let mut out = Vec::new();
+            for p in list {
+                let parsed = crate::platform::Platform::parse(p)
+                    .map_err(|e| Error::Config(format!("`build.platforms`: {e}")))?;
+                if !out.contains(&parsed) {
+                    out.push(parsed);
+                }
+            }
+            out
+        }
+        None => s.platform_list()?,
+    };
+    let target = match &b.image {
+        Some(t) => s.render(t, "build.image")?,
+        None => s.render(&s.image, "image")?,
+    };
+    let mut extra_tags = Vec::new();
+    for (i, t) in s
+        .tags
+        .iter()
+        .chain(b.tags.iter())
+        .chain(args.tags.iter())
+        .enumerate()
+    {
+        let tag = s.render(t, &format!("tags[{i}]"))?;
+        crate::image::reference::validate_tag(&tag).map_err(Error::Invalid)?;
+        extra_tags.push(tag);
+    }
+    Ok(crate::build::BuildRequest {
+        dockerfile: b.dockerfile.clone(),
+        context: b.context.clone(),
+        args: b.args.clone(),
+        platforms,
+        target: Location::parse(&target)?,
+        extra_tags,
+        format: b.format,
+        epoch: source_date_epoch()?,
     })
 }

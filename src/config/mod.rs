@@ -32,6 +32,8 @@ pub struct Settings {
     pub registries: BTreeMap<String, RegistrySettings>,
     /// Timeouts, retries and concurrency for registry traffic.
     pub network: NetworkSettings,
+    /// `archgate build`: Dockerfile, context, build args, target and format.
+    pub build: BuildSettings,
     /// `archgate merge`: sources, target and format.
     pub merge: MergeSettings,
     /// `archgate verify`: runners, timeouts, the Java policy, extra commands.
@@ -60,6 +62,7 @@ impl Default for Settings {
             tags: Vec::new(),
             registries: BTreeMap::new(),
             network: NetworkSettings::default(),
+            build: BuildSettings::default(),
             merge: MergeSettings::default(),
             verify: VerifySettings::default(),
             gate: GateSettings::default(),
@@ -186,6 +189,42 @@ pub struct CiContext {
     /// `CI_PIPELINE_ID` or Jenkins `BUILD_NUMBER`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline_id: Option<String>,
+}
+
+/// `[build]`: a Dockerfile that executes nothing, built for every platform.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuildSettings {
+    /// The Dockerfile, relative to the working directory.
+    pub dockerfile: PathBuf,
+    /// The build context directory (ADD/COPY sources, `.dockerignore`).
+    pub context: PathBuf,
+    /// Build arguments (`--build-arg K=V` adds to and overrides these).
+    pub args: BTreeMap<String, String>,
+    /// Platforms to build; default: the top-level `platforms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platforms: Option<Vec<String>>,
+    /// Where the index goes (template); default: the top-level `image`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// More tags (templates) for the index, besides the top-level `tags`.
+    pub tags: Vec<String>,
+    /// `oci` (OCI manifests and index) or `docker` (Docker v2s2 and manifest list).
+    pub format: crate::image::media::Format,
+}
+
+impl Default for BuildSettings {
+    fn default() -> Self {
+        BuildSettings {
+            dockerfile: PathBuf::from("Dockerfile"),
+            context: PathBuf::from("."),
+            args: BTreeMap::new(),
+            platforms: None,
+            image: None,
+            tags: Vec::new(),
+            format: crate::image::media::Format::Oci,
+        }
+    }
 }
 
 /// `[merge]`: per-architecture images to assemble into one index.

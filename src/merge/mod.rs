@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::image::media::{Format, ManifestKind};
 use crate::image::{Digest, ImageConfig, Location, RawManifest, Selector};
 use crate::platform::{self, Platform};
+use crate::publish::put_manifest_if_missing;
 use crate::store::{self, BlobPut, Store};
 
 pub use plan::{Attestation, Candidate};
@@ -258,17 +259,7 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
             tags.push(t.clone());
         }
     }
-    for tag in &tags {
-        let current = match target.resolve(&Selector::Tag(tag.clone())).await {
-            Ok(d) => Some(d.digest),
-            Err(Error::NotFound { .. }) => None,
-            Err(e) => return Err(e),
-        };
-        if current.as_ref() != Some(&index.digest) {
-            target.put_manifest(&index, Some(tag)).await?;
-            written.tags += 1;
-        }
-    }
+    written.tags = crate::publish::tag(target, &index, &tags).await?;
     target.commit().await?;
     Ok(MergeOutcome {
         image: req.target.with_digest(&index.digest).to_string(),
@@ -332,21 +323,6 @@ async fn copy_blobs(
     Ok(())
 }
 
-/// Puts a manifest by digest unless the target has it; true when written.
-async fn put_manifest_if_missing(target: &dyn Store, manifest: &RawManifest) -> Result<bool> {
-    match target
-        .resolve(&Selector::Digest(manifest.digest.clone()))
-        .await
-    {
-        Ok(_) => Ok(false),
-        Err(Error::NotFound { .. }) => {
-            target.put_manifest(manifest, None).await?;
-            Ok(true)
-        }
-        Err(e) => Err(e),
-    }
-}
-
 /// The human summary.
 pub fn render_text(o: &MergeOutcome) -> String {
     let mut s = format!(
@@ -371,19 +347,6 @@ pub fn render_text(o: &MergeOutcome) -> String {
         s.push_str(&format!("  attestations kept: {}\n", o.attestations));
     }
     s.push_str(&format!("  tags:   {}\n", o.tags.join(", ")));
-    let w = &o.written;
-    if w.blobs_uploaded + w.blobs_mounted + w.manifests + w.tags == 0 && !w.index {
-        s.push_str("  nothing to write: the target already held all of it\n");
-    } else {
-        s.push_str(&format!(
-            "  wrote {} blob(s) ({} mounted, {} already present), {} manifest(s), index {}, {} tag(s)\n",
-            w.blobs_uploaded,
-            w.blobs_mounted,
-            w.blobs_present,
-            w.manifests,
-            if w.index { "new" } else { "already present" },
-            w.tags
-        ));
-    }
+    s.push_str(&o.written.summary());
     s
 }

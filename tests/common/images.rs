@@ -101,6 +101,11 @@ fn layer(architecture: &str, salt: &str) -> Bytes {
 
 /// Builds the set in `flavor`'s media types. Pure; `salt` varies the content.
 pub fn image_set(flavor: Flavor, salt: &str) -> ImageSet {
+    image_set_with_env(flavor, salt, &["PATH=/usr/bin:/bin"])
+}
+
+/// The same, with `env` as every image's config `Env` (e.g. Debian's own PATH).
+pub fn image_set_with_env(flavor: Flavor, salt: &str, env: &[&str]) -> ImageSet {
     let [index_type, manifest_type, config_type, layer_type] = flavor.types();
     let images: Vec<Image> = PLATFORMS
         .iter()
@@ -110,7 +115,7 @@ pub fn image_set(flavor: Flavor, salt: &str) -> ImageSet {
                 serde_json::to_vec(&json!({
                     "architecture": architecture,
                     "os": os,
-                    "config": {"Env": ["PATH=/usr/bin:/bin"]},
+                    "config": {"Env": env},
                     "rootfs": {"type": "layers", "diff_ids": [Digest::of(&layer).to_string()]},
                 }))
                 .expect("json"),

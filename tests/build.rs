@@ -1,0 +1,401 @@
+//! `archgate build` end to end: the issue's two Dockerfiles (a JDK base image
+//! over a multi-arch Debian-like base, and a service image on top of it) built
+//! for three platforms into a real registry and into an OCI layout, read back
+//! with skopeo and through archgate's store; a rebuild is a no-op; `RUN` and a
+//! base of the wrong platform are refused.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Output;
+
+use archgate::config::Settings;
+use archgate::image::{Digest, ImageRef};
+use archgate::store::Store;
+use archgate::store::registry::RegistryStore;
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+
+use crate::common::images::ImageSet;
+use crate::common::{Flavor, TestRegistry, image_set_with_env, push_image_set, skopeo_raw};
+
+const DEBIAN_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const ARCHES: [&str; 3] = ["amd64", "arm64", "mips64le"];
+
+/// The issue's first Dockerfile, on the test registry's base.
+fn jdk_dockerfile(base: &str) -> String {
+    format!(
+        "FROM --platform=$TARGETPLATFORM {base}\nARG TARGETARCH\nWORKDIR /opt\nADD jdk8-${{TARGETARCH}} ./jdk\nENV JAVA_HOME /opt/jdk\nENV PATH $PATH:$JAVA_HOME/bin:$JAVA_HOME/jre/bin\nENV LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$JAVA_HOME/bin:$JAVA_HOME/jre/bin\n"
+    )
+}
+
+/// A build context with `jdk8-<arch>/` trees whose files name their architecture.
+fn context(dir: &Path) {
+    for arch in ARCHES {
+        let root = dir.join(format!("jdk8-{arch}"));
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("jre/bin")).unwrap();
+        std::fs::write(root.join("bin/java"), format!("java for {arch}\n")).unwrap();
+        std::fs::write(root.join("jre/bin/java"), format!("jre java for {arch}\n")).unwrap();
+        std::fs::write(root.join("release"), "JAVA_VERSION=\"1.8.0_412\"\n").unwrap();
+    }
+    std::fs::write(dir.join("app.jar"), "PK fake jar\n").unwrap();
+}
+
+/// archgate in `dir` (which holds archgate.toml), with its own cache.
+fn run(dir: &Path, args: &[&str]) -> Output {
+    crate::common::archgate()
+        .current_dir(dir)
+        .env("ARCHGATE_CACHE", dir.join("cache"))
+        .env_remove("SOURCE_DATE_EPOCH")
+        .args(args)
+        .output()
+        .expect("run archgate")
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The `sha256:…` on the first line (`LOCATION@sha256:…`).
+fn printed_digest(stdout: &str) -> String {
+    let first = stdout.lines().next().unwrap_or_default();
+    first
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_string())
+        .unwrap_or_default()
+}
+
+async fn blob(store: &dyn Store, desc: &Value) -> Vec<u8> {
+    let digest = Digest::parse(desc["digest"].as_str().unwrap()).unwrap();
+    let mut out = Vec::new();
+    store
+        .get_blob(&digest, desc["size"].as_u64())
+        .await
+        .unwrap()
+        .read_to_end(&mut out)
+        .await
+        .unwrap();
+    out
+}
+
+/// `(path, content)` of every regular file in a gzip layer.
+fn files(gz: &[u8]) -> Vec<(String, String)> {
+    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    let mut out = Vec::new();
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let mut s = String::new();
+        e.read_to_string(&mut s).unwrap();
+        assert_eq!(e.header().uid().unwrap(), 0, "{path}");
+        assert_eq!(e.header().mtime().unwrap(), 0, "{path}");
+        out.push((path, s));
+    }
+    out
+}
+
+/// Requests that wrote to the registry so far (PUT, POST, PATCH in its access log).
+fn writes(registry: &TestRegistry) -> usize {
+    registry
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"PUT ") || l.contains("\"POST ") || l.contains("\"PATCH "))
+        .count()
+}
+
+/// A registry holding a three-platform base `REPO:TAG` (Debian's PATH), and a
+/// directory with the build context and an archgate.toml for the registry.
+async fn setup(
+    flavor: Flavor,
+    repo: &str,
+    tag: &str,
+) -> (TestRegistry, Settings, String, ImageSet, tempfile::TempDir) {
+    let registry = TestRegistry::start_http();
+    let settings = registry.settings();
+    let base_ref = format!("{}:{tag}", registry.repo(repo));
+    let store = RegistryStore::connect(&ImageRef::parse(&base_ref).unwrap(), &settings, true)
+        .await
+        .unwrap();
+    let base = image_set_with_env(flavor, repo, &[DEBIAN_PATH]);
+    push_image_set(&store, &base, Some(tag)).await.unwrap();
+    let dir = crate::common::tempdir();
+    context(dir.path());
+    std::fs::write(
+        dir.path().join("archgate.toml"),
+        format!("[registries.\"{}\"]\nhttp = true\n", registry.host()),
+    )
+    .unwrap();
+    (registry, settings, base_ref, base, dir)
+}
+
+#[tokio::test]
+async fn jdk_and_service_images_for_three_platforms_into_a_registry_and_a_layout() {
+    let (registry, settings, base_ref, _, dir) =
+        setup(Flavor::Oci, "debian", "bullseye-multiv1").await;
+    std::fs::write(dir.path().join("Dockerfile"), jdk_dockerfile(&base_ref)).unwrap();
+    let target = format!("{}:v1", registry.repo("debian-jdk8-multi"));
+    let platforms = "linux/amd64,linux/arm64,linux/mips64le";
+
+    let stdout = ok(&run(
+        dir.path(),
+        &["build", "--platform", platforms, "--image", &target, "."],
+    ));
+    let index_digest = printed_digest(&stdout);
+    let raw = skopeo_raw(&registry, &target);
+    assert_eq!(Digest::of(&raw).as_str(), index_digest, "{stdout}");
+    let index: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let entries = index["manifests"].as_array().unwrap();
+    let got: Vec<&str> = entries
+        .iter()
+        .map(|e| e["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ARCHES);
+
+    let store = RegistryStore::connect(&ImageRef::parse(&target).unwrap(), &settings, false)
+        .await
+        .unwrap();
+    for (entry, arch) in entries.iter().zip(ARCHES) {
+        let reference = format!(
+            "{}@{}",
+            registry.repo("debian-jdk8-multi"),
+            entry["digest"].as_str().unwrap()
+        );
+        let manifest: Value = serde_json::from_slice(&skopeo_raw(&registry, &reference)).unwrap();
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(
+            layers.len(),
+            2,
+            "the base layer and the ADD layer: {manifest}"
+        );
+        let config: Value =
+            serde_json::from_slice(&blob(&store, &manifest["config"]).await).unwrap();
+        assert_eq!(config["architecture"], arch);
+        assert_eq!(
+            config["config"]["Env"],
+            serde_json::json!([
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/jdk/bin:/opt/jdk/jre/bin",
+                "JAVA_HOME=/opt/jdk",
+                "LD_LIBRARY_PATH=:/opt/jdk/bin:/opt/jdk/jre/bin"
+            ])
+        );
+        assert_eq!(config["config"]["WorkingDir"], "/opt");
+        assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+        let top = files(&blob(&store, &layers[1]).await);
+        let java = top
+            .iter()
+            .find(|(p, _)| p == "opt/jdk/bin/java")
+            .unwrap_or_else(|| panic!("{arch}: no opt/jdk/bin/java in {top:?}"));
+        assert_eq!(java.1, format!("java for {arch}\n"));
+        assert!(
+            top.iter()
+                .any(|(p, c)| p == "opt/jdk/jre/bin/java" && c.contains(arch))
+        );
+    }
+
+    // A rebuild with nothing changed: same digest, not one write to the registry.
+    let before = writes(&registry);
+    let again = ok(&run(
+        dir.path(),
+        &["build", "--platform", platforms, "--image", &target, "."],
+    ));
+    assert_eq!(printed_digest(&again), index_digest);
+    assert!(again.contains("nothing to write"), "{again}");
+    assert!(
+        again.contains("0 layer(s) written to the layer cache"),
+        "{again}"
+    );
+    assert_eq!(
+        writes(&registry),
+        before,
+        "a no-op rebuild wrote to the registry"
+    );
+
+    // The same build into an OCI layout gives the same index digest, byte for byte.
+    let layout = dir.path().join("layout");
+    let oci = format!("oci:{}:v1", layout.display());
+    let out = ok(&run(
+        dir.path(),
+        &[
+            "build",
+            "--platform",
+            platforms,
+            "--image",
+            &oci,
+            "--json",
+            ".",
+        ],
+    ));
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["index_digest"], index_digest.as_str());
+    let skopeo = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", &oci])
+        .output()
+        .unwrap();
+    assert!(
+        skopeo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&skopeo.stderr)
+    );
+    assert_eq!(Digest::of(&skopeo.stdout).as_str(), index_digest);
+
+    // The service image on top, configured through [build] alone.
+    let service = format!("{}:v1", registry.repo("service"));
+    std::fs::write(
+        dir.path().join("Dockerfile.service"),
+        format!(
+            "FROM --platform=$TARGETPLATFORM {target}\nCOPY app.jar /app/\nEXPOSE 8080\nCMD [\"java\", \"-jar\", \"/app/app.jar\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("archgate.toml"),
+        format!(
+            "platforms = [\"linux/amd64\", \"linux/arm64\", \"linux/mips64le\"]\n[registries.\"{}\"]\nhttp = true\n[build]\ndockerfile = \"Dockerfile.service\"\nimage = \"{service}\"\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let out = ok(&run(dir.path(), &["build"]));
+    let index: Value = serde_json::from_slice(&skopeo_raw(&registry, &service)).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 3, "{out}");
+    let first = format!(
+        "{}@{}",
+        registry.repo("service"),
+        index["manifests"][0]["digest"].as_str().unwrap()
+    );
+    let manifest: Value = serde_json::from_slice(&skopeo_raw(&registry, &first)).unwrap();
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 3);
+    let svc_store = RegistryStore::connect(&ImageRef::parse(&service).unwrap(), &settings, false)
+        .await
+        .unwrap();
+    let config: Value =
+        serde_json::from_slice(&blob(&svc_store, &manifest["config"]).await).unwrap();
+    assert_eq!(config["config"]["Env"][1], "JAVA_HOME=/opt/jdk");
+    assert_eq!(
+        config["config"]["Cmd"],
+        serde_json::json!(["java", "-jar", "/app/app.jar"])
+    );
+    assert_eq!(
+        config["config"]["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}})
+    );
+    let top = files(&blob(&svc_store, &manifest["layers"][2]).await);
+    assert_eq!(
+        top,
+        vec![
+            ("app/".to_string(), String::new()),
+            ("app/app.jar".to_string(), "PK fake jar\n".to_string())
+        ]
+    );
+}
+
+/// Builds `dockerfile` for `platform`; asserts exit 2 and returns stderr.
+fn refused(dir: &Path, dockerfile: &str, platform: &str, image: &str) -> String {
+    std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+    let out = run(
+        dir,
+        &["build", "--platform", platform, "--image", image, "."],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
+#[tokio::test]
+async fn run_and_a_base_of_another_platform_are_refused() {
+    let (registry, _, base_ref, base, dir) = setup(Flavor::Docker, "base", "multi").await;
+    let out_image = format!("oci:{}:v1", dir.path().join("out").display());
+
+    let stderr = refused(
+        dir.path(),
+        &format!("FROM {base_ref}\nWORKDIR /opt\nRUN apt-get install -y openjdk-8-jdk\n"),
+        "linux/amd64",
+        &out_image,
+    );
+    assert!(stderr.contains("Dockerfile:3: RUN"), "{stderr}");
+    assert!(stderr.contains("buildx"), "{stderr}");
+    assert!(!dir.path().join("out").exists(), "nothing published");
+
+    // The amd64 image alone, built for arm64: its config says otherwise.
+    let amd64 = format!(
+        "{}@{}",
+        registry.repo("base"),
+        base.images[0].manifest.digest
+    );
+    let stderr = refused(
+        dir.path(),
+        &format!("FROM {amd64}\nENV A=1\n"),
+        "linux/arm64",
+        &out_image,
+    );
+    assert!(
+        stderr.contains("is an image for linux/amd64, not linux/arm64"),
+        "{stderr}"
+    );
+
+    // A platform the base index lacks.
+    let stderr = refused(
+        dir.path(),
+        &format!("FROM {base_ref}\n"),
+        "linux/arm/v7",
+        &out_image,
+    );
+    assert!(
+        stderr.contains(
+            "has no linux/arm/v7 image (it has linux/amd64, linux/arm64, linux/mips64le)"
+        ),
+        "{stderr}"
+    );
+
+    // From a Docker-list base, --format docker gives a Docker manifest list whose
+    // layers carry Docker media types.
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {base_ref}\nCOPY app.jar /app/\n"),
+    )
+    .unwrap();
+    let target = format!("{}:docker", registry.repo("svc"));
+    ok(&run(
+        dir.path(),
+        &[
+            "build",
+            "--platform",
+            "linux/arm64",
+            "--format",
+            "docker",
+            "--image",
+            &target,
+            ".",
+        ],
+    ));
+    let index: Value = serde_json::from_slice(&skopeo_raw(&registry, &target)).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    let m = format!(
+        "{}@{}",
+        registry.repo("svc"),
+        index["manifests"][0]["digest"].as_str().unwrap()
+    );
+    let manifest: Value = serde_json::from_slice(&skopeo_raw(&registry, &m)).unwrap();
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.docker.container.image.v1+json"
+    );
+    assert_eq!(
+        manifest["layers"][1]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+}
