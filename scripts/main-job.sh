@@ -1,16 +1,36 @@
 #!/usr/bin/env bash
-# The main job on the embedded default (an OCI layout directory, no registry):
-# set-up, build archgate, run it.
+# The main job on the embedded default: build the seed's JDK image for
+# linux/amd64, linux/arm64 and linux/mips64le into an OCI layout directory
+# (oci:archgate-out/image:latest, no registry), verify it under emulation, and
+# print the coverage table. Set-up included (apt packages, Debian's JREs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+./scripts/fetch-jre.sh
 cargo build --release --locked
-bin=target/release/archgate
-echo "== effective configuration"
-"$bin" config
-if "$bin" --help | grep -q '^  run '; then
-  "$bin" run
-else
-  echo "== archgate run (build + verify into oci:archgate-out) is not in this version yet;"
-  echo "   available now: archgate inspect IMAGE, archgate config (see README)."
-fi
+bin=$PWD/target/release/archgate
+
+# The build context: per architecture a Debian runtime root and the JDK home,
+# as links into the fetched JREs (nothing copied; outside the checkout).
+cache=${ARCHGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/archgate}
+ctx=$cache/main-job/context
+rm -rf "$ctx"
+mkdir -p "$ctx"
+for arch in amd64 arm64 mips64le; do
+  deb=$arch; [ "$arch" = mips64le ] && deb=mips64el
+  root=$(./scripts/fetch-jre.sh --print-root "$deb")
+  ln -s "$root" "$ctx/base-$arch"
+  ln -s "$root/usr/lib/jvm/java-17-openjdk-$deb" "$ctx/jdk-$arch"
+done
+# The JDK goes to /opt/jdk only: keep it out of the base layer.
+printf 'base-*/usr/lib/jvm\n' >"$ctx/.dockerignore"
+
+# archgate run: build (the Dockerfile, every configured platform) -> verify the
+# index digest under QEMU -> gate -> reports in archgate-report/.
+status=0
+ARCHGATE_BUILD__DOCKERFILE=examples/jdk/Dockerfile \
+ARCHGATE_BUILD__CONTEXT="$ctx" \
+  "$bin" run || status=$?
+echo
+cat archgate-report/coverage.md
+exit "$status"

@@ -128,7 +128,10 @@ pub fn write_all(dir: &Path, report: &RunReport) -> Result<Vec<PathBuf>> {
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".archgate-report-")
         .tempfile_in(dir)
@@ -265,6 +268,41 @@ pub fn dotenv(report: &RunReport) -> String {
     line("ARCHGATE_VERDICT", report.verdict_word());
     line("ARCHGATE_EXIT_CODE", &report.exit_code.to_string());
     out
+}
+
+/// One `NAME=value` line: dotenv values are single lines without quotes.
+fn dotenv_line(out: &mut String, key: &str, value: &str) {
+    let v: String = value
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"' && *c != '\'')
+        .collect();
+    let _ = writeln!(out, "{key}={v}");
+}
+
+/// `ARCHGATE_IMAGE_LINUX_ARM64_V8` for `linux/arm64/v8`: the dotenv name a
+/// fan-out build job hands its platform's image on under.
+pub fn platform_key(platform: &str) -> String {
+    let mut key = String::from("ARCHGATE_IMAGE_");
+    key.extend(platform.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
+    key
+}
+
+/// Writes `NAME=value` lines (GitLab dotenv) atomically.
+pub fn write_dotenv(path: &Path, vars: &[(String, String)]) -> Result<()> {
+    let mut out = String::new();
+    for (k, v) in vars {
+        dotenv_line(&mut out, k, v);
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    write_atomic(path, out.as_bytes())
 }
 
 fn cell(o: Outcome) -> &'static str {

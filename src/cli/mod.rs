@@ -130,6 +130,9 @@ pub struct MergeArgs {
     /// Another tag for the index (repeatable), pushed last.
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
+    /// Write a GitLab dotenv file for the next job: `ARCHGATE_IMAGE=name@sha256:…`, `ARCHGATE_INDEX_DIGEST`.
+    #[arg(long, value_name = "FILE")]
+    pub dotenv: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -156,7 +159,7 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct BuildArgs {
     /// The build context directory (default: [build] context, else `.`).
     #[arg(value_name = "CONTEXT")]
@@ -179,6 +182,10 @@ pub struct BuildArgs {
     /// Manifest family: OCI, or Docker v2s2 with a manifest list.
     #[arg(long, value_enum)]
     pub format: Option<crate::image::media::Format>,
+    /// Write a GitLab dotenv file for the next job: `ARCHGATE_IMAGE_<PLATFORM>=name@sha256:…`
+    /// when one platform was built (fan-out), else `ARCHGATE_IMAGE=…`.
+    #[arg(long, value_name = "FILE")]
+    pub dotenv: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -250,6 +257,18 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             let loaded = config::load(&sources)?;
             let request = merge_request(&loaded, &args)?;
             let outcome = crate::merge::merge(&request, &loaded.settings).await?;
+            if let Some(path) = &args.dotenv {
+                crate::report::write_dotenv(
+                    path,
+                    &[
+                        ("ARCHGATE_IMAGE".into(), outcome.image.clone()),
+                        (
+                            "ARCHGATE_INDEX_DIGEST".into(),
+                            outcome.index_digest.to_string(),
+                        ),
+                    ],
+                )?;
+            }
             if args.json {
                 let json = serde_json::to_string_pretty(&outcome)
                     .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))?;
@@ -346,6 +365,13 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             let loaded = config::load(&sources)?;
             let request = build_request(&loaded, &args)?;
             let outcome = crate::build::build(&request, &loaded.settings).await?;
+            if let Some(path) = &args.dotenv {
+                let key = match outcome.platforms.as_slice() {
+                    [one] => crate::report::platform_key(&one.platform),
+                    _ => "ARCHGATE_IMAGE".to_string(),
+                };
+                crate::report::write_dotenv(path, &[(key, outcome.image.clone())])?;
+            }
             if args.json {
                 let json = serde_json::to_string_pretty(&outcome)
                     .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))?;

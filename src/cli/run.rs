@@ -11,7 +11,7 @@ use crate::gate::{self, GatePolicy};
 use crate::report::{Produced, RunError, RunReport};
 use crate::verify::{VerifyRequest, render_text};
 
-use super::{ExitStatus, MergeArgs, merge_request};
+use super::{BuildArgs, ExitStatus, MergeArgs, build_request, merge_request};
 
 /// What `run` was asked beyond the configuration.
 pub struct RunOptions {
@@ -123,33 +123,57 @@ async fn run_phases(loaded: &Loaded, opts: &RunOptions, report: &mut RunReport) 
                 MergeSources::List(l) => !l.is_empty(),
                 MergeSources::ByPlatform(t) => !t.is_empty(),
             };
-            if !has_sources {
-                let e = Error::Config(
-                    "nothing to produce: set [merge] sources in archgate.toml (per-architecture images to assemble), or pass --image IMAGE to verify an existing image".into(),
+            if has_sources {
+                let _section = Section::start(
+                    "archgate_merge",
+                    "merge: per-architecture images into one index",
                 );
-                return stopped(report, "config", &e);
-            }
-            let _section = Section::start(
-                "archgate_merge",
-                "merge: per-architecture images into one index",
-            );
-            let request = match merge_request(loaded, &MergeArgs::default()) {
-                Ok(r) => r,
-                Err(e) => return stopped(report, "merge", &e),
-            };
-            match crate::merge::merge(&request, s).await {
-                Ok(outcome) => {
-                    print!("{}", crate::merge::render_text(&outcome));
-                    let image = outcome.image.clone();
-                    report.produced = Some(Produced {
-                        phase: "merge".into(),
-                        image: outcome.image.clone(),
-                        index_digest: outcome.index_digest.clone(),
-                        detail: serde_json::to_value(&outcome).unwrap_or_default(),
-                    });
-                    image
+                let request = match merge_request(loaded, &MergeArgs::default()) {
+                    Ok(r) => r,
+                    Err(e) => return stopped(report, "merge", &e),
+                };
+                match crate::merge::merge(&request, s).await {
+                    Ok(outcome) => {
+                        print!("{}", crate::merge::render_text(&outcome));
+                        report.produced = Some(Produced {
+                            phase: "merge".into(),
+                            image: outcome.image.clone(),
+                            index_digest: outcome.index_digest.clone(),
+                            detail: serde_json::to_value(&outcome).unwrap_or_default(),
+                        });
+                        outcome.image
+                    }
+                    Err(e) => return stopped(report, "merge", &e),
                 }
-                Err(e) => return stopped(report, "merge", &e),
+            } else {
+                if !s.build.dockerfile.is_file() {
+                    let e = Error::Config(format!(
+                        "nothing to produce: no Dockerfile at {} ([build] dockerfile), no [merge] sources; build one, merge per-architecture images, or pass --image IMAGE to verify an existing image",
+                        s.build.dockerfile.display()
+                    ));
+                    return stopped(report, "config", &e);
+                }
+                let _section = Section::start(
+                    "archgate_build",
+                    "build: every platform from the Dockerfile",
+                );
+                let request = match build_request(loaded, &BuildArgs::default()) {
+                    Ok(r) => r,
+                    Err(e) => return stopped(report, "build", &e),
+                };
+                match crate::build::build(&request, s).await {
+                    Ok(outcome) => {
+                        print!("{}", crate::build::render_text(&outcome));
+                        report.produced = Some(Produced {
+                            phase: "build".into(),
+                            image: outcome.image.clone(),
+                            index_digest: outcome.index_digest.clone(),
+                            detail: serde_json::to_value(&outcome).unwrap_or_default(),
+                        });
+                        outcome.image
+                    }
+                    Err(e) => return stopped(report, "build", &e),
+                }
             }
         }
     };

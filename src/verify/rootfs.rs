@@ -261,12 +261,6 @@ impl RootFs {
                         .map(|b| b.into_owned())
                         .ok_or_else(|| fail("a symlink without a target".into()))?;
                     let target_path = PathBuf::from(String::from_utf8_lossy(&target).into_owned());
-                    if target_path.is_relative() && climbs_out(&rel, &target_path) {
-                        return Err(fail(format!(
-                            "symlink to {} escapes the image root",
-                            target_path.display()
-                        )));
-                    }
                     replace(&dest).map_err(|e| fail(e.to_string()))?;
                     std::os::unix::fs::symlink(&target_path, &dest)
                         .map_err(|e| fail(e.to_string()))?;
@@ -331,6 +325,19 @@ impl RootFs {
                 Ok(m) if m.is_dir() => dir = next,
                 Ok(m) if m.file_type().is_symlink() => {
                     let in_image = self.in_image(&next);
+                    // Such links are harmless where they stand (`..` stops at `/`, as
+                    // in a container: Debian's JDK has `docs -> ../../../share/doc/…`),
+                    // but no real image writes *through* one; a layer that does is
+                    // attempting an escape.
+                    let link =
+                        fs::read_link(&next).map_err(|e| format!("reading {in_image}: {e}"))?;
+                    let link_rel = next.strip_prefix(&self.path).unwrap_or(&next);
+                    if link.is_relative() && climbs_out(link_rel, &link) {
+                        return Err(format!(
+                            "parent {in_image} is a symlink to {} that climbs out of the image root; refusing to write through it",
+                            link.display()
+                        ));
+                    }
                     let resolved = self.resolve(&in_image).map_err(|e| {
                         format!(
                             "parent {in_image} is a symlink that does not lead to a directory: {e}"
@@ -681,9 +688,10 @@ mod tests {
             ),
             (
                 Tar::new()
-                    .link(tar::EntryType::Symlink, "up", "../../escaped")
+                    .link(tar::EntryType::Symlink, "a/up", "../../escaped")
+                    .file("a/up/x", b"x")
                     .bytes(),
-                "escapes",
+                "climbs out",
             ),
             (
                 Tar::new()
@@ -756,6 +764,31 @@ mod tests {
             root.resolve("/usr/lib/none"),
             Err(Error::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn climbing_relative_links_stand_but_resolve_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut root = new_root(dir.path());
+        // Debian's JDK relocated to /opt/jdk: docs -> ../../../share/doc/… climbs past `/`.
+        apply(
+            &mut root,
+            Tar::new()
+                .dir("share/doc/jre")
+                .file("share/doc/jre/README", b"r")
+                .link(
+                    tar::EntryType::Symlink,
+                    "opt/jdk/docs",
+                    "../../../share/doc/jre",
+                )
+                .bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            root.resolve("/opt/jdk/docs/README").unwrap(),
+            root.path().join("share/doc/jre/README"),
+            "`..` stops at the root, as in a container"
+        );
     }
 
     #[test]
