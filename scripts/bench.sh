@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks, by section:   scripts/bench.sh [SECTION...]   (default: all)
 #
+#   verify  `archgate verify` of the seed's JDK image (examples/jdk/Dockerfile, the
+#           main job's image) for three platforms: cold and warm cache, per
+#           platform against the floor — the bare `java -version` in the same
+#           bubblewrap sandbox under the same emulator (QEMU for arm64/mips64le).
 #   build   `archgate build` of the issue's JDK Dockerfile for linux/amd64,
 #           linux/arm64 and linux/mips64le into an OCI layout: cold (empty layer
 #           cache) and no-op rebuild, wall time and peak RSS (/usr/bin/time -v),
@@ -15,7 +19,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(build)
+[ ${#sections[@]} -gt 0 ] || sections=(build verify)
 
 want() { local s; for s in "${sections[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 
@@ -125,5 +129,80 @@ bench_build() {
   fi
 }
 
+# median of the numbers on stdin
+median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+bench_verify() {
+  echo "== verify =="
+  (cd "$repo" && cargo build --release --quiet)
+  local bin="$repo/target/release/archgate" runs=${BENCH_RUNS:-5}
+  local work; work=$(mktemp -d /tmp/archgate-bench.XXXXXX)
+  trap 'rm -rf "$work"' RETURN
+  "$here/fetch-jre.sh" >/dev/null
+  # The main job's context and image (layer cache shared with the main job).
+  mkdir -p "$work/ctx"
+  local arch deb root
+  for arch in amd64 arm64 mips64le; do
+    deb=$arch; [ "$arch" = mips64le ] && deb=mips64el
+    root=$("$here/fetch-jre.sh" --print-root "$deb")
+    ln -s "$root" "$work/ctx/base-$arch"
+    ln -s "$root/usr/lib/jvm/java-17-openjdk-$deb" "$work/ctx/jdk-$arch"
+  done
+  printf 'base-*/usr/lib/jvm\n' >"$work/ctx/.dockerignore"
+  "$bin" build -f "$repo/examples/jdk/Dockerfile" --image "oci:$work/layout:v1" "$work/ctx" >/dev/null
+  local image="oci:$work/layout:v1"
+
+  # archgate verify, cold (empty cache) once, then warm; per-platform seconds from --json.
+  verify_json() { ARCHGATE_CACHE="$1" "$bin" verify --json "$image"; }
+  per_platform() { python3 -c 'import json,sys; v=json.load(sys.stdin); [print(p["platform"], p["duration"]/1000, p["outcome"]) for p in v["platforms"]]'; }
+  local t0 t1 cold_wall
+  t0=$(now); verify_json "$work/cache" >"$work/cold.json"; t1=$(now)
+  cold_wall=$(echo "$t1 - $t0" | bc)
+  : >"$work/warm.txt"; : >"$work/warm-wall.txt"
+  for _ in $(seq 1 "$runs"); do
+    t0=$(now); verify_json "$work/cache" >"$work/warm.json"; t1=$(now)
+    echo "$t1 - $t0" | bc >>"$work/warm-wall.txt"
+    per_platform <"$work/warm.json" >>"$work/warm.txt"
+  done
+
+  # The floor: the bare java -version in the same sandbox, same emulator, same root.
+  # The floor: the bare java -version in the same sandbox, under the same
+  # emulator, in the very root archgate unpacked (found by the JDK's OS_ARCH).
+  floor() {
+    local os_arch=$1 qemu=$2 root="" r
+    for r in "$work"/cache/rootfs/*/; do
+      grep -q "^OS_ARCH=\"$os_arch\"" "$r/opt/jdk/release" 2>/dev/null && root=$r
+    done
+    [ -n "$root" ] || { echo nan; return; }
+    local argv=(bwrap --unshare-all --die-with-parent --new-session --ro-bind "$root" / --proc /proc --dev /dev --tmpfs /tmp)
+    [ -n "$qemu" ] && argv+=(--ro-bind "$(command -v "$qemu")" /.archgate-qemu)
+    argv+=(--)
+    [ -n "$qemu" ] && argv+=(/.archgate-qemu)
+    argv+=(/opt/jdk/bin/java -version)
+    "${argv[@]}" >/dev/null 2>&1 || { echo "floor command failed for $os_arch" >&2; echo nan; return; }
+    for _ in $(seq 1 "$runs"); do
+      t0=$(now); "${argv[@]}" >/dev/null 2>&1; t1=$(now); echo "$t1 - $t0" | bc
+    done | median
+  }
+  printf '%-16s %10s %10s %10s %8s\n' platform "cold s" "warm s" "floor s" "warm/floor"
+  echo "(cold: the platform's share of one cold 3-platform verify; warm: verify --platform P, whole command, median of $runs)"
+  local p cold warm fl
+  for p in linux/amd64:x86_64: linux/arm64:aarch64:qemu-aarch64-static linux/mips64le:mips64el:qemu-mips64el-static; do
+    IFS=: read -r plat os_arch qemu <<<"$p"
+    cold=$(per_platform <"$work/cold.json" | awk -v p="$plat" '$1==p {print $2}')
+    # Warm: the whole `archgate verify --platform P` command (process start,
+    # index and manifest reads, cached root, ELF checks, the java run).
+    warm=$(for _ in $(seq 1 "$runs"); do
+      t0=$(now); ARCHGATE_CACHE="$work/cache" "$bin" verify --platform "$plat" "$image" >/dev/null; t1=$(now)
+      echo "$t1 - $t0" | bc
+    done | median)
+    fl=$(floor "$os_arch" "$qemu")
+    printf '%-16s %10.2f %10.2f %10.2f %8.2f\n' "$plat" "$cold" "$warm" "$fl" "$(echo "$warm / $fl" | bc -l)"
+  done
+  printf '%-16s %10.2f %10.2f   (whole verify command, 3 platforms, %s cores)\n' "wall" "$cold_wall" \
+    "$(median <"$work/warm-wall.txt")" "$(nproc)"
+}
+
 want build && bench_build
+want verify && bench_verify
 exit 0
