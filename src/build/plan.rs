@@ -350,7 +350,7 @@ pub fn apply(df: &Dockerfile, inp: &Inputs, base_config: Value) -> Result<Plan> 
         return Err(at(
             inp,
             chain.first().map(|s| s.from.line).unwrap_or(1),
-            "the base image has ONBUILD triggers, which archgate does not run: build FROM an image without them, or build with `docker buildx`",
+            "the base image has ONBUILD triggers, which archgate does not run: build FROM an image without them, or use `[build] driver = \"buildx\"`",
         ));
     }
     if let Some(rt) = config.get_mut("config").and_then(Value::as_object_mut) {

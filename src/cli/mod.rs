@@ -456,5 +456,6 @@ fn build_request(loaded: &config::Loaded, args: &BuildArgs) -> Result<crate::bui
         extra_tags,
         format: b.format,
         epoch: source_date_epoch()?,
+        driver: b.driver,
     })
 }
