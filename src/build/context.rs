@@ -273,12 +273,23 @@ pub fn entries(context: &Path, ignore: &Ignore, spec: &LayerSpec, what: &str) ->
         }
     }
     let multi = sources.len() > 1 || spec.dest_dir;
+    let root = context.canonicalize().map_err(|e| Error::io(context, e))?;
     for rel in &sources {
         let path = if rel.is_empty() {
             context.to_path_buf()
         } else {
             context.join(rel)
         };
+        // Symlinks on the way are followed, but never out of the context: a
+        // repository must not be able to copy the CI runner's files into an image.
+        if let Ok(real) = path.canonicalize() {
+            if !real.starts_with(&root) {
+                return Err(Error::Invalid(format!(
+                    "{what}: {kw} `{rel}` leads out of the build context (a symlink to {}): copy the content into the context",
+                    real.display()
+                )));
+            }
+        }
         // The named source itself is followed if it is a symlink, as Docker does.
         let md = std::fs::metadata(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {

@@ -499,6 +499,19 @@ mod tests {
         );
         let es = entries(ctx.path(), &ig, &spec(&["a.jar"], "/app.jar", false), "x").unwrap();
         assert!(es.map.contains_key("app.jar"));
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/etc", ctx.path().join("host-etc")).unwrap();
+            let err = entries(
+                ctx.path(),
+                &ig,
+                &spec(&["host-etc/passwd"], "/x", false),
+                "Dockerfile:9",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("leads out of the build context"), "{err}");
+        }
         for (src, why) in [
             ("missing", "not found"),
             ("../x", "outside the build context"),
