@@ -148,13 +148,25 @@ pub struct Entry {
     pub stamp: (u64, i128),
 }
 
+/// A local tar archive to extract into a directory of the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archive {
+    /// The destination directory (no leading `/`).
+    pub dest: String,
+    pub source: PathBuf,
+    /// Size and mtime of the archive file, for the cache fingerprint.
+    pub stamp: (u64, i128),
+    /// `--chown`: every entry gets this owner instead of the archive's own.
+    pub owner: Option<(u64, u64)>,
+}
+
 /// What one layer spec produces: entries keyed by their path in the image (no
 /// leading `/`; sorted by the map), then local archives `ADD` extracts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entries {
     pub map: BTreeMap<String, Entry>,
-    /// (destination directory, archive file, its size and mtime), in source order.
-    pub archives: Vec<(String, PathBuf, (u64, i128))>,
+    /// Local archives `ADD` extracts, in source order.
+    pub archives: Vec<Archive>,
 }
 
 fn rel_clean(s: &str) -> Option<String> {
@@ -315,7 +327,12 @@ pub fn entries(context: &Path, ignore: &Ignore, spec: &LayerSpec, what: &str) ->
                 out.map
                     .insert(dest.clone(), dir_entry(0o755, spec.uid, spec.gid, (0, 0)));
             }
-            out.archives.push((dest.clone(), path.clone(), stamp(&md)));
+            out.archives.push(Archive {
+                dest: dest.clone(),
+                source: path.clone(),
+                stamp: stamp(&md),
+                owner: spec.chown.then_some((spec.uid, spec.gid)),
+            });
         } else {
             let name = rel.rsplit('/').next().unwrap_or(rel);
             let at = if multi {

@@ -60,6 +60,8 @@ pub struct LayerSpec {
     pub dest_dir: bool,
     pub uid: u64,
     pub gid: u64,
+    /// `--chown` was given (an extracted archive then takes `uid`/`gid` too).
+    pub chown: bool,
     pub chmod: Option<u32>,
 }
 
@@ -738,6 +740,7 @@ fn copy_layer(
         dest_dir,
         uid,
         gid,
+        chown: spec.chown.is_some(),
         chmod,
     })
 }
