@@ -344,6 +344,22 @@ pub fn apply(df: &Dockerfile, inp: &Inputs, base_config: Value) -> Result<Plan> 
     let global = global_args(df, inp)?;
     let automatic = platform_args(inp.target, inp.build);
     let mut config = base_config;
+    let shape_ok = config.is_object()
+        && config
+            .get("config")
+            .is_none_or(|c| c.is_object() || c.is_null())
+        && config
+            .get("history")
+            .is_none_or(|h| h.is_array() || h.is_null())
+        && config
+            .get("rootfs")
+            .is_none_or(|r| r.get("diff_ids").is_some_and(Value::is_array));
+    if !shape_ok {
+        return Err(Error::malformed(
+            format!("{}: the base image config", inp.file),
+            "not an image config (`config`, `history` or `rootfs` has the wrong type); rebuild the base",
+        ));
+    }
     if config
         .pointer("/config/OnBuild")
         .and_then(Value::as_array)
@@ -1023,6 +1039,17 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("ONBUILD"), "{err}");
+        // Hostile configs are errors, not panics.
+        for bad in [
+            json!([]),
+            json!("x"),
+            json!({"config": "x"}),
+            json!({"history": 3}),
+            json!({"rootfs": {"diff_ids": "no"}}),
+        ] {
+            let err = apply(&df, &inputs(&args, &t, &t), bad).unwrap_err();
+            assert!(err.to_string().contains("not an image config"), "{err}");
+        }
     }
 
     /// Property: any Dockerfile the parser accepts plans to a value or an
