@@ -285,6 +285,8 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
         let config_bytes = serde_json::to_vec(&config)
             .map_err(|e| Error::Internal(format!("{what}: cannot encode the config: {e}")))?;
         let config_digest = Digest::of(&config_bytes);
+        // The index entry states what the config states.
+        let parsed = ImageConfig::parse(&config_bytes, &what)?;
         let size = config_bytes.len() as u64;
         let r = if target.blob_exists(&config_digest).await? {
             BlobPut::Present
@@ -327,8 +329,6 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
         if publish::put_manifest_if_missing(target, &manifest).await? {
             written.manifests += 1;
         }
-        let parsed: ImageConfig =
-            ImageConfig::parse(&serde_json::to_vec(&config).unwrap_or_default(), &what)?;
         let mut entry = manifest.descriptor();
         entry.platform = Some(PlatformSpec {
             architecture: parsed.architecture.clone(),
