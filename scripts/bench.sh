@@ -47,7 +47,8 @@ bench_build() {
   for arch in amd64 arm64 mips64le; do
     deb=$arch; [ "$arch" = mips64le ] && deb=mips64el
     if root=$("$here/fetch-jre.sh" --print-root "$deb" 2>/dev/null); then
-      ln -s "$root" "$work/ctx/jdk8-$arch"
+      # a copy: sources may not lead out of the build context through symlinks
+      cp -a "$root" "$work/ctx/jdk8-$arch"
     else
       kind=generated
       mkdir -p "$work/ctx/jdk8-$arch"
@@ -58,7 +59,7 @@ bench_build() {
       done
     fi
   done
-  echo "content: $kind trees: $(du -shD "$work"/ctx/jdk8-amd64 | cut -f1) amd64, $(du -shD "$work"/ctx/jdk8-arm64 | cut -f1) arm64, $(du -shD "$work"/ctx/jdk8-mips64le | cut -f1) mips64le"
+  echo "content: $kind trees: $(du -sh "$work"/ctx/jdk8-amd64 | cut -f1) amd64, $(du -sh "$work"/ctx/jdk8-arm64 | cut -f1) arm64, $(du -sh "$work"/ctx/jdk8-mips64le | cut -f1) mips64le"
 
   # A tiny multi-arch base, built by archgate itself into the layout.
   export ARCHGATE_CACHE="$work/cache"

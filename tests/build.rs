@@ -399,3 +399,32 @@ async fn run_and_a_base_of_another_platform_are_refused() {
         "application/vnd.docker.image.rootfs.diff.tar.gzip"
     );
 }
+
+#[test]
+fn the_buildx_driver_says_what_is_missing() {
+    let dir = crate::common::tempdir();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nRUN make\n").unwrap();
+    std::fs::write(
+        dir.path().join("archgate.toml"),
+        "[build]\ndriver = \"buildx\"\n",
+    )
+    .unwrap();
+    let image = ["build", "--image", "127.0.0.1:5999/app:v1", "."];
+    // No docker at all.
+    let empty = crate::common::tempdir();
+    let out = crate::common::archgate()
+        .current_dir(dir.path())
+        .env("PATH", empty.path())
+        .args(image)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`docker` is not on PATH"), "{stderr}");
+    assert!(stderr.contains("docker-buildx-plugin"), "{stderr}");
+    // An OCI layout is not something buildx --push can write.
+    let out = run(dir.path(), &["build", "--image", "oci:out:v1", "."]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("pushes to a registry"), "{stderr}");
+}

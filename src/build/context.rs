@@ -148,13 +148,25 @@ pub struct Entry {
     pub stamp: (u64, i128),
 }
 
+/// A local tar archive to extract into a directory of the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archive {
+    /// The destination directory (no leading `/`).
+    pub dest: String,
+    pub source: PathBuf,
+    /// Size and mtime of the archive file, for the cache fingerprint.
+    pub stamp: (u64, i128),
+    /// `--chown`: every entry gets this owner instead of the archive's own.
+    pub owner: Option<(u64, u64)>,
+}
+
 /// What one layer spec produces: entries keyed by their path in the image (no
 /// leading `/`; sorted by the map), then local archives `ADD` extracts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entries {
     pub map: BTreeMap<String, Entry>,
-    /// (destination directory, archive file, its size and mtime), in source order.
-    pub archives: Vec<(String, PathBuf, (u64, i128))>,
+    /// Local archives `ADD` extracts, in source order.
+    pub archives: Vec<Archive>,
 }
 
 fn rel_clean(s: &str) -> Option<String> {
@@ -273,12 +285,23 @@ pub fn entries(context: &Path, ignore: &Ignore, spec: &LayerSpec, what: &str) ->
         }
     }
     let multi = sources.len() > 1 || spec.dest_dir;
+    let root = context.canonicalize().map_err(|e| Error::io(context, e))?;
     for rel in &sources {
         let path = if rel.is_empty() {
             context.to_path_buf()
         } else {
             context.join(rel)
         };
+        // Symlinks on the way are followed, but never out of the context: a
+        // repository must not be able to copy the CI runner's files into an image.
+        if let Ok(real) = path.canonicalize()
+            && !real.starts_with(&root)
+        {
+            return Err(Error::Invalid(format!(
+                "{what}: {kw} `{rel}` leads out of the build context (a symlink to {}): copy the content into the context",
+                real.display()
+            )));
+        }
         // The named source itself is followed if it is a symlink, as Docker does.
         let md = std::fs::metadata(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -304,7 +327,12 @@ pub fn entries(context: &Path, ignore: &Ignore, spec: &LayerSpec, what: &str) ->
                 out.map
                     .insert(dest.clone(), dir_entry(0o755, spec.uid, spec.gid, (0, 0)));
             }
-            out.archives.push((dest.clone(), path.clone(), stamp(&md)));
+            out.archives.push(Archive {
+                dest: dest.clone(),
+                source: path.clone(),
+                stamp: stamp(&md),
+                owner: spec.chown.then_some((spec.uid, spec.gid)),
+            });
         } else {
             let name = rel.rsplit('/').next().unwrap_or(rel);
             let at = if multi {

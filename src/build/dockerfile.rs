@@ -111,7 +111,7 @@ fn err<T>(line: usize, message: impl Into<String>) -> Result<T, ParseError> {
 }
 
 /// The hint every refusal of execution carries.
-pub const BUILDX_HINT: &str = "archgate's builder runs nothing; build this Dockerfile with `docker buildx build --platform ... --push` (the buildx driver), then `archgate merge`/`verify` take it from the registry; or move the step into a base image";
+pub const BUILDX_HINT: &str = "archgate's native builder runs nothing; build this Dockerfile with the buildx driver (`[build] driver = \"buildx\"`, docker buildx), or move the step into a base image";
 
 /// Parses a Dockerfile.
 pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
@@ -265,7 +265,7 @@ fn parse_instruction(text: &str, line: usize, escape: char) -> Result<Instructio
         {
             return err(
                 line,
-                "heredocs (`<<`) are not supported by archgate's builder: put the content in a file of the build context and COPY it, or build with `docker buildx`",
+                "heredocs (`<<`) are not supported by archgate's builder: put the content in a file of the build context and COPY it, or use `[build] driver = \"buildx\"`",
             );
         }
     }
@@ -394,7 +394,7 @@ fn parse_instruction(text: &str, line: usize, escape: char) -> Result<Instructio
                         return err(
                             line,
                             format!(
-                                "{kw} --from={v} is not supported by archgate's builder: copy from the build context, or build with `docker buildx`"
+                                "{kw} --from={v} is not supported by archgate's builder: copy from the build context, or use `[build] driver = \"buildx\"`"
                             ),
                         );
                     }

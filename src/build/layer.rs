@@ -114,12 +114,14 @@ pub fn fingerprint(entries: &Entries, epoch: i64) -> String {
             Kind::Symlink { target } => put(&format!("l {target}")),
         }
     }
-    for (dest, source, stamp) in &entries.archives {
+    for a in &entries.archives {
         put(&format!(
-            "a {dest} {} {} {}",
-            source.display(),
-            stamp.0,
-            stamp.1
+            "a {} {} {} {} {:?}",
+            a.dest,
+            a.source.display(),
+            a.stamp.0,
+            a.stamp.1,
+            a.owner
         ));
     }
     h.finish().hex().to_string()
@@ -214,8 +216,8 @@ pub fn write(entries: &Entries, epoch: i64, out: File, what: &str) -> Result<Lay
             }
         }
     }
-    for (dest, source, _) in &entries.archives {
-        extract(&mut tar, dest, source)?;
+    for a in &entries.archives {
+        extract(&mut tar, &a.dest, &a.source, a.owner)?;
     }
     let tar_stream = tar.into_inner().map_err(fail)?;
     let diff_id = tar_stream.hasher.finish();
@@ -263,7 +265,12 @@ fn open_archive(source: &Path) -> Result<Box<dyn Read>> {
 
 /// Copies a local archive's entries under `dest`, as `ADD` extracts it. Paths
 /// that would leave `dest` (`..`) are refused; device files are left out.
-fn extract<W: Write>(tar: &mut tar::Builder<W>, dest: &str, source: &Path) -> Result<()> {
+fn extract<W: Write>(
+    tar: &mut tar::Builder<W>,
+    dest: &str,
+    source: &Path,
+    owner: Option<(u64, u64)>,
+) -> Result<()> {
     let bad = |m: String| Error::Invalid(format!("ADD {}: {m}", source.display()));
     let mut archive = tar::Archive::new(open_archive(source)?);
     let entries = archive
@@ -282,6 +289,13 @@ fn extract<W: Write>(tar: &mut tar::Builder<W>, dest: &str, source: &Path) -> Re
             format!("{dest}/{rel}")
         };
         let mut h = entry.header().clone();
+        if let Some((uid, gid)) = owner {
+            h.set_uid(uid);
+            h.set_gid(gid);
+            // Names would override the ids for tools that read them.
+            let _ = h.set_username("");
+            let _ = h.set_groupname("");
+        }
         let kind = h.entry_type();
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory => {
@@ -353,6 +367,7 @@ mod tests {
             dest_dir: dest.ends_with('/'),
             uid: 0,
             gid: 0,
+            chown: false,
             chmod: None,
         }
     }
@@ -499,6 +514,19 @@ mod tests {
         );
         let es = entries(ctx.path(), &ig, &spec(&["a.jar"], "/app.jar", false), "x").unwrap();
         assert!(es.map.contains_key("app.jar"));
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/etc", ctx.path().join("host-etc")).unwrap();
+            let err = entries(
+                ctx.path(),
+                &ig,
+                &spec(&["host-etc/passwd"], "/x", false),
+                "Dockerfile:9",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("leads out of the build context"), "{err}");
+        }
         for (src, why) in [
             ("missing", "not found"),
             ("../x", "outside the build context"),
@@ -565,6 +593,14 @@ mod tests {
                 "{name}"
             );
         }
+        // --chown gives every extracted entry that owner.
+        let mut owned = spec(&["t.tar"], "/o", true);
+        (owned.chown, owned.uid, owned.gid) = (true, 5, 6);
+        let es = entries(ctx.path(), &Ignore::default(), &owned, "x").unwrap();
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = LayerCache::new(cache_dir.path());
+        let got = list(&cache.blob_path(&cache.layer(&es, 0, "x").unwrap().digest));
+        assert_eq!((got[1].0.as_str(), got[1].3), ("o/bin/tool", 5));
         // COPY never extracts.
         let es = entries(
             ctx.path(),

@@ -3,6 +3,7 @@
 //! substitution and planning are pure; layers are written reproducibly in one
 //! streaming pass; publishing goes through the one `Store` trait.
 
+pub mod buildx;
 pub mod context;
 pub mod dockerfile;
 pub mod layer;
@@ -44,6 +45,7 @@ pub struct BuildRequest {
     pub format: Format,
     /// `SOURCE_DATE_EPOCH`, else 0: every timestamp in layers and config.
     pub epoch: i64,
+    pub driver: crate::config::BuildDriver,
 }
 
 /// What `build` did.
@@ -98,10 +100,6 @@ fn read_dockerfile(path: &Path) -> Result<String> {
 
 /// Runs a build.
 pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutcome> {
-    let file = req.dockerfile.display().to_string();
-    let text = read_dockerfile(&req.dockerfile)?;
-    let df = dockerfile::parse(&text)
-        .map_err(|e| Error::Invalid(format!("{file}:{}: {}", e.line, e.message)))?;
     let target_tag = match req.target.selector() {
         Some(Selector::Tag(t)) => t,
         _ => {
@@ -111,6 +109,13 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
             )));
         }
     };
+    if req.driver == crate::config::BuildDriver::Buildx {
+        return buildx::build(req).await;
+    }
+    let file = req.dockerfile.display().to_string();
+    let text = read_dockerfile(&req.dockerfile)?;
+    let df = dockerfile::parse(&text)
+        .map_err(|e| Error::Invalid(format!("{file}:{}: {}", e.line, e.message)))?;
     if req.platforms.is_empty() {
         return Err(Error::Invalid(
             "no platform to build: pass --platform or set `platforms`".into(),
@@ -280,6 +285,8 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
         let config_bytes = serde_json::to_vec(&config)
             .map_err(|e| Error::Internal(format!("{what}: cannot encode the config: {e}")))?;
         let config_digest = Digest::of(&config_bytes);
+        // The index entry states what the config states.
+        let parsed = ImageConfig::parse(&config_bytes, &what)?;
         let size = config_bytes.len() as u64;
         let r = if target.blob_exists(&config_digest).await? {
             BlobPut::Present
@@ -322,8 +329,6 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
         if publish::put_manifest_if_missing(target, &manifest).await? {
             written.manifests += 1;
         }
-        let parsed: ImageConfig =
-            ImageConfig::parse(&serde_json::to_vec(&config).unwrap_or_default(), &what)?;
         let mut entry = manifest.descriptor();
         entry.platform = Some(PlatformSpec {
             architecture: parsed.architecture.clone(),

@@ -60,6 +60,8 @@ pub struct LayerSpec {
     pub dest_dir: bool,
     pub uid: u64,
     pub gid: u64,
+    /// `--chown` was given (an extracted archive then takes `uid`/`gid` too).
+    pub chown: bool,
     pub chmod: Option<u32>,
 }
 
@@ -342,6 +344,22 @@ pub fn apply(df: &Dockerfile, inp: &Inputs, base_config: Value) -> Result<Plan> 
     let global = global_args(df, inp)?;
     let automatic = platform_args(inp.target, inp.build);
     let mut config = base_config;
+    let shape_ok = config.is_object()
+        && config
+            .get("config")
+            .is_none_or(|c| c.is_object() || c.is_null())
+        && config
+            .get("history")
+            .is_none_or(|h| h.is_array() || h.is_null())
+        && config
+            .get("rootfs")
+            .is_none_or(|r| r.get("diff_ids").is_some_and(Value::is_array));
+    if !shape_ok {
+        return Err(Error::malformed(
+            format!("{}: the base image config", inp.file),
+            "not an image config (`config`, `history` or `rootfs` has the wrong type); rebuild the base",
+        ));
+    }
     if config
         .pointer("/config/OnBuild")
         .and_then(Value::as_array)
@@ -350,7 +368,7 @@ pub fn apply(df: &Dockerfile, inp: &Inputs, base_config: Value) -> Result<Plan> 
         return Err(at(
             inp,
             chain.first().map(|s| s.from.line).unwrap_or(1),
-            "the base image has ONBUILD triggers, which archgate does not run: build FROM an image without them, or build with `docker buildx`",
+            "the base image has ONBUILD triggers, which archgate does not run: build FROM an image without them, or use `[build] driver = \"buildx\"`",
         ));
     }
     if let Some(rt) = config.get_mut("config").and_then(Value::as_object_mut) {
@@ -522,7 +540,7 @@ fn apply_one(
                 format!(
                     "{kw} {shown}{} {} # buildkit",
                     layer.sources.join(" "),
-                    layer.dest
+                    word(df, inp, state, line, &spec.dest)?
                 ),
                 false,
             );
@@ -738,6 +756,7 @@ fn copy_layer(
         dest_dir,
         uid,
         gid,
+        chown: spec.chown.is_some(),
         chmod,
     })
 }
@@ -834,7 +853,7 @@ mod tests {
             assert_eq!(empties, vec![true, true, false, true, true, true]);
             assert_eq!(
                 history[3]["created_by"],
-                json!(format!("ADD {dir} /opt/jdk # buildkit"))
+                json!(format!("ADD {dir} ./jdk # buildkit"))
             );
             assert_eq!(p.config["created"], json!("1970-01-01T00:00:00Z"));
         }
@@ -1020,6 +1039,64 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("ONBUILD"), "{err}");
+        // Hostile configs are errors, not panics.
+        for bad in [
+            json!([]),
+            json!("x"),
+            json!({"config": "x"}),
+            json!({"history": 3}),
+            json!({"rootfs": {"diff_ids": "no"}}),
+        ] {
+            let err = apply(&df, &inputs(&args, &t, &t), bad).unwrap_err();
+            assert!(err.to_string().contains("not an image config"), "{err}");
+        }
+    }
+
+    /// Property: any Dockerfile the parser accepts plans to a value or an
+    /// error naming `Dockerfile:LINE`, never a panic; generated from pieces.
+    #[test]
+    fn total_on_generated_dockerfiles() {
+        let pieces = [
+            "ARG A=${B:-x}\n",
+            "ARG B\n",
+            "ENV A=$A:${A:+y} B=\"$B\"\n",
+            "ENV P $PATH:/x\n",
+            "WORKDIR ${A}/..\n",
+            "WORKDIR\trel\n",
+            "LABEL \"k $A\"=v\n",
+            "USER $A\n",
+            "EXPOSE ${P:-80}/udp\n",
+            "VOLUME [\"$A\"]\n",
+            "VOLUME $B\n",
+            "CMD x\n",
+            "ENTRYPOINT [\"a\"]\n",
+            "SHELL [\"/bin/bash\"]\n",
+            "HEALTHCHECK NONE\n",
+            "STOPSIGNAL ${A:?x}\n",
+            "COPY --chown=$A a b/\n",
+            "ADD x ${A}\n",
+            "FROM scratch AS s\n",
+            "FROM s\n",
+            "ONBUILD ENV A=1\n",
+            "MAINTAINER $A\n",
+        ];
+        let t = Platform::parse("linux/arm64").unwrap();
+        let args = BTreeMap::new();
+        let inp = inputs(&args, &t, &t);
+        let mut seed: u64 = 0x853c49e6748fea9b;
+        for _ in 0..3000 {
+            let mut text = String::from("FROM scratch\n");
+            for _ in 0..(seed % 9) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            let Ok(df) = parse(&text) else { continue };
+            if let Err(e) = base(&df, &inp).and_then(|_| apply(&df, &inp, scratch_config(&t))) {
+                assert!(e.to_string().starts_with("Dockerfile:"), "{text}: {e}");
+            }
+        }
     }
 
     #[test]

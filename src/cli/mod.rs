@@ -170,7 +170,7 @@ pub struct BuildArgs {
     /// Platforms to build, comma-separated (default: [build] platforms, else `platforms`).
     #[arg(long, value_name = "LIST")]
     pub platform: Option<String>,
-    /// A build argument (repeatable); overrides [build.args].
+    /// A build argument (repeatable); overrides [build.args]. `KEY` alone takes KEY from the environment.
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
     /// Where the index goes, with a tag (default: [build] image, else `image`).
@@ -565,10 +565,24 @@ fn add_build_flags(sources: &mut Sources, args: &BuildArgs) -> Result<()> {
         flag(sources, &["build", "format"], format_name(f), "--format");
     }
     for kv in &args.build_args {
-        let Some((k, v)) = kv.split_once('=') else {
-            return Err(Error::Invalid(format!("--build-arg {kv}: write KEY=VALUE")));
+        // `--build-arg KEY` takes KEY's value from the environment, as docker does.
+        let (k, v) = match kv.split_once('=') {
+            Some((k, v)) => (k, v.to_string()),
+            None => match std::env::var(kv) {
+                Ok(v) => (kv.as_str(), v),
+                Err(_) => {
+                    return Err(Error::Invalid(format!(
+                        "--build-arg {kv}: write KEY=VALUE, or set {kv} in the environment"
+                    )));
+                }
+            },
         };
-        flag(sources, &["build", "args", k], v.to_string(), "--build-arg");
+        if k.is_empty() {
+            return Err(Error::Invalid(format!(
+                "--build-arg {kv}: the name is empty"
+            )));
+        }
+        flag(sources, &["build", "args", k], v, "--build-arg");
     }
     Ok(())
 }
@@ -628,5 +642,6 @@ fn build_request(loaded: &config::Loaded, args: &BuildArgs) -> Result<crate::bui
         extra_tags,
         format: b.format,
         epoch: source_date_epoch()?,
+        driver: b.driver,
     })
 }

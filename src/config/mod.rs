@@ -211,6 +211,17 @@ pub struct BuildSettings {
     pub tags: Vec<String>,
     /// `oci` (OCI manifests and index) or `docker` (Docker v2s2 and manifest list).
     pub format: crate::image::media::Format,
+    /// `native` (archgate builds; nothing is executed) or `buildx` (`docker buildx build --push`).
+    pub driver: BuildDriver,
+}
+
+/// Who builds: archgate itself, or docker buildx for Dockerfiles with `RUN`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildDriver {
+    #[default]
+    Native,
+    Buildx,
 }
 
 impl Default for BuildSettings {
@@ -223,6 +234,7 @@ impl Default for BuildSettings {
             image: None,
             tags: Vec::new(),
             format: crate::image::media::Format::Oci,
+            driver: BuildDriver::Native,
         }
     }
 }
