@@ -16,9 +16,6 @@ pub const PLATFORMS: [(&str, &str); 3] = [
     ("linux", "mips64le"),
 ];
 
-/// Docker's uncompressed layer type (media.rs only names the gzip one).
-const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
-
 /// Which media-type family the set is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
@@ -49,7 +46,7 @@ impl Flavor {
                 media::DOCKER_LIST,
                 media::DOCKER_MANIFEST,
                 media::DOCKER_CONFIG,
-                DOCKER_LAYER_TAR,
+                media::DOCKER_LAYER_TAR,
             ],
         }
     }

@@ -329,12 +329,16 @@ impl Store for RegistryStore {
             manifest.digest.to_string(),
         );
         self.push_manifest(&by_digest, manifest).await?;
-        if let Some(tag) = tag {
-            let by_tag =
-                Reference::with_tag(self.host.clone(), self.repository.clone(), tag.to_string());
-            self.push_manifest(&by_tag, manifest).await?;
+        match tag {
+            Some(tag) => self.put_tag(manifest, tag).await,
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    async fn put_tag(&self, manifest: &RawManifest, tag: &str) -> Result<()> {
+        let by_tag =
+            Reference::with_tag(self.host.clone(), self.repository.clone(), tag.to_string());
+        self.push_manifest(&by_tag, manifest).await
     }
 
     async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
