@@ -32,7 +32,7 @@ pub async fn tag(target: &dyn Store, index: &RawManifest, tags: &[String]) -> Re
             Err(e) => return Err(e),
         };
         if current.as_ref() != Some(&index.digest) {
-            target.put_manifest(index, Some(tag)).await?;
+            target.put_tag(index, tag).await?;
             moved += 1;
         }
     }

@@ -7,6 +7,7 @@ mod build;
 mod ci_templates;
 mod cli;
 mod layout;
+mod merge;
 mod registry;
 mod run;
 mod verify;

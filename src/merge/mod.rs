@@ -51,6 +51,8 @@ pub struct MergeOutcome {
     pub media_type: String,
     pub platforms: Vec<MergedPlatform>,
     pub attestations: usize,
+    /// Attestations dropped because `--convert` replaced the manifest they describe.
+    pub attestations_dropped: usize,
     /// Tags that now point at the index.
     pub tags: Vec<String>,
     /// What had to be written (all zero on a re-run).
@@ -103,23 +105,33 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
         }
     };
 
-    // 1. Read every source and check it, before anything is written.
+    // 1. Read every source and check it, before anything is written. One
+    //    store (one client, one authentication, pooled connections) per
+    //    source repository or layout, however many sources name it.
     let mut stores: Vec<Box<dyn Store>> = Vec::new();
+    let mut opened: HashMap<String, usize> = HashMap::new();
     let mut candidates = Vec::new();
     let mut attestations = Vec::new();
     let mut origin: HashMap<Digest, usize> = HashMap::new();
     for spec in &req.sources {
         let location = Location::parse(&spec.location)?;
-        let store = store::open(&location, settings, false).await?;
+        let idx = match opened.get(&store_key(&location)) {
+            Some(&i) => i,
+            None => {
+                stores.push(store::open(&location, settings, false).await?);
+                opened.insert(store_key(&location), stores.len() - 1);
+                stores.len() - 1
+            }
+        };
+        let store = stores[idx].as_ref();
         let selector = match location.selector() {
             Some(s) => s,
             None => store.default_selector().await?,
         };
         let top = store.get_manifest(&selector).await?;
-        let idx = stores.len();
         match top.kind() {
             ManifestKind::Image => {
-                let platform = config_platform(store.as_ref(), &top, &spec.location).await?;
+                let platform = config_platform(store, &top, &spec.location).await?;
                 origin.insert(top.digest.clone(), idx);
                 candidates.push(Candidate {
                     source: spec.location.clone(),
@@ -158,8 +170,7 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
                             "nested indexes are not supported",
                         ));
                     }
-                    let platform =
-                        config_platform(store.as_ref(), &manifest, &spec.location).await?;
+                    let platform = config_platform(store, &manifest, &spec.location).await?;
                     candidates.push(Candidate {
                         source: spec.location.clone(),
                         manifest,
@@ -171,7 +182,6 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
                 }
             }
         }
-        stores.push(store);
     }
     let selection = plan::select(
         candidates,
@@ -192,6 +202,43 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
             c.source
         );
     }
+    // Conversion too happens before any write: a manifest that cannot be
+    // converted stops the merge with the target untouched.
+    let mut converted = Vec::with_capacity(selection.images.len());
+    for c in &selection.images {
+        converted.push(if req.convert {
+            plan::convert(
+                &c.manifest,
+                req.format,
+                &format!("{} manifest {}", c.source, c.manifest.digest),
+            )?
+        } else {
+            None
+        });
+    }
+    let replaced: Vec<Digest> = selection
+        .images
+        .iter()
+        .zip(&converted)
+        .filter(|(_, conv)| conv.is_some())
+        .map(|(c, _)| c.manifest.digest.clone())
+        .collect();
+    let (kept, dropped) = plan::split_replaced(selection.attestations, &replaced);
+    for a in &dropped {
+        tracing::warn!(
+            "dropping attestation {} from {}: it describes a manifest that --convert replaced",
+            a.descriptor.digest,
+            a.source
+        );
+    }
+    let mut attestation_manifests = Vec::with_capacity(kept.len());
+    for a in &kept {
+        let src = stores[origin[&a.descriptor.digest]].as_ref();
+        let manifest = src
+            .get_manifest(&Selector::Digest(a.descriptor.digest.clone()))
+            .await?;
+        attestation_manifests.push(manifest);
+    }
 
     // 2. Write: blobs, manifests by digest, the index by digest, tags last.
     let target = store::open(&req.target, settings, true).await?;
@@ -199,7 +246,7 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
     let mut written = Written::default();
     let mut entries = Vec::new();
     let mut merged = Vec::new();
-    for c in &selection.images {
+    for (c, conv) in selection.images.iter().zip(&converted) {
         let src = stores[origin[&c.manifest.digest]].as_ref();
         copy_blobs(
             src,
@@ -210,16 +257,7 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
             &mut written,
         )
         .await?;
-        let converted = if req.convert {
-            plan::convert(
-                &c.manifest,
-                req.format,
-                &format!("{} manifest {}", c.source, c.manifest.digest),
-            )?
-        } else {
-            None
-        };
-        let manifest = converted.as_ref().unwrap_or(&c.manifest);
+        let manifest = conv.as_ref().unwrap_or(&c.manifest);
         if put_manifest_if_missing(target, manifest).await? {
             written.manifests += 1;
         }
@@ -229,24 +267,21 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
             digest: manifest.digest.clone(),
             media_type: manifest.media_type.clone(),
             source: c.source.clone(),
-            converted_from: converted.as_ref().map(|_| c.manifest.digest.clone()),
+            converted_from: conv.as_ref().map(|_| c.manifest.digest.clone()),
         });
     }
-    for a in &selection.attestations {
+    for (a, manifest) in kept.iter().zip(&attestation_manifests) {
         let src = stores[origin[&a.descriptor.digest]].as_ref();
-        let manifest = src
-            .get_manifest(&Selector::Digest(a.descriptor.digest.clone()))
-            .await?;
         copy_blobs(
             src,
             target,
-            &manifest,
+            manifest,
             &a.source,
             settings.network.concurrency,
             &mut written,
         )
         .await?;
-        if put_manifest_if_missing(target, &manifest).await? {
+        if put_manifest_if_missing(target, manifest).await? {
             written.manifests += 1;
         }
         entries.push(a.descriptor.clone());
@@ -266,10 +301,20 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
         index_digest: index.digest.clone(),
         media_type: index.media_type.clone(),
         platforms: merged,
-        attestations: selection.attestations.len(),
+        attestations: kept.len(),
+        attestations_dropped: dropped.len(),
         tags,
         written,
     })
+}
+
+/// What identifies one source store: the registry repository, or the layout path.
+fn store_key(location: &Location) -> String {
+    match location {
+        Location::Registry(r) => r.name(),
+        Location::Layout { path, .. } => format!("oci:{}", path.display()),
+        Location::Archive { path, .. } => format!("oci-archive:{}", path.display()),
+    }
 }
 
 /// The platform an image's config blob states.
@@ -345,6 +390,12 @@ pub fn render_text(o: &MergeOutcome) -> String {
     }
     if o.attestations > 0 {
         s.push_str(&format!("  attestations kept: {}\n", o.attestations));
+    }
+    if o.attestations_dropped > 0 {
+        s.push_str(&format!(
+            "  attestations dropped: {} (they describe manifests --convert replaced)\n",
+            o.attestations_dropped
+        ));
     }
     s.push_str(&format!("  tags:   {}\n", o.tags.join(", ")));
     s.push_str(&o.written.summary());

@@ -133,6 +133,22 @@ pub fn select(
     })
 }
 
+/// Splits kept attestations into those still valid and those describing a
+/// manifest that `--convert` replaced. The latter are dropped, not re-pointed:
+/// an attestation's statement names the digest it was made for, so pointing
+/// it at the converted manifest would claim something it never said.
+pub fn split_replaced(
+    attestations: Vec<Attestation>,
+    replaced: &[Digest],
+) -> (Vec<Attestation>, Vec<Attestation>) {
+    attestations.into_iter().partition(|a| {
+        a.descriptor
+            .annotations
+            .get(REFERENCE_DIGEST_ANNOTATION)
+            .is_none_or(|d| !replaced.iter().any(|r| r.as_str() == d))
+    })
+}
+
 /// The index entry for one chosen image.
 pub fn entry(c: &Candidate, manifest: &RawManifest) -> Descriptor {
     let mut annotations = c.annotations.clone();
@@ -226,9 +242,11 @@ fn convert_blob_type(mt: &str, format: Format, what: &str) -> Result<String> {
     let out = match (format, mt) {
         (Format::Oci, media::DOCKER_CONFIG) => media::OCI_CONFIG,
         (Format::Oci, media::DOCKER_LAYER_GZIP) => media::OCI_LAYER_GZIP,
+        (Format::Oci, media::DOCKER_LAYER_TAR) => media::OCI_LAYER_TAR,
         (Format::Oci, FOREIGN_DOCKER) => FOREIGN_OCI,
         (Format::Docker, media::OCI_CONFIG) => media::DOCKER_CONFIG,
         (Format::Docker, media::OCI_LAYER_GZIP) => media::DOCKER_LAYER_GZIP,
+        (Format::Docker, media::OCI_LAYER_TAR) => media::DOCKER_LAYER_TAR,
         (Format::Docker, FOREIGN_OCI) => FOREIGN_DOCKER,
         (Format::Oci, m) if m.starts_with("application/vnd.oci.") => m,
         (Format::Docker, m) if m.starts_with("application/vnd.docker.") => m,
@@ -366,6 +384,57 @@ mod tests {
         assert!(s.attestations.is_empty());
         let s = select(vec![c], atts, None, true).unwrap();
         assert_eq!(s.attestations.len(), 1);
+    }
+
+    #[test]
+    fn converts_uncompressed_layers_both_ways() {
+        // (from, to, expected) — regression: uncompressed layers were refused.
+        let rows = [
+            (
+                media::OCI_LAYER_TAR,
+                Format::Docker,
+                media::DOCKER_LAYER_TAR,
+            ),
+            (media::DOCKER_LAYER_TAR, Format::Oci, media::OCI_LAYER_TAR),
+            (
+                media::OCI_LAYER_GZIP,
+                Format::Docker,
+                media::DOCKER_LAYER_GZIP,
+            ),
+            (media::DOCKER_LAYER_GZIP, Format::Oci, media::OCI_LAYER_GZIP),
+            (media::OCI_CONFIG, Format::Docker, media::DOCKER_CONFIG),
+            (media::DOCKER_CONFIG, Format::Oci, media::OCI_CONFIG),
+        ];
+        for (from, format, want) in rows {
+            assert_eq!(
+                convert_blob_type(from, format, "m").unwrap(),
+                want,
+                "{from}"
+            );
+        }
+    }
+
+    #[test]
+    fn attestations_of_replaced_manifests_are_split_off() {
+        let att = |d: &Digest| Attestation {
+            source: "s".into(),
+            descriptor: Descriptor {
+                media_type: media::OCI_MANIFEST.into(),
+                digest: Digest::of(d.as_str().as_bytes()),
+                size: 1,
+                platform: None,
+                annotations: [(REFERENCE_DIGEST_ANNOTATION.to_string(), d.to_string())].into(),
+                urls: vec![],
+            },
+        };
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        let (kept, dropped) = split_replaced(vec![att(&a), att(&b)], std::slice::from_ref(&b));
+        assert_eq!(kept.len(), 1);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(
+            dropped[0].descriptor.annotations[REFERENCE_DIGEST_ANNOTATION],
+            b.to_string()
+        );
     }
 
     #[test]

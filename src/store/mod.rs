@@ -65,6 +65,12 @@ pub trait Store: Send + Sync {
     /// Stores a manifest under its digest and, when `tag` is given, tags it.
     async fn put_manifest(&self, manifest: &RawManifest, tag: Option<&str>) -> Result<()>;
 
+    /// Points `tag` at a manifest already stored by digest. A registry sends
+    /// only the tag PUT; the default stores it again (a no-op when present).
+    async fn put_tag(&self, manifest: &RawManifest, tag: &str) -> Result<()> {
+        self.put_manifest(manifest, Some(tag)).await
+    }
+
     /// Whether a blob is present.
     async fn blob_exists(&self, digest: &Digest) -> Result<bool>;
 

@@ -16,9 +16,6 @@ pub const PLATFORMS: [(&str, &str); 3] = [
     ("linux", "mips64le"),
 ];
 
-/// Docker's uncompressed layer type (media.rs only names the gzip one).
-const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
-
 /// Which media-type family the set is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
@@ -49,7 +46,7 @@ impl Flavor {
                 media::DOCKER_LIST,
                 media::DOCKER_MANIFEST,
                 media::DOCKER_CONFIG,
-                DOCKER_LAYER_TAR,
+                media::DOCKER_LAYER_TAR,
             ],
         }
     }
@@ -168,15 +165,79 @@ pub async fn push_image_set(
     set: &ImageSet,
     tag: Option<&str>,
 ) -> archgate::Result<()> {
-    for (digest, bytes) in set.blobs() {
-        let size = bytes.len() as u64;
-        store
-            .put_blob(&digest, size, Box::pin(std::io::Cursor::new(bytes)))
-            .await?;
-    }
+    push_blobs(store, set.blobs().into_iter().map(|(_, b)| b)).await?;
     for image in &set.images {
         store.put_manifest(&image.manifest, None).await?;
     }
     // By digest, then the tag (put_manifest keeps that order).
     store.put_manifest(&set.index, tag).await
+}
+
+/// Pushes blobs, each under its digest.
+pub async fn push_blobs(
+    store: &dyn Store,
+    blobs: impl IntoIterator<Item = Bytes>,
+) -> archgate::Result<()> {
+    for blob in blobs {
+        let size = blob.len() as u64;
+        store
+            .put_blob(
+                &Digest::of(&blob),
+                size,
+                Box::pin(std::io::Cursor::new(blob)),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Pushes one image of a set: its config and layer, then its manifest, tagged `tag`.
+pub async fn push_image(store: &dyn Store, image: &Image, tag: &str) -> archgate::Result<()> {
+    push_blobs(store, [image.config.clone(), image.layer.clone()]).await?;
+    store.put_manifest(&image.manifest, Some(tag)).await
+}
+
+/// A BuildKit-style attestation manifest for `image` (an in-toto statement
+/// naming the image's manifest digest) and its index entry: `unknown/unknown`,
+/// annotated `vnd.docker.reference.type: attestation-manifest` and
+/// `vnd.docker.reference.digest: <image manifest digest>`. Returns the entry
+/// and the blobs and manifest to push.
+pub fn attestation(image: &Image) -> (serde_json::Value, Vec<Bytes>, RawManifest) {
+    let statement = Bytes::from(
+        serde_json::to_vec(&json!({
+            "_type": "https://in-toto.io/Statement/v0.1",
+            "predicateType": "https://slsa.dev/provenance/v0.2",
+            "subject": [{"name": "app", "digest": {"sha256": image.manifest.digest.hex()}}],
+            "predicate": {"builder": {"id": "archgate-tests"}},
+        }))
+        .expect("json"),
+    );
+    let config = Bytes::from(
+        serde_json::to_vec(&json!({
+            "architecture": "unknown",
+            "os": "unknown",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [Digest::of(&statement).to_string()]},
+        }))
+        .expect("json"),
+    );
+    let mut layer = descriptor("application/vnd.in-toto+json", &statement);
+    layer["annotations"] = json!({"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"});
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": descriptor(media::OCI_CONFIG, &config),
+        "layers": [layer],
+    }))
+    .expect("json");
+    let manifest =
+        RawManifest::from_bytes(manifest.into(), Some(media::OCI_MANIFEST), "attestation")
+            .expect("valid manifest");
+    let mut entry = descriptor(media::OCI_MANIFEST, &manifest.bytes);
+    entry["platform"] = json!({"architecture": "unknown", "os": "unknown"});
+    entry["annotations"] = json!({
+        "vnd.docker.reference.type": "attestation-manifest",
+        "vnd.docker.reference.digest": image.manifest.digest.to_string(),
+    });
+    (entry, vec![config, statement], manifest)
 }

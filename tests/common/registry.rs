@@ -139,6 +139,75 @@ impl TestRegistry {
     }
 }
 
+/// One line of the registry's access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+impl Request {
+    /// A request that changes the registry (upload, mount, manifest or tag PUT, delete).
+    pub fn writes(&self) -> bool {
+        matches!(self.method.as_str(), "PUT" | "POST" | "PATCH" | "DELETE")
+    }
+}
+
+impl TestRegistry {
+    /// Every request the registry served so far, in order, from its access log
+    /// (`"METHOD PATH HTTP/1.1" STATUS` in Apache's combined format).
+    pub fn requests(&self) -> Vec<Request> {
+        self.log().lines().filter_map(parse_access_line).collect()
+    }
+
+    /// The repositories the registry holds (`GET /v2/_catalog`, read from disk
+    /// so the catalog request does not show in the access log).
+    pub fn repositories(&self) -> Vec<String> {
+        let root = self
+            .dir
+            .path()
+            .join("storage/docker/registry/v2/repositories");
+        let mut found = Vec::new();
+        collect_repositories(&root, &root, &mut found);
+        found.sort();
+        found
+    }
+}
+
+/// A repository is a directory holding `_manifests`.
+fn collect_repositories(root: &Path, dir: &Path, found: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        if entry.file_name() == "_manifests" {
+            let rel = dir.strip_prefix(root).unwrap_or(dir);
+            found.push(rel.to_string_lossy().into_owned());
+        } else if !entry.file_name().to_string_lossy().starts_with('_') {
+            collect_repositories(root, &path, found);
+        }
+    }
+}
+
+fn parse_access_line(line: &str) -> Option<Request> {
+    let (_, rest) = line.split_once("] \"")?;
+    let (request, rest) = rest.split_once('"')?;
+    let mut words = request.split(' ');
+    let method = words.next()?.to_string();
+    let path = words.next()?.to_string();
+    let status = rest.trim_start().split(' ').next()?.parse().ok()?;
+    Some(Request {
+        method,
+        path,
+        status,
+    })
+}
+
 impl Drop for TestRegistry {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -178,7 +247,7 @@ fn write_config(dir: &Path, port: u16, auth: Option<(&str, &str)>) -> PathBuf {
     std::fs::create_dir(&storage).expect("storage dir");
     let mut yaml = format!(
         "version: 0.1\n\
-         log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+         log:\n  level: warn\n  accesslog:\n    disabled: false\n\
          storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
          http:\n  addr: 127.0.0.1:{port}\n",
         storage.display()

@@ -121,12 +121,16 @@ impl RegistryStore {
             self.client
                 .auth(reference, &self.auth, op)
                 .await
-                .map(|_| ())
                 .map_err(|e| self.ctx.map(e, "authentication"))
         })
         .await;
         let result = match result {
-            Ok(()) => self.check_access().await,
+            Ok(token) => {
+                if token.is_none() && matches!(self.auth, RegistryAuth::Anonymous) {
+                    self.remember_open_registry().await;
+                }
+                self.check_access().await
+            }
             Err(e) => Err(e),
         };
         match result {
@@ -141,6 +145,26 @@ impl RegistryStore {
                 }
             }
             other => other,
+        }
+    }
+
+    /// An open registry (no token from `/v2/` for an anonymous user) gives
+    /// oci-client no token to cache, so it would ask `GET /v2/` again before
+    /// every request — twice the requests and a round trip each. An empty
+    /// basic credential in its token cache stops that: a registry without
+    /// authentication ignores the header, and one that wants credentials
+    /// refuses `check_access` right after, as it would refuse no header.
+    async fn remember_open_registry(&self) {
+        let reference = self.repo_ref();
+        for op in [RegistryOperation::Pull, RegistryOperation::Push] {
+            self.client
+                .tokens
+                .insert(
+                    &reference,
+                    op,
+                    oci_client::token_cache::RegistryTokenType::Basic(String::new(), String::new()),
+                )
+                .await;
         }
     }
 
@@ -329,12 +353,16 @@ impl Store for RegistryStore {
             manifest.digest.to_string(),
         );
         self.push_manifest(&by_digest, manifest).await?;
-        if let Some(tag) = tag {
-            let by_tag =
-                Reference::with_tag(self.host.clone(), self.repository.clone(), tag.to_string());
-            self.push_manifest(&by_tag, manifest).await?;
+        match tag {
+            Some(tag) => self.put_tag(manifest, tag).await,
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    async fn put_tag(&self, manifest: &RawManifest, tag: &str) -> Result<()> {
+        let by_tag =
+            Reference::with_tag(self.host.clone(), self.repository.clone(), tag.to_string());
+        self.push_manifest(&by_tag, manifest).await
     }
 
     async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
