@@ -10,6 +10,7 @@ pub mod gate;
 pub mod image;
 pub mod inspect;
 pub mod merge;
+pub mod mirror;
 pub mod platform;
 pub mod report;
 pub mod store;

@@ -5,6 +5,7 @@ mod common;
 
 mod cli;
 mod layout;
+mod mirror;
 mod registry;
 mod run;
 mod verify;

@@ -282,7 +282,7 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
 }
 
 /// The platform an image's config blob states.
-async fn config_platform(
+pub(crate) async fn config_platform(
     store: &dyn Store,
     manifest: &RawManifest,
     source: &str,
@@ -333,7 +333,10 @@ async fn copy_blobs(
 }
 
 /// Puts a manifest by digest unless the target has it; true when written.
-async fn put_manifest_if_missing(target: &dyn Store, manifest: &RawManifest) -> Result<bool> {
+pub(crate) async fn put_manifest_if_missing(
+    target: &dyn Store,
+    manifest: &RawManifest,
+) -> Result<bool> {
     match target
         .resolve(&Selector::Digest(manifest.digest.clone()))
         .await
