@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# Benchmarks, by section:   scripts/bench.sh [SECTION...]   (default: all)
+#
+#   build   `archgate build` of the issue's JDK Dockerfile for linux/amd64,
+#           linux/arm64 and linux/mips64le into an OCI layout: cold (empty layer
+#           cache) and no-op rebuild, wall time and peak RSS (/usr/bin/time -v),
+#           against the floor `tar -cf - TREE | gzip | sha256sum` over the same
+#           trees (one after another, and all at once), and buildah when present.
+#   mirror  `archgate mirror` of the three-platform JRE image (one gzip layer per
+#           platform) registry -> registry and registry -> oci-archive, against
+#           `skopeo copy --all` in the same run: median wall time of BENCH_RUNS
+#           runs (default 5), each into an empty target, all on 127.0.0.1.
+#
+# Content: the per-architecture JRE roots of scripts/fetch-jre.sh when they are
+# there (~200 MB each), else a generated 200 MB tree per architecture.
+# Numbers go to stdout; nothing is left behind but the release build.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+sections=("$@")
+[ ${#sections[@]} -gt 0 ] || sections=(build mirror)
+
+want() { local s; for s in "${sections[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+
+# wall seconds and peak RSS (MiB) of a command, from GNU time
+timed() {
+  local log; log=$(mktemp)
+  /usr/bin/time -v "$@" >/dev/null 2>"$log" || { cat "$log" >&2; rm -f "$log"; return 1; }
+  local wall rss
+  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$log" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
+  rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2/1024}' "$log")
+  rm -f "$log"
+  echo "$wall $rss"
+}
+
+now() { date +%s.%N; }
+
+bench_build() {
+  echo "== build =="
+  (cd "$repo" && cargo build --release --quiet)
+  local bin="$repo/target/release/archgate"
+  local work; work=$(mktemp -d /tmp/archgate-bench.XXXXXX)
+  trap 'rm -rf "$work"' RETURN
+  mkdir -p "$work/ctx"
+  local arch deb root kind=jre
+  for arch in amd64 arm64 mips64le; do
+    deb=$arch; [ "$arch" = mips64le ] && deb=mips64el
+    if root=$("$here/fetch-jre.sh" --print-root "$deb" 2>/dev/null); then
+      ln -s "$root" "$work/ctx/jdk8-$arch"
+    else
+      kind=generated
+      mkdir -p "$work/ctx/jdk8-$arch"
+      # 200 MB of partly compressible files, different per architecture
+      for i in $(seq 1 40); do
+        head -c 2500000 /dev/urandom >"$work/ctx/jdk8-$arch/blob$i"
+        yes "$arch line $i" | head -c 2500000 >"$work/ctx/jdk8-$arch/text$i"
+      done
+    fi
+  done
+  echo "content: $kind trees: $(du -shD "$work"/ctx/jdk8-amd64 | cut -f1) amd64, $(du -shD "$work"/ctx/jdk8-arm64 | cut -f1) arm64, $(du -shD "$work"/ctx/jdk8-mips64le | cut -f1) mips64le"
+
+  # A tiny multi-arch base, built by archgate itself into the layout.
+  export ARCHGATE_CACHE="$work/cache"
+  mkdir -p "$work/basectx"; echo base >"$work/basectx/os-release"
+  printf 'FROM scratch\nCOPY os-release /etc/os-release\n' >"$work/basectx/Dockerfile"
+  "$bin" build -f "$work/basectx/Dockerfile" --platform linux/amd64,linux/arm64,linux/mips64le \
+    --image "oci:$work/layout:base" "$work/basectx" >/dev/null
+  printf 'FROM --platform=$TARGETPLATFORM oci:%s:base\nARG TARGETARCH\nWORKDIR /opt\nADD jdk8-${TARGETARCH} ./jdk\nENV JAVA_HOME /opt/jdk\nENV PATH $PATH:$JAVA_HOME/bin:$JAVA_HOME/jre/bin\n' \
+    "$work/layout" >"$work/ctx/Dockerfile"
+  rm -rf "$work/cache/layers"
+
+  local build=("$bin" build -f "$work/ctx/Dockerfile" --platform linux/amd64,linux/arm64,linux/mips64le
+    --image "oci:$work/layout:v1" "$work/ctx")
+  local cold noop
+  cold=$(timed "${build[@]}")
+  noop=$(timed "${build[@]}")
+
+  # The floor: the same trees through tar | gzip -6 | sha256sum.
+  local t0 t1 seq par
+  t0=$(now)
+  for arch in amd64 arm64 mips64le; do tar -cf - -C "$work/ctx/jdk8-$arch" . | gzip -6 | sha256sum >/dev/null; done
+  t1=$(now); seq=$(echo "$t1 - $t0" | bc)
+  t0=$(now)
+  for arch in amd64 arm64 mips64le; do (tar -cf - -C "$work/ctx/jdk8-$arch" . | gzip -6 | sha256sum >/dev/null) & done
+  wait
+  t1=$(now); par=$(echo "$t1 - $t0" | bc)
+
+  echo "cores: $(nproc)"
+  printf '%-34s %8s s  peak RSS %7s MiB\n' "archgate build, cold (3 platforms)" ${cold}
+  printf '%-34s %8s s  peak RSS %7s MiB\n' "archgate build, no-op rebuild" ${noop}
+  printf '%-34s %8.2f s\n' "floor tar|gzip|sha256sum, serial" "$seq"
+  printf '%-34s %8.2f s\n' "floor tar|gzip|sha256sum, parallel" "$par"
+  local c=${cold%% *}
+  printf 'cold / floor: %.2fx (serial), %.2fx (parallel)\n' "$(echo "$c / $seq" | bc -l)" "$(echo "$c / $par" | bc -l)"
+  # The same into a local registry (distribution 2.8 on 127.0.0.1), when installed.
+  if command -v docker-registry >/dev/null; then
+    local port pid
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    mkdir -p "$work/registry"
+    printf 'version: 0.1\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: 127.0.0.1:%s}\nlog: {level: error}\n' \
+      "$work/registry" "$port" >"$work/registry.yml"
+    docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+    printf '[registries."127.0.0.1:%s"]\nhttp = true\n' "$port" >"$work/archgate.toml"
+    rm -rf "$work/cache/layers"
+    local reg=("$bin" --config "$work/archgate.toml" build -f "$work/ctx/Dockerfile"
+      --platform linux/amd64,linux/arm64,linux/mips64le --image "127.0.0.1:$port/jdk8:v1" "$work/ctx")
+    local rcold rnoop
+    rcold=$(timed "${reg[@]}")
+    rnoop=$(timed "${reg[@]}")
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    printf '%-34s %8s s  peak RSS %7s MiB\n' "registry: cold (3 platforms)" ${rcold}
+    printf '%-34s %8s s  peak RSS %7s MiB\n' "registry: no-op rebuild" ${rnoop}
+  fi
+  if command -v buildah >/dev/null; then
+    local broot="$work/buildah"; mkdir -p "$broot"
+    sed "s|oci:$work/layout:base|scratch|" "$work/ctx/Dockerfile" >"$work/ctx/Dockerfile.buildah"
+    t0=$(now)
+    buildah --storage-driver vfs --root "$broot/root" --runroot "$broot/run" build --quiet \
+      --platform linux/amd64,linux/arm64,linux/mips64le --manifest bench -f "$work/ctx/Dockerfile.buildah" "$work/ctx" >/dev/null
+    buildah --storage-driver vfs --root "$broot/root" --runroot "$broot/run" manifest push --all --quiet \
+      bench "oci:$work/buildah-out:v1" >/dev/null
+    t1=$(now)
+    printf '%-34s %8.2f s\n' "buildah build + manifest push" "$(echo "$t1 - $t0" | bc)"
+  else
+    echo "buildah: not installed (apt-get install buildah to compare)"
+  fi
+}
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts distribution on 127.0.0.1 with storage in DIR; prints "PORT PID".
+start_registry() {
+  local dir=$1 port pid
+  port=$(free_port)
+  rm -rf "$dir"; mkdir -p "$dir/storage"
+  printf 'version: 0.1\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: 127.0.0.1:%s}\nlog: {level: error, accesslog: {disabled: true}}\n' \
+    "$dir/storage" "$port" >"$dir/config.yml"
+  docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.05; done
+  echo "$port $pid"
+}
+
+# The median of the numbers on stdin.
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+# Seconds a command takes (its output discarded; its failure fails the bench).
+seconds() {
+  local t0 t1
+  t0=$(now)
+  "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; return 1; }
+  t1=$(now)
+  echo "$t1 - $t0" | bc
+}
+
+# An OCI layout at DIR:17 with a three-platform index, one gzip -1 layer per
+# platform from the JRE roots (else 60 MB of random bytes per platform).
+jre_layout() {
+  local dir=$1 arch deb root gz cfg man entries="" kind=jre
+  mkdir -p "$dir/blobs/sha256"
+  for arch in amd64 arm64 mips64le; do
+    deb=$arch; [ "$arch" = mips64le ] && deb=mips64el
+    gz="$dir/layer.tmp"
+    if root=$("$here/fetch-jre.sh" --print-root "$deb" 2>/dev/null); then
+      tar -C "$root" -cf - . | gzip -1 >"$gz"
+    else
+      kind=random; head -c 60000000 /dev/urandom | gzip -1 >"$gz"
+    fi
+    local ldig lsize
+    ldig=$(sha256sum "$gz" | cut -d' ' -f1); lsize=$(stat -c %s "$gz")
+    mv "$gz" "$dir/blobs/sha256/$ldig"
+    cfg=$(printf '{"architecture":"%s","os":"linux","config":{"Env":["JAVA_HOME=/usr/lib/jvm/java-17-openjdk-%s"]},"rootfs":{"type":"layers","diff_ids":[]}}' "$arch" "$deb")
+    local cdig csize
+    cdig=$(printf '%s' "$cfg" | sha256sum | cut -d' ' -f1); csize=${#cfg}
+    printf '%s' "$cfg" >"$dir/blobs/sha256/$cdig"
+    man=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%s}]}' "$cdig" "$csize" "$ldig" "$lsize")
+    local mdig
+    mdig=$(printf '%s' "$man" | sha256sum | cut -d' ' -f1)
+    printf '%s' "$man" >"$dir/blobs/sha256/$mdig"
+    entries="$entries${entries:+,}$(printf '{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"%s","os":"linux"}}' "$mdig" "${#man}" "$arch")"
+  done
+  local index idig
+  index=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[%s]}' "$entries")
+  idig=$(printf '%s' "$index" | sha256sum | cut -d' ' -f1)
+  printf '%s' "$index" >"$dir/blobs/sha256/$idig"
+  printf '{"imageLayoutVersion":"1.0.0"}' >"$dir/oci-layout"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"17"}}]}' \
+    "$idig" "${#index}" >"$dir/index.json"
+  echo "$kind"
+}
+
+bench_mirror() {
+  echo "== mirror =="
+  command -v docker-registry >/dev/null && command -v skopeo >/dev/null || {
+    echo "mirror: needs docker-registry and skopeo (scripts/setup.sh installs them)"; return 0; }
+  (cd "$repo" && cargo build --release --quiet)
+  local bin="$repo/target/release/archgate" runs=${BENCH_RUNS:-5}
+  work=$(mktemp -d /tmp/archgate-bench.XXXXXX)
+  trap 'for p in $(cat "$work"/*.pid 2>/dev/null); do kill "$p" 2>/dev/null; done; rm -rf "$work"' RETURN
+  local kind src spid
+  kind=$(jre_layout "$work/layout")
+  read -r src spid < <(start_registry "$work/src"); echo "$spid" >"$work/src.pid"
+  skopeo copy --all --quiet --dest-tls-verify=false "oci:$work/layout:17" "docker://127.0.0.1:$src/bench/jre:17"
+  echo "content: $kind layers, $(du -sh "$work/layout/blobs" | cut -f1) in blobs; $runs runs each; cores: $(nproc)"
+  export ARCHGATE_CACHE="$work/cache"
+  local i dst dpid cfg="$work/archgate.toml"
+  : >"$work/a-reg"; : >"$work/s-reg"; : >"$work/a-tar"; : >"$work/s-tar"
+  for i in $(seq 1 "$runs"); do
+    # registry -> registry, each tool into a registry of its own with empty storage
+    # (no mount from an earlier run, no blob already there)
+    for tool in a s; do
+      read -r dst dpid < <(start_registry "$work/dst"); echo "$dpid" >"$work/dst.pid"
+      printf '[registries."127.0.0.1:%s"]\nhttp = true\n[registries."127.0.0.1:%s"]\nhttp = true\n' "$src" "$dst" >"$cfg"
+      if [ $tool = a ]; then
+        seconds "$bin" --config "$cfg" mirror "127.0.0.1:$src/bench/jre:17" "127.0.0.1:$dst/mirror/jre:17" >>"$work/a-reg"
+      else
+        seconds skopeo copy --all --quiet --src-tls-verify=false --dest-tls-verify=false \
+          "docker://127.0.0.1:$src/bench/jre:17" "docker://127.0.0.1:$dst/mirror/jre:17" >>"$work/s-reg"
+      fi
+      kill "$dpid"; wait "$dpid" 2>/dev/null || true
+    done
+    # registry -> oci-archive, into a file that does not exist yet
+    rm -f "$work/a.tar" "$work/s.tar"
+    seconds "$bin" --config "$cfg" mirror "127.0.0.1:$src/bench/jre:17" "oci-archive:$work/a.tar:17" >>"$work/a-tar"
+    seconds skopeo copy --all --quiet --src-tls-verify=false \
+      "docker://127.0.0.1:$src/bench/jre:17" "oci-archive:$work/s.tar:17" >>"$work/s-tar"
+  done
+  local ar sr at st
+  ar=$(median <"$work/a-reg"); sr=$(median <"$work/s-reg")
+  at=$(median <"$work/a-tar"); st=$(median <"$work/s-tar")
+  printf '%-36s %8s %8s %8s\n' "median seconds" archgate skopeo ratio
+  printf '%-36s %8.2f %8.2f %8.2f\n' "registry -> registry" "$ar" "$sr" "$(echo "$ar / $sr" | bc -l)"
+  printf '%-36s %8.2f %8.2f %8.2f\n' "registry -> oci-archive" "$at" "$st" "$(echo "$at / $st" | bc -l)"
+  echo "(ratio = archgate / skopeo; below 1 is faster than skopeo)"
+}
+
+want build && bench_build
+want mirror && bench_mirror
+exit 0
