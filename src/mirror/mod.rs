@@ -359,7 +359,10 @@ pub fn render_text(o: &MirrorOutcome) -> String {
         o.image,
         o.source,
         o.source_digest,
-        if o.filtered { "index" } else { "image" },
+        match crate::image::media::manifest_kind(&o.media_type) {
+            Some(ManifestKind::Index) => "index",
+            _ => "image",
+        },
         o.digest,
         crate::image::media::short_name(&o.media_type)
     );
