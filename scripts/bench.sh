@@ -10,6 +10,7 @@
 #           cache) and no-op rebuild, wall time and peak RSS (/usr/bin/time -v),
 #           against the floor `tar -cf - TREE | gzip | sha256sum` over the same
 #           trees (one after another, and all at once), and buildah when present.
+[ ${#sections[@]} -gt 0 ] || sections=(build verify merge mirror)
 #
 # Content: the per-architecture JRE roots of scripts/fetch-jre.sh when they are
 # there (~200 MB each), else a generated 200 MB tree per architecture.
@@ -204,6 +205,117 @@ bench_verify() {
     "$(median <"$work/warm-wall.txt")" "$(nproc)"
 }
 
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts distribution on 127.0.0.1 with storage in DIR; prints "PORT PID".
+start_registry() {
+  local dir=$1 port pid
+  port=$(free_port)
+  rm -rf "$dir"; mkdir -p "$dir/storage"
+  printf 'version: 0.1\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: 127.0.0.1:%s}\nlog: {level: error, accesslog: {disabled: true}}\n' \
+    "$dir/storage" "$port" >"$dir/config.yml"
+  docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.05; done
+  echo "$port $pid"
+}
+
+# Seconds a command takes (its output discarded; its failure fails the bench).
+seconds() {
+  local t0 t1
+  t0=$(now)
+  "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; return 1; }
+  t1=$(now)
+  echo "$t1 - $t0" | bc
+}
+
+# An OCI layout at DIR:17 with a three-platform index, one gzip -1 layer per
+# platform from the JRE roots (else 60 MB of random bytes per platform).
+jre_layout() {
+  local dir=$1 arch deb root gz cfg man entries="" kind=jre
+  mkdir -p "$dir/blobs/sha256"
+  for arch in amd64 arm64 mips64le; do
+    deb=$arch; [ "$arch" = mips64le ] && deb=mips64el
+    gz="$dir/layer.tmp"
+    if root=$("$here/fetch-jre.sh" --print-root "$deb" 2>/dev/null); then
+      tar -C "$root" -cf - . | gzip -1 >"$gz"
+    else
+      kind=random; head -c 60000000 /dev/urandom | gzip -1 >"$gz"
+    fi
+    local ldig lsize
+    ldig=$(sha256sum "$gz" | cut -d' ' -f1); lsize=$(stat -c %s "$gz")
+    mv "$gz" "$dir/blobs/sha256/$ldig"
+    cfg=$(printf '{"architecture":"%s","os":"linux","config":{"Env":["JAVA_HOME=/usr/lib/jvm/java-17-openjdk-%s"]},"rootfs":{"type":"layers","diff_ids":[]}}' "$arch" "$deb")
+    local cdig csize
+    cdig=$(printf '%s' "$cfg" | sha256sum | cut -d' ' -f1); csize=${#cfg}
+    printf '%s' "$cfg" >"$dir/blobs/sha256/$cdig"
+    man=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%s}]}' "$cdig" "$csize" "$ldig" "$lsize")
+    local mdig
+    mdig=$(printf '%s' "$man" | sha256sum | cut -d' ' -f1)
+    printf '%s' "$man" >"$dir/blobs/sha256/$mdig"
+    entries="$entries${entries:+,}$(printf '{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"%s","os":"linux"}}' "$mdig" "${#man}" "$arch")"
+  done
+  local index idig
+  index=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[%s]}' "$entries")
+  idig=$(printf '%s' "$index" | sha256sum | cut -d' ' -f1)
+  printf '%s' "$index" >"$dir/blobs/sha256/$idig"
+  printf '{"imageLayoutVersion":"1.0.0"}' >"$dir/oci-layout"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"17"}}]}' \
+    "$idig" "${#index}" >"$dir/index.json"
+  echo "$kind"
+}
+
+bench_mirror() {
+  echo "== mirror =="
+  command -v docker-registry >/dev/null && command -v skopeo >/dev/null || {
+    echo "mirror: needs docker-registry and skopeo (scripts/setup.sh installs them)"; return 0; }
+  (cd "$repo" && cargo build --release --quiet)
+  local bin="$repo/target/release/archgate" runs=${BENCH_RUNS:-5}
+  work=$(mktemp -d /tmp/archgate-bench.XXXXXX)
+  trap 'for p in $(cat "$work"/*.pid 2>/dev/null); do kill "$p" 2>/dev/null; done; rm -rf "$work"' RETURN
+  local kind src spid
+  kind=$(jre_layout "$work/layout")
+  read -r src spid < <(start_registry "$work/src"); echo "$spid" >"$work/src.pid"
+  skopeo copy --all --quiet --dest-tls-verify=false "oci:$work/layout:17" "docker://127.0.0.1:$src/bench/jre:17"
+  echo "content: $kind layers, $(du -sh "$work/layout/blobs" | cut -f1) in blobs; $runs runs each; cores: $(nproc)"
+  export ARCHGATE_CACHE="$work/cache"
+  local i dst dpid cfg="$work/archgate.toml"
+  : >"$work/a-reg"; : >"$work/s-reg"; : >"$work/a-tar"; : >"$work/s-tar"
+  for i in $(seq 1 "$runs"); do
+    # registry -> registry, each tool into a registry of its own with empty storage
+    # (no mount from an earlier run, no blob already there)
+    for tool in a s; do
+      read -r dst dpid < <(start_registry "$work/dst"); echo "$dpid" >"$work/dst.pid"
+      printf '[registries."127.0.0.1:%s"]\nhttp = true\n[registries."127.0.0.1:%s"]\nhttp = true\n' "$src" "$dst" >"$cfg"
+      if [ $tool = a ]; then
+        seconds "$bin" --config "$cfg" mirror "127.0.0.1:$src/bench/jre:17" "127.0.0.1:$dst/mirror/jre:17" >>"$work/a-reg"
+      else
+        seconds skopeo copy --all --quiet --src-tls-verify=false --dest-tls-verify=false \
+          "docker://127.0.0.1:$src/bench/jre:17" "docker://127.0.0.1:$dst/mirror/jre:17" >>"$work/s-reg"
+      fi
+      kill "$dpid"; wait "$dpid" 2>/dev/null || true
+    done
+    # registry -> oci-archive, into a file that does not exist yet
+    rm -f "$work/a.tar" "$work/s.tar"
+    seconds "$bin" --config "$cfg" mirror "127.0.0.1:$src/bench/jre:17" "oci-archive:$work/a.tar:17" >>"$work/a-tar"
+    seconds skopeo copy --all --quiet --src-tls-verify=false \
+      "docker://127.0.0.1:$src/bench/jre:17" "oci-archive:$work/s.tar:17" >>"$work/s-tar"
+  done
+  local ar sr at st
+  ar=$(median <"$work/a-reg"); sr=$(median <"$work/s-reg")
+  at=$(median <"$work/a-tar"); st=$(median <"$work/s-tar")
+  printf '%-36s %8s %8s %8s\n' "median seconds" archgate skopeo ratio
+  printf '%-36s %8.2f %8.2f %8.2f\n' "registry -> registry" "$ar" "$sr" "$(echo "$ar / $sr" | bc -l)"
+  printf '%-36s %8.2f %8.2f %8.2f\n' "registry -> oci-archive" "$at" "$st" "$(echo "$at / $st" | bc -l)"
+  echo "(ratio = archgate / skopeo; below 1 is faster than skopeo)"
+}
+
 want build && bench_build
 want verify && bench_verify
+want merge && declare -F bench_merge >/dev/null && bench_merge
+want mirror && bench_mirror
 exit 0

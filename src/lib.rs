@@ -11,6 +11,7 @@ pub mod gate;
 pub mod image;
 pub mod inspect;
 pub mod merge;
+pub mod mirror;
 pub mod platform;
 pub mod publish;
 pub mod report;

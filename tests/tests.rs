@@ -8,6 +8,7 @@ mod ci_templates;
 mod cli;
 mod layout;
 mod merge;
+mod mirror;
 mod registry;
 mod run;
 mod verify;

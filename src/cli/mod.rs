@@ -85,6 +85,10 @@ pub enum Command {
     /// Assemble per-architecture images (or indexes) into one multi-arch index:
     /// checked first, then blobs, manifests and the index by digest, tags last.
     Merge(MergeArgs),
+    /// Copy an image between registries, OCI layouts and OCI archives (e.g. into an
+    /// air-gapped network), digests preserved, optionally keeping only some platforms;
+    /// blobs first, the tag last; a re-run resumes. Without SOURCE TARGET: every [[mirror]] entry.
+    Mirror(MirrorArgs),
     /// Prove, through the index digest, that every required platform runs its JDK:
     /// index entry, config platform, JDK location, ELF identity, `java -version`
     /// (natively or under QEMU, sandboxed) and the JVM's own os.arch.
@@ -134,6 +138,24 @@ pub struct MergeArgs {
     #[arg(long, value_name = "FILE")]
     pub dotenv: Option<PathBuf>,
     /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Default, Args)]
+pub struct MirrorArgs {
+    /// Source location: HOST[:PORT]/NAME[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG]
+    /// (default: every [[mirror]] entry of the configuration).
+    #[arg(value_name = "SOURCE", requires = "target")]
+    pub source: Option<String>,
+    /// Target location; without a tag the source's tag is kept.
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
+    /// Platforms to keep, comma-separated (default: the entry's `platforms`, else
+    /// `platforms` when configured, else all the source holds, byte for byte).
+    #[arg(long, value_name = "LIST")]
+    pub platform: Option<String>,
+    /// Print the result as JSON (one array, one element per image).
     #[arg(long)]
     pub json: bool,
 }
@@ -275,6 +297,27 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
                 println!("{json}");
             } else {
                 print!("{}", crate::merge::render_text(&outcome));
+            }
+            Ok(ExitStatus::Success)
+        }
+        Command::Mirror(args) => {
+            if let Some(p) = &args.platform {
+                flag(&mut sources, &["platforms"], split_list(p), "--platform");
+            }
+            let loaded = config::load(&sources)?;
+            let requests = mirror_requests(&loaded, &args)?;
+            let mut outcomes = Vec::new();
+            for request in &requests {
+                let outcome = crate::mirror::mirror(request, &loaded.settings).await?;
+                if !args.json {
+                    print!("{}", crate::mirror::render_text(&outcome));
+                }
+                outcomes.push(outcome);
+            }
+            if args.json {
+                let json = serde_json::to_string_pretty(&outcomes)
+                    .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))?;
+                println!("{json}");
             }
             Ok(ExitStatus::Success)
         }
@@ -644,4 +687,59 @@ fn build_request(loaded: &config::Loaded, args: &BuildArgs) -> Result<crate::bui
         epoch: source_date_epoch()?,
         driver: b.driver,
     })
+}
+
+/// The images to mirror: SOURCE TARGET from the command line, else every `[[mirror]]` entry.
+fn mirror_requests(
+    loaded: &config::Loaded,
+    args: &MirrorArgs,
+) -> Result<Vec<crate::mirror::MirrorRequest>> {
+    let s = &loaded.settings;
+    // `--platform` beats an entry's own list; the configured `platforms` only fills in.
+    let from_flag = match &args.platform {
+        Some(_) => Some(s.platform_list()?),
+        None => None,
+    };
+    let fallback = explicit_platforms(loaded)?;
+    if let (Some(source), Some(target)) = (&args.source, &args.target) {
+        return Ok(vec![crate::mirror::MirrorRequest {
+            source: source.clone(),
+            target: target.clone(),
+            platforms: fallback,
+        }]);
+    }
+    if s.mirror.is_empty() {
+        return Err(Error::Invalid(
+            "nothing to mirror: pass SOURCE TARGET, or list [[mirror]] entries (source, target, platforms) in archgate.toml".into(),
+        ));
+    }
+    s.mirror
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let key = |k: &str| format!("mirror[{i}].{k}");
+            if entry.source.is_empty() || entry.target.is_empty() {
+                return Err(Error::Config(format!(
+                    "[[mirror]] entry {} needs both `source` and `target`",
+                    i + 1
+                )));
+            }
+            let platforms = if from_flag.is_some() {
+                from_flag.clone()
+            } else if entry.platforms.is_empty() {
+                fallback.clone()
+            } else {
+                let list = entry.platforms.join(",");
+                Some(
+                    crate::platform::parse_list(&list)
+                        .map_err(|e| Error::Config(format!("`{}`: {e}", key("platforms"))))?,
+                )
+            };
+            Ok(crate::mirror::MirrorRequest {
+                source: s.render(&entry.source, &key("source"))?,
+                target: s.render(&entry.target, &key("target"))?,
+                platforms,
+            })
+        })
+        .collect()
 }

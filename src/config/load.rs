@@ -614,6 +614,7 @@ mod example_file {
             output: Some("x".into()),
             ..Default::default()
         });
+        settings.mirror.push(crate::config::MirrorEntry::default());
         let ci = serde_json::json!({"registry": 1, "registry_image": 1, "registry_user": 1, "registry_password": 1,
             "job_token": 1, "commit_tag": 1, "commit_sha": 1, "commit_short_sha": 1, "ref_slug": 1, "pipeline_id": 1});
         let mut value = serde_json::to_value(&settings).unwrap();
@@ -627,6 +628,9 @@ mod example_file {
                     keys(child, out);
                 }
             }
+            if let serde_json::Value::Array(items) = v {
+                items.iter().for_each(|child| keys(child, out));
+            }
         }
         let mut all = Vec::new();
         keys(&value, &mut all);
@@ -635,6 +639,7 @@ mod example_file {
                 let l = l.trim_start_matches(['#', ' ']);
                 l.starts_with(&format!("{key} ="))
                     || l.starts_with(&format!("[{key}"))
+                    || l.starts_with(&format!("[[{key}]]"))
                     || l.contains(&format!("[{key}."))
                     || l.contains(&format!(".{key}]"))
             });

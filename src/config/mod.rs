@@ -36,6 +36,8 @@ pub struct Settings {
     pub build: BuildSettings,
     /// `archgate merge`: sources, target and format.
     pub merge: MergeSettings,
+    /// `[[mirror]]`: images `archgate mirror` moves when run without SOURCE and TARGET.
+    pub mirror: Vec<MirrorEntry>,
     /// `archgate verify`: runners, timeouts, the Java policy, extra commands.
     pub verify: VerifySettings,
     /// `[gate]`: which platforms must pass and what an error means.
@@ -64,6 +66,7 @@ impl Default for Settings {
             network: NetworkSettings::default(),
             build: BuildSettings::default(),
             merge: MergeSettings::default(),
+            mirror: Vec::new(),
             verify: VerifySettings::default(),
             gate: GateSettings::default(),
             report: ReportSettings::default(),
@@ -270,6 +273,19 @@ impl Default for MergeSources {
     fn default() -> Self {
         MergeSources::List(Vec::new())
     }
+}
+
+/// One `[[mirror]]` entry: an image `archgate mirror` moves.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MirrorEntry {
+    /// Where the image is (template): a registry reference, `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`.
+    pub source: String,
+    /// Where it goes (template); without a tag, the source's tag is kept.
+    pub target: String,
+    /// Platforms to keep; empty: `--platform`, else the configured `platforms`
+    /// when set explicitly, else every platform the source holds.
+    pub platforms: Vec<String>,
 }
 
 /// How a platform's commands are executed by `archgate verify`.

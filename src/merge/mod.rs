@@ -318,7 +318,7 @@ fn store_key(location: &Location) -> String {
 }
 
 /// The platform an image's config blob states.
-async fn config_platform(
+pub(crate) async fn config_platform(
     store: &dyn Store,
     manifest: &RawManifest,
     source: &str,

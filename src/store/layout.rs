@@ -60,8 +60,11 @@ pub struct LayoutStore {
 /// The tar file behind an archive store.
 struct Archive {
     path: PathBuf,
-    /// Owns the extracted layout; removed with the store.
-    _dir: tempfile::TempDir,
+    /// Owns the extracted layout; removed with the store (`None` when staged).
+    _dir: Option<tempfile::TempDir>,
+    /// The staging directory of a resumable write (`FILE.partial`): kept when
+    /// the store is dropped without `commit`, so a re-run resumes from it.
+    staging: Option<PathBuf>,
 }
 
 // The store is shared by reference between tasks.
@@ -86,18 +89,7 @@ impl LayoutStore {
     /// Opens the tar archive of a layout at `path`; `create` starts an empty one
     /// when absent (an existing one is kept and added to). `commit` writes it.
     pub fn open_archive(path: &Path, create: bool) -> Result<Self> {
-        let exists = match fs::metadata(path) {
-            Ok(m) if m.is_file() => true,
-            Ok(_) => {
-                return Err(Error::Invalid(format!(
-                    "`{}` is not a file: an oci-archive location names a tar file (use `oci:{}` for a layout directory)",
-                    path.display(),
-                    path.display()
-                )));
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-            Err(e) => return Err(Error::io(path, e)),
-        };
+        let exists = archive_exists(path)?;
         if !exists && !create {
             return Err(Error::NotFound {
                 what: format!("OCI archive `{}`", path.display()),
@@ -115,12 +107,57 @@ impl LayoutStore {
             root: dir.path().to_path_buf(),
             archive: Some(Archive {
                 path: path.to_path_buf(),
-                _dir: dir,
+                _dir: Some(dir),
+                staging: None,
             }),
             writable: create,
             index_lock: Mutex::new(()),
         };
         store.prepare(create)?;
+        Ok(store)
+    }
+
+    /// Opens the archive at `path` for a resumable write: the layout is staged
+    /// in `FILE.partial/` next to it (the existing archive extracted there
+    /// first), which outlives an interrupted run, so a re-run finds the blobs
+    /// that already arrived. `commit` writes the archive and removes the staging
+    /// directory; until then the archive itself is untouched.
+    pub fn open_archive_resumable(path: &Path) -> Result<Self> {
+        let exists = archive_exists(path)?;
+        let staging = staging_path(path)?;
+        if staging.join(OCI_LAYOUT_FILE).is_file() {
+            tracing::info!(
+                "resuming {} from its staging directory {}",
+                path.display(),
+                staging.display()
+            );
+        } else {
+            // Extracted next to it, then renamed: a staging directory is never half-extracted.
+            let parent = parent_dir(&staging);
+            let fresh = tempfile::Builder::new()
+                .prefix(".archgate-staging-")
+                .tempdir_in(parent)
+                .map_err(|e| Error::io(parent, e))?;
+            if exists {
+                blocking(|| extract_archive(path, fresh.path()))?;
+            }
+            if staging.exists() {
+                fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+            }
+            let fresh = fresh.keep();
+            fs::rename(&fresh, &staging).map_err(|e| Error::io(&staging, e))?;
+        }
+        let store = LayoutStore {
+            root: staging.clone(),
+            archive: Some(Archive {
+                path: path.to_path_buf(),
+                _dir: None,
+                staging: Some(staging),
+            }),
+            writable: true,
+            index_lock: Mutex::new(()),
+        };
+        store.prepare(true)?;
         Ok(store)
     }
 
@@ -509,7 +546,13 @@ impl Store for LayoutStore {
         // No tag may change while the archive is written.
         let _guard = self.index_lock.lock().await;
         let (root, dest) = (self.root.clone(), archive.path.clone());
-        run_blocking(move || write_archive(&root, &dest)).await
+        run_blocking(move || write_archive(&root, &dest)).await?;
+        if let Some(staging) = &archive.staging {
+            let staging = staging.clone();
+            run_blocking(move || fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e)))
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -788,14 +831,43 @@ fn extract_archive(archive: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether the archive file exists; a directory there is an error.
+fn archive_exists(path: &Path) -> Result<bool> {
+    match fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(true),
+        Ok(_) => Err(Error::Invalid(format!(
+            "`{}` is not a file: an oci-archive location names a tar file (use `oci:{}` for a layout directory)",
+            path.display(),
+            path.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Where a resumable write of the archive `path` stages its layout: `FILE.partial`.
+pub fn staging_path(path: &Path) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Invalid(format!("`{}` does not name a file", path.display())))?;
+    let mut staged = name.to_os_string();
+    staged.push(".partial");
+    Ok(parent_dir(path).join(staged))
+}
+
+/// The directory a path is in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// Writes the layout at `root` as a tar to `dest`: `oci-layout`, `index.json`,
 /// then `blobs/` in sorted order, with fixed owners, modes and times so the
 /// same layout always gives the same bytes; atomically through `DEST.tmp-*`.
 fn write_archive(root: &Path, dest: &Path) -> Result<()> {
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let parent = parent_dir(dest);
     let file_name = dest
         .file_name()
         .ok_or_else(|| Error::Invalid(format!("`{}` does not name a file", dest.display())))?;

@@ -124,6 +124,34 @@ pub async fn open(
     }
 }
 
+/// Opens a location to write into so that an interrupted write can resume: an
+/// `oci-archive:` target is staged in `FILE.partial/` (see
+/// [`layout::LayoutStore::open_archive_resumable`]); registries and layout
+/// directories resume by themselves, since present blobs are skipped.
+pub async fn open_resumable(location: &Location, settings: &Settings) -> Result<Box<dyn Store>> {
+    match location {
+        Location::Archive { path, .. } => {
+            Ok(Box::new(layout::LayoutStore::open_archive_resumable(path)?))
+        }
+        other => open(other, settings, true).await,
+    }
+}
+
+/// Points `tag` at `manifest` unless it already does; true when the tag moved.
+/// Call it last, once everything the manifest references is in place.
+pub async fn set_tag(target: &dyn Store, manifest: &RawManifest, tag: &str) -> Result<bool> {
+    let current = match target.resolve(&Selector::Tag(tag.to_string())).await {
+        Ok(d) => Some(d.digest),
+        Err(crate::Error::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    if current.as_ref() == Some(&manifest.digest) {
+        return Ok(false);
+    }
+    target.put_manifest(manifest, Some(tag)).await?;
+    Ok(true)
+}
+
 /// Copies one blob from `src` to `dst`: skipped when present, mounted when
 /// both are repositories of one registry, streamed (and verified) otherwise.
 pub async fn copy_blob(src: &dyn Store, dst: &dyn Store, desc: &Descriptor) -> Result<BlobPut> {

@@ -96,6 +96,29 @@ fn layer(architecture: &str, salt: &str) -> Bytes {
     Bytes::from(tar.into_inner().expect("tar in memory"))
 }
 
+/// A tar with one file of `size` pseudo-random bytes (incompressible, distinct per `seed`).
+fn large_layer(seed: u64, size: usize) -> Bytes {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut content = Vec::with_capacity(size + 8);
+    while content.len() < size {
+        // xorshift64: fast enough in debug builds for tens of megabytes
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        content.extend_from_slice(&state.to_le_bytes());
+    }
+    content.truncate(size);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_cksum();
+    let mut tar = tar::Builder::new(Vec::with_capacity(size + 2048));
+    tar.append_data(&mut header, "opt/data.bin", &content[..])
+        .expect("tar in memory");
+    Bytes::from(tar.into_inner().expect("tar in memory"))
+}
+
 /// Builds the set in `flavor`'s media types. Pure; `salt` varies the content.
 pub fn image_set(flavor: Flavor, salt: &str) -> ImageSet {
     image_set_with_env(flavor, salt, &["PATH=/usr/bin:/bin"])
@@ -103,11 +126,27 @@ pub fn image_set(flavor: Flavor, salt: &str) -> ImageSet {
 
 /// The same, with `env` as every image's config `Env` (e.g. Debian's own PATH).
 pub fn image_set_with_env(flavor: Flavor, salt: &str, env: &[&str]) -> ImageSet {
+    build_set(flavor, env, |architecture| layer(architecture, salt))
+}
+
+/// The same three platforms with one layer of `layer_size` random bytes each,
+/// for transfers that take a while (interruptions, benchmarks).
+pub fn large_image_set(flavor: Flavor, seed: u64, layer_size: usize) -> ImageSet {
+    build_set(flavor, &["PATH=/usr/bin:/bin"], |architecture| {
+        let n = PLATFORMS
+            .iter()
+            .position(|p| p.1 == architecture)
+            .unwrap_or(0);
+        large_layer(seed.wrapping_mul(31).wrapping_add(n as u64), layer_size)
+    })
+}
+
+fn build_set(flavor: Flavor, env: &[&str], layer: impl Fn(&str) -> Bytes) -> ImageSet {
     let [index_type, manifest_type, config_type, layer_type] = flavor.types();
     let images: Vec<Image> = PLATFORMS
         .iter()
         .map(|&(os, architecture)| {
-            let layer = layer(architecture, salt);
+            let layer = layer(architecture);
             let config = Bytes::from(
                 serde_json::to_vec(&json!({
                     "architecture": architecture,

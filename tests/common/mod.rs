@@ -11,7 +11,7 @@ pub mod registry;
 
 use std::process::Command;
 
-pub use images::{Flavor, image_set, image_set_with_env, push_image_set};
+pub use images::{Flavor, image_set, image_set_with_env, large_image_set, push_image_set};
 pub use registry::{TestRegistry, skopeo_raw};
 
 /// The built `archgate` binary, with the environment that could leak into a

@@ -133,6 +133,30 @@ impl TestRegistry {
         }
     }
 
+    /// The registry's storage directory (`docker/registry/v2/...` below it).
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    /// The blobs the registry holds (committed uploads only), as `sha256:HEX`.
+    pub fn blob_digests(&self) -> Vec<String> {
+        let root = self.storage().join("docker/registry/v2/blobs/sha256");
+        let mut out = Vec::new();
+        for prefix in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            for blob in std::fs::read_dir(prefix.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if blob.path().join("data").is_file() {
+                    out.push(format!("sha256:{}", blob.file_name().to_string_lossy()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// What the registry logged so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
