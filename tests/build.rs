@@ -428,3 +428,54 @@ fn the_buildx_driver_says_what_is_missing() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("pushes to a registry"), "{stderr}");
 }
+
+#[test]
+fn source_date_epoch_sets_every_timestamp() {
+    let dir = crate::common::tempdir();
+    context(dir.path());
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY app.jar /app/\nLABEL a=b\n",
+    )
+    .unwrap();
+    let layout = format!("oci:{}:v1", dir.path().join("out").display());
+    let build = |epoch: &str| {
+        crate::common::archgate()
+            .current_dir(dir.path())
+            .env("ARCHGATE_CACHE", dir.path().join("cache"))
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .args([
+                "build",
+                "--platform",
+                "linux/arm64",
+                "--image",
+                &layout,
+                ".",
+            ])
+            .output()
+            .unwrap()
+    };
+    ok(&build("1700000000"));
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--override-arch", "arm64", "--config", &layout])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    assert!(
+        config["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["created"] == "2023-11-14T22:13:20Z")
+    );
+    let bad = build("yesterday");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("SOURCE_DATE_EPOCH=yesterday"), "{stderr}");
+}
