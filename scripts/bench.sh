@@ -147,8 +147,9 @@ bench_verify() {
   for arch in amd64 arm64 mips64le; do
     deb=$arch; [ "$arch" = mips64le ] && deb=mips64el
     root=$("$here/fetch-jre.sh" --print-root "$deb")
-    ln -s "$root" "$work/ctx/base-$arch"
-    ln -s "$root/usr/lib/jvm/java-17-openjdk-$deb" "$work/ctx/jdk-$arch"
+    cp -al "$root" "$work/ctx/base-$arch" 2>/dev/null || cp -a "$root" "$work/ctx/base-$arch"
+    cp -al "$root/usr/lib/jvm/java-17-openjdk-$deb" "$work/ctx/jdk-$arch" 2>/dev/null ||
+      cp -a "$root/usr/lib/jvm/java-17-openjdk-$deb" "$work/ctx/jdk-$arch"
   done
   printf 'base-*/usr/lib/jvm\n' >"$work/ctx/.dockerignore"
   "$bin" build -f "$repo/examples/jdk/Dockerfile" --image "oci:$work/layout:v1" "$work/ctx" >/dev/null

@@ -11,7 +11,8 @@ cargo build --release --locked
 bin=$PWD/target/release/archgate
 
 # The build context: per architecture a Debian runtime root and the JDK home,
-# as links into the fetched JREs (nothing copied; outside the checkout).
+# hard-linked from the fetched JREs (outside the checkout; the builder never
+# follows symlinks out of its context).
 cache=${ARCHGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/archgate}
 ctx=$cache/main-job/context
 rm -rf "$ctx"
@@ -19,8 +20,10 @@ mkdir -p "$ctx"
 for arch in amd64 arm64 mips64le; do
   deb=$arch; [ "$arch" = mips64le ] && deb=mips64el
   root=$(./scripts/fetch-jre.sh --print-root "$deb")
-  ln -s "$root" "$ctx/base-$arch"
-  ln -s "$root/usr/lib/jvm/java-17-openjdk-$deb" "$ctx/jdk-$arch"
+  # hard links where the file system allows (instant), else a copy
+  cp -al "$root" "$ctx/base-$arch" 2>/dev/null || cp -a "$root" "$ctx/base-$arch"
+  cp -al "$root/usr/lib/jvm/java-17-openjdk-$deb" "$ctx/jdk-$arch" 2>/dev/null ||
+    cp -a "$root/usr/lib/jvm/java-17-openjdk-$deb" "$ctx/jdk-$arch"
 done
 # The JDK goes to /opt/jdk only: keep it out of the base layer.
 printf 'base-*/usr/lib/jvm\n' >"$ctx/.dockerignore"
