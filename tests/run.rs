@@ -335,3 +335,83 @@ fn a_registry_that_is_down_is_exit_3_and_the_report_says_why() {
     );
     assert_eq!(dotenv_value(&r.env, "ARCHGATE_VERDICT").unwrap(), "error");
 }
+
+/// Hard-links (else copies) `src` to `dst`, as scripts/main-job.sh does.
+fn link_tree(src: &Path, dst: &Path) {
+    let ok = Command::new("cp")
+        .arg("-al")
+        .arg(src)
+        .arg(dst)
+        .status()
+        .is_ok_and(|s| s.success())
+        || Command::new("cp")
+            .arg("-a")
+            .arg(src)
+            .arg(dst)
+            .status()
+            .is_ok_and(|s| s.success());
+    assert!(ok, "copy {} to {}", src.display(), dst.display());
+}
+
+#[test]
+fn the_main_job_builds_the_seed_dockerfile_and_verifies_three_platforms_in_a_layout() {
+    let dir = tempdir();
+    let ctx = dir.path().join("context");
+    std::fs::create_dir(&ctx).unwrap();
+    for p in THREE {
+        let deb = debian_arch(p);
+        let arch = p.trim_start_matches("linux/");
+        let root = crate::common::jre::jre_root(deb);
+        link_tree(&root, &ctx.join(format!("base-{arch}")));
+        link_tree(
+            &root.join(format!("usr/lib/jvm/java-17-openjdk-{deb}")),
+            &ctx.join(format!("jdk-{arch}")),
+        );
+    }
+    std::fs::write(ctx.join(".dockerignore"), "base-*/usr/lib/jvm\n").unwrap();
+    let dockerfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/jdk/Dockerfile");
+    let out_dir = dir.path().join("archgate-out");
+    let report_dir = dir.path().join("report");
+    // The embedded default target is oci:archgate-out/image:{tag}, relative to the job's directory.
+    let out = archgate()
+        .current_dir(dir.path())
+        .arg("run")
+        .env("ARCHGATE_CACHE", shared_cache())
+        .env("ARCHGATE_BUILD__DOCKERFILE", &dockerfile)
+        .env("ARCHGATE_BUILD__CONTEXT", &ctx)
+        .env("ARCHGATE_REPORT__DIR", &report_dir)
+        .env_remove("GITLAB_CI")
+        .output()
+        .expect("run archgate");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        out_dir.join("image/index.json").is_file(),
+        "an OCI layout in archgate-out/image"
+    );
+    let r = reports(&report_dir);
+    assert_eq!(r.json["produced"]["phase"], "build");
+    assert_eq!(r.json["gate"]["coverage"], "3/3");
+    for p in THREE {
+        let platform = r.json["verification"]["platforms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["platform"] == p)
+            .unwrap();
+        let found = platform["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "jdk-found")
+            .unwrap();
+        assert_eq!(
+            found["message"], "/opt/jdk/bin/java",
+            "{p}: JAVA_HOME=/opt/jdk from the Dockerfile"
+        );
+    }
+    assert!(
+        dotenv_value(&r.env, "ARCHGATE_IMAGE")
+            .unwrap()
+            .starts_with("oci:archgate-out/image@sha256:")
+    );
+}
