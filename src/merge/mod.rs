@@ -293,11 +293,7 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
         }
     }
     for tag in &tags {
-        let current = match target.resolve(&Selector::Tag(tag.clone())).await {
-            Ok(d) => Some(d.digest),
-            Err(Error::NotFound { .. }) => None,
-            Err(e) => return Err(e),
-        };
+        let current = target.probe(&Selector::Tag(tag.clone())).await?;
         if current.as_ref() != Some(&index.digest) {
             target.put_tag(&index, tag).await?;
             written.tags += 1;
@@ -378,17 +374,15 @@ async fn copy_blobs(
 
 /// Puts a manifest by digest unless the target has it; true when written.
 async fn put_manifest_if_missing(target: &dyn Store, manifest: &RawManifest) -> Result<bool> {
-    match target
-        .resolve(&Selector::Digest(manifest.digest.clone()))
-        .await
+    if target
+        .probe(&Selector::Digest(manifest.digest.clone()))
+        .await?
+        .is_some()
     {
-        Ok(_) => Ok(false),
-        Err(Error::NotFound { .. }) => {
-            target.put_manifest(manifest, None).await?;
-            Ok(true)
-        }
-        Err(e) => Err(e),
+        return Ok(false);
     }
+    target.put_manifest(manifest, None).await?;
+    Ok(true)
 }
 
 /// The human summary.

@@ -58,6 +58,16 @@ pub trait Store: Send + Sync {
     /// Resolves a tag or digest to the descriptor (media type, digest, size) of what it points at.
     async fn resolve(&self, selector: &Selector) -> Result<Descriptor>;
 
+    /// The digest a tag or digest points at, `None` when there is none: the
+    /// cheap "is it there already?" (no hints gathered for an error message).
+    async fn probe(&self, selector: &Selector) -> Result<Option<Digest>> {
+        match self.resolve(selector).await {
+            Ok(d) => Ok(Some(d.digest)),
+            Err(crate::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The manifest or index a tag or digest points at, as exact bytes.
     /// When `selector` is a digest the bytes are checked against it.
     async fn get_manifest(&self, selector: &Selector) -> Result<RawManifest>;
