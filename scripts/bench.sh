@@ -136,7 +136,9 @@ bench_merge() {
   : >"$WORK/archgate.requests"; : >"$WORK/buildah.requests"
   for i in $(seq "$REPS"); do
     r0=$(requests); t0=$(now)
-    "$archgate" --config "$WORK/archgate.toml" merge --target "$host/bench/archgate-$i:v1" "${sources[@]}" >/dev/null
+    # stderr kept apart (the plain-HTTP warning), shown when the run fails
+    "$archgate" --config "$WORK/archgate.toml" merge --target "$host/bench/archgate-$i:v1" "${sources[@]}" \
+      >/dev/null 2>"$WORK/archgate.stderr" || { cat "$WORK/archgate.stderr" >&2; return 1; }
     t1=$(now); r1=$(requests)
     elapsed "$t0" "$t1" >>"$WORK/archgate.times"; echo $((r1 - r0)) >>"$WORK/archgate.requests"
 
