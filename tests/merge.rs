@@ -570,7 +570,15 @@ async fn oci_layout_and_archive_serve_as_sources_and_as_targets() {
     let target = env.registry.repo("app:from-layout");
     let mut args = vec!["--target", target.as_str()];
     args.extend(sources.iter().map(String::as_str));
+    let before = env.registry.requests().len();
     let json = env.merge_json(&args);
+    // One HEAD per blob, then its upload (regression: two HEADs each).
+    let heads = env.registry.requests()[before..]
+        .iter()
+        .filter(|r| r.method == "HEAD" && r.path.contains("/blobs/"))
+        .count();
+    assert_eq!(heads, 6, "{:#?}", &env.registry.requests()[before..]);
+    assert_eq!(json["written"]["blobs_uploaded"], 6);
     let (digest, index) = env.raw("app:from-layout");
     assert_eq!(json["index_digest"], digest.to_string());
     assert_eq!(platforms(&index), THREE);

@@ -137,6 +137,12 @@ pub async fn open(
 /// Copies one blob from `src` to `dst`: skipped when present, mounted when
 /// both are repositories of one registry, streamed (and verified) otherwise.
 pub async fn copy_blob(src: &dyn Store, dst: &dyn Store, desc: &Descriptor) -> Result<BlobPut> {
+    // A blob on local disk costs nothing to open: `put_blob` checks presence
+    // itself, so asking first would only double the HEAD request.
+    if src.local_blob(&desc.digest).is_some() {
+        let reader = src.get_blob(&desc.digest, Some(desc.size)).await?;
+        return dst.put_blob(&desc.digest, desc.size, reader).await;
+    }
     if dst.blob_exists(&desc.digest).await? {
         return Ok(BlobPut::Present);
     }
