@@ -611,3 +611,38 @@ async fn oci_layout_and_archive_serve_as_sources_and_as_targets() {
         assert_eq!(json["index_digest"], digest.to_string());
     }
 }
+
+#[tokio::test]
+async fn platform_picks_from_an_index_in_the_order_asked_and_names_what_is_missing() {
+    let env = Env::new();
+    let set = image_set(Flavor::Oci, "pick");
+    let source = push_with_attestations(&env, &set, "src/buildx").await;
+    let target = env.registry.repo("app:two");
+    let json = env.merge_json(&[
+        "--target",
+        &target,
+        "--platform",
+        "linux/arm64,linux/amd64",
+        &source,
+    ]);
+    let (digest, index) = env.raw("app:two");
+    assert_eq!(json["index_digest"], digest.to_string());
+    assert_eq!(platforms(&index), ["linux/arm64", "linux/amd64"]);
+
+    let before = env.registry.requests().len();
+    let out = env.archgate(&[
+        "merge",
+        "--target",
+        &env.registry.repo("app:three"),
+        "--platform",
+        "linux/amd64,linux/s390x",
+        &source,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no source provides linux/s390x; the sources provide linux/amd64"),
+        "{err}"
+    );
+    assert_eq!(env.writes_since(before), Vec::<String>::new());
+}
