@@ -56,6 +56,13 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `archgate ARGS`, which must fail with exit `code`; its stderr.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.archgate(args);
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// `archgate merge --json ARGS`, which must succeed.
     fn merge_json(&self, args: &[&str]) -> Value {
         let stdout = self.merge_ok(&[&["--json"], args].concat());
@@ -376,9 +383,7 @@ async fn mislabelled_or_duplicate_or_unconvertible_sources_push_nothing() {
         ),
     )
     .unwrap();
-    let out = env.archgate(&["--config", config.to_str().unwrap(), "merge"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(&["--config", config.to_str().unwrap(), "merge"], 1);
     assert!(
         err.contains(&sources[1])
             && err.contains("configured as linux/amd64 but its image config says linux/arm64"),
@@ -387,9 +392,7 @@ async fn mislabelled_or_duplicate_or_unconvertible_sources_push_nothing() {
 
     // 2. An index entry that says amd64 over an arm64 config: exit 1.
     let lying_location = format!("{}:lying", env.registry.repo("src/app"));
-    let out = env.archgate(&["merge", "--target", &target, &lying_location]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(&["merge", "--target", &target, &lying_location], 1);
     assert!(
         err.contains(&lying_location)
             && err
@@ -398,9 +401,10 @@ async fn mislabelled_or_duplicate_or_unconvertible_sources_push_nothing() {
     );
 
     // 3. Two sources for linux/amd64: both named, exit 2.
-    let out = env.archgate(&["merge", "--target", &target, &sources[0], &other_amd64]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(
+        &["merge", "--target", &target, &sources[0], &other_amd64],
+        2,
+    );
     assert!(
         err.contains("two sources for linux/amd64")
             && err.contains(&sources[0])
@@ -410,18 +414,19 @@ async fn mislabelled_or_duplicate_or_unconvertible_sources_push_nothing() {
 
     // 4. --convert fails on the second source: nothing of the first is written
     //    either (regression: blobs of converted sources went up first).
-    let out = env.archgate(&[
-        "merge",
-        "--target",
-        &target,
-        "--format",
-        "docker",
-        "--convert",
-        &sources[1],
-        &zstd,
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(
+        &[
+            "merge",
+            "--target",
+            &target,
+            "--format",
+            "docker",
+            "--convert",
+            &sources[1],
+            &zstd,
+        ],
+        2,
+    );
     assert!(
         err.contains(&zstd) && err.contains("tar+zstd") && err.contains("without --convert"),
         "{err}"
@@ -630,16 +635,17 @@ async fn platform_picks_from_an_index_in_the_order_asked_and_names_what_is_missi
     assert_eq!(platforms(&index), ["linux/arm64", "linux/amd64"]);
 
     let before = env.registry.requests().len();
-    let out = env.archgate(&[
-        "merge",
-        "--target",
-        &env.registry.repo("app:three"),
-        "--platform",
-        "linux/amd64,linux/s390x",
-        &source,
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(
+        &[
+            "merge",
+            "--target",
+            &env.registry.repo("app:three"),
+            "--platform",
+            "linux/amd64,linux/s390x",
+            &source,
+        ],
+        2,
+    );
     assert!(
         err.contains("no source provides linux/s390x; the sources provide linux/amd64"),
         "{err}"
