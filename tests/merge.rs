@@ -652,3 +652,62 @@ async fn platform_picks_from_an_index_in_the_order_asked_and_names_what_is_missi
     );
     assert_eq!(env.writes_since(before), Vec::<String>::new());
 }
+
+/// Over TLS with basic auth, at trace level: the merge works (mounts included)
+/// and the password appears nowhere in what archgate prints.
+#[tokio::test]
+async fn merge_over_tls_with_basic_auth_never_prints_the_password() {
+    const PASSWORD: &str = "Merge-Secret-0815";
+    let registry = TestRegistry::start_tls_basic("ci", PASSWORD);
+    let dir = crate::common::tempdir();
+    std::fs::write(
+        dir.path().join("archgate.toml"),
+        format!(
+            "[registries.\"{}\"]\nca_file = \"{}\"\nusername = \"ci\"\npassword = \"{PASSWORD}\"\n",
+            registry.host(),
+            registry.ca_file().display()
+        ),
+    )
+    .unwrap();
+    let image = ImageRef::parse(&format!("{}:x", registry.repo("src/app"))).unwrap();
+    let store = RegistryStore::connect(&image, &registry.settings(), true)
+        .await
+        .unwrap();
+    let set = image_set(Flavor::Oci, "tls");
+    let mut args = vec![
+        "-vv".to_string(),
+        "merge".into(),
+        "--json".into(),
+        "--target".into(),
+        registry.repo("app:v1"),
+    ];
+    for image in &set.images {
+        push_image(&store, image, image.architecture).await.unwrap();
+        args.push(format!(
+            "{}:{}",
+            registry.repo("src/app"),
+            image.architecture
+        ));
+    }
+    let out = crate::common::archgate()
+        .current_dir(dir.path())
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["written"]["blobs_mounted"], 6, "{json}");
+    let bytes = skopeo_raw(&registry, &registry.repo("app:v1"));
+    assert_eq!(json["index_digest"], Digest::of(&bytes).to_string());
+    let encoded = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("ci:{PASSWORD}"),
+    );
+    for text in [&out.stdout, &out.stderr] {
+        let text = String::from_utf8_lossy(text);
+        assert!(
+            !text.contains(PASSWORD) && !text.contains(&encoded),
+            "password leaked:\n{text}"
+        );
+    }
+}
