@@ -181,6 +181,23 @@ async fn three_single_arch_images_merge_into_an_oci_index_and_a_docker_list() {
         }
         assert_eq!(json["platforms"].as_array().unwrap().len(), 3);
 
+        // The other list type over the same manifests, unconverted: allowed, with
+        // a warning when OCI manifests go into a Docker list (old clients cannot pull them).
+        let other = if flavor == Flavor::Oci {
+            "docker"
+        } else {
+            "oci"
+        };
+        let mixed = env
+            .registry
+            .repo(&format!("app:{}-in-{other}", flavor.name()));
+        let mut args = vec!["merge", "--target", &mixed, "--format", other];
+        args.extend(sources.iter().map(String::as_str));
+        let out = env.archgate(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let warned = String::from_utf8_lossy(&out.stderr).contains("add --convert");
+        assert_eq!(warned, flavor == Flavor::Oci, "{}", text(&out));
+
         let out = env.archgate(&["inspect", &target]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let stdout = String::from_utf8_lossy(&out.stdout);
