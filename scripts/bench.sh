@@ -317,6 +317,6 @@ bench_mirror() {
 
 want build && bench_build
 want verify && bench_verify
-want merge && declare -F bench_merge >/dev/null && bench_merge
+want merge && "$here/bench-merge.sh" merge
 want mirror && bench_mirror
 exit 0

@@ -2,35 +2,30 @@
 //! unless the target already has it, and tags moved last, only where they do
 //! not already point at the index — so a re-run writes nothing.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::{RawManifest, Selector};
 use crate::merge::Written;
 use crate::store::Store;
 
 /// Puts a manifest by digest unless the target has it; true when written.
 pub async fn put_manifest_if_missing(target: &dyn Store, manifest: &RawManifest) -> Result<bool> {
-    match target
-        .resolve(&Selector::Digest(manifest.digest.clone()))
-        .await
+    // `probe`, not `resolve`: a registry answers a HEAD by digest without listing tags.
+    if target
+        .probe(&Selector::Digest(manifest.digest.clone()))
+        .await?
+        .is_some()
     {
-        Ok(_) => Ok(false),
-        Err(Error::NotFound { .. }) => {
-            target.put_manifest(manifest, None).await?;
-            Ok(true)
-        }
-        Err(e) => Err(e),
+        return Ok(false);
     }
+    target.put_manifest(manifest, None).await?;
+    Ok(true)
 }
 
 /// Points every tag at `index` (already stored by digest); returns how many moved.
 pub async fn tag(target: &dyn Store, index: &RawManifest, tags: &[String]) -> Result<usize> {
     let mut moved = 0;
     for tag in tags {
-        let current = match target.resolve(&Selector::Tag(tag.clone())).await {
-            Ok(d) => Some(d.digest),
-            Err(Error::NotFound { .. }) => None,
-            Err(e) => return Err(e),
-        };
+        let current = target.probe(&Selector::Tag(tag.clone())).await?;
         if current.as_ref() != Some(&index.digest) {
             target.put_tag(index, tag).await?;
             moved += 1;

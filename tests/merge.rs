@@ -56,6 +56,13 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `archgate ARGS`, which must fail with exit `code`; its stderr.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.archgate(args);
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// `archgate merge --json ARGS`, which must succeed.
     fn merge_json(&self, args: &[&str]) -> Value {
         let stdout = self.merge_ok(&[&["--json"], args].concat());
@@ -173,6 +180,23 @@ async fn three_single_arch_images_merge_into_an_oci_index_and_a_docker_list() {
             assert_eq!(entry["mediaType"], manifest_type);
         }
         assert_eq!(json["platforms"].as_array().unwrap().len(), 3);
+
+        // The other list type over the same manifests, unconverted: allowed, with
+        // a warning when OCI manifests go into a Docker list (old clients cannot pull them).
+        let other = if flavor == Flavor::Oci {
+            "docker"
+        } else {
+            "oci"
+        };
+        let mixed = env
+            .registry
+            .repo(&format!("app:{}-in-{other}", flavor.name()));
+        let mut args = vec!["merge", "--target", &mixed, "--format", other];
+        args.extend(sources.iter().map(String::as_str));
+        let out = env.archgate(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let warned = String::from_utf8_lossy(&out.stderr).contains("add --convert");
+        assert_eq!(warned, flavor == Flavor::Oci, "{}", text(&out));
 
         let out = env.archgate(&["inspect", &target]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -376,9 +400,7 @@ async fn mislabelled_or_duplicate_or_unconvertible_sources_push_nothing() {
         ),
     )
     .unwrap();
-    let out = env.archgate(&["--config", config.to_str().unwrap(), "merge"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(&["--config", config.to_str().unwrap(), "merge"], 1);
     assert!(
         err.contains(&sources[1])
             && err.contains("configured as linux/amd64 but its image config says linux/arm64"),
@@ -387,9 +409,7 @@ async fn mislabelled_or_duplicate_or_unconvertible_sources_push_nothing() {
 
     // 2. An index entry that says amd64 over an arm64 config: exit 1.
     let lying_location = format!("{}:lying", env.registry.repo("src/app"));
-    let out = env.archgate(&["merge", "--target", &target, &lying_location]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(&["merge", "--target", &target, &lying_location], 1);
     assert!(
         err.contains(&lying_location)
             && err
@@ -398,9 +418,10 @@ async fn mislabelled_or_duplicate_or_unconvertible_sources_push_nothing() {
     );
 
     // 3. Two sources for linux/amd64: both named, exit 2.
-    let out = env.archgate(&["merge", "--target", &target, &sources[0], &other_amd64]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(
+        &["merge", "--target", &target, &sources[0], &other_amd64],
+        2,
+    );
     assert!(
         err.contains("two sources for linux/amd64")
             && err.contains(&sources[0])
@@ -410,18 +431,19 @@ async fn mislabelled_or_duplicate_or_unconvertible_sources_push_nothing() {
 
     // 4. --convert fails on the second source: nothing of the first is written
     //    either (regression: blobs of converted sources went up first).
-    let out = env.archgate(&[
-        "merge",
-        "--target",
-        &target,
-        "--format",
-        "docker",
-        "--convert",
-        &sources[1],
-        &zstd,
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(
+        &[
+            "merge",
+            "--target",
+            &target,
+            "--format",
+            "docker",
+            "--convert",
+            &sources[1],
+            &zstd,
+        ],
+        2,
+    );
     assert!(
         err.contains(&zstd) && err.contains("tar+zstd") && err.contains("without --convert"),
         "{err}"
@@ -570,7 +592,15 @@ async fn oci_layout_and_archive_serve_as_sources_and_as_targets() {
     let target = env.registry.repo("app:from-layout");
     let mut args = vec!["--target", target.as_str()];
     args.extend(sources.iter().map(String::as_str));
+    let before = env.registry.requests().len();
     let json = env.merge_json(&args);
+    // One HEAD per blob, then its upload (regression: two HEADs each).
+    let heads = env.registry.requests()[before..]
+        .iter()
+        .filter(|r| r.method == "HEAD" && r.path.contains("/blobs/"))
+        .count();
+    assert_eq!(heads, 6, "{:#?}", &env.registry.requests()[before..]);
+    assert_eq!(json["written"]["blobs_uploaded"], 6);
     let (digest, index) = env.raw("app:from-layout");
     assert_eq!(json["index_digest"], digest.to_string());
     assert_eq!(platforms(&index), THREE);
@@ -601,5 +631,100 @@ async fn oci_layout_and_archive_serve_as_sources_and_as_targets() {
         let back = env.registry.repo(&format!("app:back-from-{kind}"));
         let json = env.merge_json(&["--target", &back, &target]);
         assert_eq!(json["index_digest"], digest.to_string());
+    }
+}
+
+#[tokio::test]
+async fn platform_picks_from_an_index_in_the_order_asked_and_names_what_is_missing() {
+    let env = Env::new();
+    let set = image_set(Flavor::Oci, "pick");
+    let source = push_with_attestations(&env, &set, "src/buildx").await;
+    let target = env.registry.repo("app:two");
+    let json = env.merge_json(&[
+        "--target",
+        &target,
+        "--platform",
+        "linux/arm64,linux/amd64",
+        &source,
+    ]);
+    let (digest, index) = env.raw("app:two");
+    assert_eq!(json["index_digest"], digest.to_string());
+    assert_eq!(platforms(&index), ["linux/arm64", "linux/amd64"]);
+
+    let before = env.registry.requests().len();
+    let err = env.fails(
+        &[
+            "merge",
+            "--target",
+            &env.registry.repo("app:three"),
+            "--platform",
+            "linux/amd64,linux/s390x",
+            &source,
+        ],
+        2,
+    );
+    assert!(
+        err.contains("no source provides linux/s390x; the sources provide linux/amd64"),
+        "{err}"
+    );
+    assert_eq!(env.writes_since(before), Vec::<String>::new());
+}
+
+/// Over TLS with basic auth, at trace level: the merge works (mounts included)
+/// and the password appears nowhere in what archgate prints.
+#[tokio::test]
+async fn merge_over_tls_with_basic_auth_never_prints_the_password() {
+    const PASSWORD: &str = "Merge-Secret-0815";
+    let registry = TestRegistry::start_tls_basic("ci", PASSWORD);
+    let dir = crate::common::tempdir();
+    std::fs::write(
+        dir.path().join("archgate.toml"),
+        format!(
+            "[registries.\"{}\"]\nca_file = \"{}\"\nusername = \"ci\"\npassword = \"{PASSWORD}\"\n",
+            registry.host(),
+            registry.ca_file().display()
+        ),
+    )
+    .unwrap();
+    let image = ImageRef::parse(&format!("{}:x", registry.repo("src/app"))).unwrap();
+    let store = RegistryStore::connect(&image, &registry.settings(), true)
+        .await
+        .unwrap();
+    let set = image_set(Flavor::Oci, "tls");
+    let mut args = vec![
+        "-vv".to_string(),
+        "merge".into(),
+        "--json".into(),
+        "--target".into(),
+        registry.repo("app:v1"),
+    ];
+    for image in &set.images {
+        push_image(&store, image, image.architecture).await.unwrap();
+        args.push(format!(
+            "{}:{}",
+            registry.repo("src/app"),
+            image.architecture
+        ));
+    }
+    let out = crate::common::archgate()
+        .current_dir(dir.path())
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["written"]["blobs_mounted"], 6, "{json}");
+    let bytes = skopeo_raw(&registry, &registry.repo("app:v1"));
+    assert_eq!(json["index_digest"], Digest::of(&bytes).to_string());
+    let encoded = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("ci:{PASSWORD}"),
+    );
+    for text in [&out.stdout, &out.stderr] {
+        let text = String::from_utf8_lossy(text);
+        assert!(
+            !text.contains(PASSWORD) && !text.contains(&encoded),
+            "password leaked:\n{text}"
+        );
     }
 }

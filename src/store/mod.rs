@@ -58,6 +58,16 @@ pub trait Store: Send + Sync {
     /// Resolves a tag or digest to the descriptor (media type, digest, size) of what it points at.
     async fn resolve(&self, selector: &Selector) -> Result<Descriptor>;
 
+    /// The digest a tag or digest points at, `None` when there is none: the
+    /// cheap "is it there already?" (no hints gathered for an error message).
+    async fn probe(&self, selector: &Selector) -> Result<Option<Digest>> {
+        match self.resolve(selector).await {
+            Ok(d) => Ok(Some(d.digest)),
+            Err(crate::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The manifest or index a tag or digest points at, as exact bytes.
     /// When `selector` is a digest the bytes are checked against it.
     async fn get_manifest(&self, selector: &Selector) -> Result<RawManifest>;
@@ -155,6 +165,12 @@ pub async fn set_tag(target: &dyn Store, manifest: &RawManifest, tag: &str) -> R
 /// Copies one blob from `src` to `dst`: skipped when present, mounted when
 /// both are repositories of one registry, streamed (and verified) otherwise.
 pub async fn copy_blob(src: &dyn Store, dst: &dyn Store, desc: &Descriptor) -> Result<BlobPut> {
+    // A blob on local disk costs nothing to open: `put_blob` checks presence
+    // itself, so asking first would only double the HEAD request.
+    if src.local_blob(&desc.digest).is_some() {
+        let reader = src.get_blob(&desc.digest, Some(desc.size)).await?;
+        return dst.put_blob(&desc.digest, desc.size, reader).await;
+    }
     if dst.blob_exists(&desc.digest).await? {
         return Ok(BlobPut::Present);
     }

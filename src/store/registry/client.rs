@@ -55,13 +55,14 @@ pub fn build(
             .extra_root_certificates
             .push(read_ca(config_host, path)?);
     }
-    if registry.http {
+    let first = first_time(config_host);
+    if registry.http && first {
         tracing::warn!(
             registry = config_host,
             "speaking plain HTTP to {config_host} (`http = true`): traffic and credentials are not encrypted"
         );
     }
-    if registry.insecure {
+    if registry.insecure && first {
         tracing::warn!(
             registry = config_host,
             "not verifying the TLS certificate of {config_host} (`insecure = true`)"
@@ -72,6 +73,21 @@ pub fn build(
             "[registries.\"{config_host}\"]: cannot set up a client for this registry: {e}"
         ))
     })
+}
+
+/// Whether this process builds a client for `host` for the first time: the
+/// plain-HTTP and insecure warnings are said once per host, not once per
+/// repository a command opens.
+fn first_time(host: &str) -> bool {
+    static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let Ok(mut warned) = WARNED.lock() else {
+        return true;
+    };
+    if warned.iter().any(|h| h == host) {
+        return false;
+    }
+    warned.push(host.to_string());
+    true
 }
 
 /// Reads and checks a PEM CA file, naming the file and the key on failure.

@@ -267,6 +267,24 @@ impl RegistryStore {
         .await
     }
 
+    /// The manifest `selector` names, digest-checked; a bare `NotFound` when absent.
+    async fn fetch_manifest(&self, selector: &Selector) -> Result<RawManifest> {
+        let reference = self.reference(selector);
+        let what = format!("manifest {}", self.image_name(selector));
+        let (bytes, _) = with_retry(&self.network, "get manifest", || async {
+            self.client
+                .pull_manifest_raw(&reference, &self.auth, &ACCEPTED_MANIFESTS)
+                .await
+                .map_err(|e| self.ctx.map(e, &what))
+        })
+        .await?;
+        let manifest = RawManifest::from_bytes(bytes, None, &what)?;
+        if let Selector::Digest(d) = selector {
+            d.verify(&manifest.bytes, &what)?;
+        }
+        Ok(manifest)
+    }
+
     async fn push_manifest(&self, reference: &Reference, manifest: &RawManifest) -> Result<()> {
         let what = format!(
             "manifest {} to {}/{}",
@@ -321,24 +339,18 @@ impl Store for RegistryStore {
     }
 
     async fn get_manifest(&self, selector: &Selector) -> Result<RawManifest> {
-        let reference = self.reference(selector);
-        let what = format!("manifest {}", self.image_name(selector));
-        let result = with_retry(&self.network, "get manifest", || async {
-            self.client
-                .pull_manifest_raw(&reference, &self.auth, &ACCEPTED_MANIFESTS)
-                .await
-                .map_err(|e| self.ctx.map(e, &what))
-        })
-        .await;
-        let (bytes, _) = match result {
-            Err(Error::NotFound { .. }) => return Err(self.not_found(selector).await),
-            other => other?,
-        };
-        let manifest = RawManifest::from_bytes(bytes, None, &what)?;
-        if let Selector::Digest(d) = selector {
-            d.verify(&manifest.bytes, &what)?;
+        match self.fetch_manifest(selector).await {
+            Err(Error::NotFound { .. }) => Err(self.not_found(selector).await),
+            other => other,
         }
-        Ok(manifest)
+    }
+
+    async fn probe(&self, selector: &Selector) -> Result<Option<Digest>> {
+        match self.fetch_manifest(selector).await {
+            Ok(m) => Ok(Some(m.digest)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn put_manifest(&self, manifest: &RawManifest, tag: Option<&str>) -> Result<()> {
