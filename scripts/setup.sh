@@ -33,6 +33,19 @@ if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registr
   systemctl stop docker-registry || true
 fi
 
+# gitlab-ci-local runs the GitLab template for real in the tests (4.60.1: the last
+# release for Node 20), installed outside the checkout.
+gcl_dir="${ARCHGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/archgate}/tools/gcl"
+if [ ! -x "$gcl_dir/node_modules/.bin/gitlab-ci-local" ]; then
+  if command -v npm >/dev/null; then
+    echo "setup: installing gitlab-ci-local@4.60.1 into $gcl_dir" >&2
+    mkdir -p "$gcl_dir"
+    npm install --prefix "$gcl_dir" --no-audit --no-fund --loglevel=error gitlab-ci-local@4.60.1 >/dev/null
+  else
+    echo "setup: npm not found: the GitLab template test will fail (install Node.js 20 and npm)" >&2
+  fi
+fi
+
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found: install Rust (https://rustup.rs) first" >&2
   exit 2

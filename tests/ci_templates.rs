@@ -44,3 +44,168 @@ fn the_jenkins_step_runs_the_right_command_lines_and_maps_exit_codes() {
         "{stdout}"
     );
 }
+
+/// gitlab-ci-local as scripts/setup.sh installs it.
+fn gitlab_ci_local() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
+    let bin = cache.join("archgate/tools/gcl/node_modules/.bin/gitlab-ci-local");
+    assert!(
+        bin.is_file(),
+        "{} missing: run scripts/setup.sh",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn the_gitlab_fan_out_pipeline_builds_merges_and_verifies_for_real() {
+    use crate::common::jre::{debian_arch, jre_root, shared_cache};
+    use crate::common::{TestRegistry, skopeo_raw, tempdir};
+
+    let registry = TestRegistry::start_http();
+    let dir = tempdir();
+    // The JDK build context, hard-linked from the fetched JREs (as the main job does).
+    let ctx = dir.path().join("context");
+    std::fs::create_dir(&ctx).unwrap();
+    for p in ["linux/amd64", "linux/arm64", "linux/mips64le"] {
+        let deb = debian_arch(p);
+        let arch = p.trim_start_matches("linux/");
+        let root = jre_root(deb);
+        for (src, dst) in [
+            (root.clone(), format!("base-{arch}")),
+            (
+                root.join(format!("usr/lib/jvm/java-17-openjdk-{deb}")),
+                format!("jdk-{arch}"),
+            ),
+        ] {
+            let ok = Command::new("cp")
+                .arg("-al")
+                .arg(&src)
+                .arg(ctx.join(&dst))
+                .status()
+                .is_ok_and(|s| s.success())
+                || Command::new("cp")
+                    .arg("-a")
+                    .arg(&src)
+                    .arg(ctx.join(&dst))
+                    .status()
+                    .is_ok_and(|s| s.success());
+            assert!(ok, "copy {}", src.display());
+        }
+    }
+    std::fs::write(ctx.join(".dockerignore"), "base-*/usr/lib/jvm\n").unwrap();
+
+    // A project: the example pipeline, the include, archgate.toml.
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join("ci-templates/gitlab")).unwrap();
+    for f in ["archgate.gitlab-ci.yml", "example.gitlab-ci.yml"] {
+        std::fs::copy(
+            repo().join("ci-templates/gitlab").join(f),
+            project.join("ci-templates/gitlab").join(f),
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        repo().join("ci-templates/gitlab/example.gitlab-ci.yml"),
+        project.join(".gitlab-ci.yml"),
+    )
+    .unwrap();
+    let host = registry.host();
+    std::fs::write(
+        project.join("archgate.toml"),
+        format!(
+            "platforms = [\"linux/amd64\", \"linux/arm64\", \"linux/mips64le\"]\n\
+             image = \"{host}/team/app:{{git_short_sha}}\"\n\
+             [registries.\"{host}\"]\nhttp = true\n\
+             [build]\ndockerfile = {:?}\ncontext = {:?}\n",
+            repo().join("examples/jdk/Dockerfile").display().to_string(),
+            ctx.display().to_string()
+        ),
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        let s = Command::new("git")
+            .args([
+                "-c",
+                "user.email=ci@example.invalid",
+                "-c",
+                "user.name=ci",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .current_dir(&project)
+            .status()
+            .expect("git");
+        assert!(s.success(), "git {args:?}");
+    };
+    git(&["init", "-q", "."]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "pipeline"]);
+
+    let out = Command::new(gitlab_ci_local())
+        .current_dir(&project)
+        .args([
+            "--variable",
+            &format!("ARCHGATE_BIN={}", env!("CARGO_BIN_EXE_archgate")),
+        ])
+        .args([
+            "--variable",
+            &format!("ARCHGATE_CACHE={}", shared_cache().display()),
+        ])
+        .args(["--variable", &format!("CI_REGISTRY_IMAGE={host}/team/app")])
+        .env_remove("ARCHGATE_CONFIG")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("gitlab-ci-local");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pipeline failed:\n{stdout}\n{stderr}");
+    for job in [
+        "build: [amd64]",
+        "build: [arm64]",
+        "build: [mips64le]",
+        "merge",
+        "verify",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains("PASS") && l.trim_end().ends_with(job)),
+            "no PASS line for {job}:\n{stdout}"
+        );
+    }
+
+    // The merge job gathered the three build digests; the verify job gated that index.
+    let sha = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "--short=8", "HEAD"])
+            .current_dir(&project)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let index_bytes = skopeo_raw(&registry, &format!("{host}/team/app:{}", sha.trim()));
+    let index: serde_json::Value = serde_json::from_slice(&index_bytes).unwrap();
+    assert_eq!(
+        index["manifests"].as_array().map(Vec::len),
+        Some(3),
+        "{index}"
+    );
+    let report_dir = project.join("archgate-report");
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(report_dir.join("report.json")).expect("the verify job's report.json"),
+    )
+    .unwrap();
+    assert_eq!(report["gate"]["coverage"], "3/3", "{report:#}");
+    assert_eq!(
+        report["verification"]["index_digest"],
+        archgate::image::Digest::of(&index_bytes).to_string(),
+        "verify gated exactly the merged index"
+    );
+    let junit = std::fs::read_to_string(report_dir.join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testsuite ").count(), 3);
+}

@@ -31,6 +31,11 @@ const ENV_NOT_SETTINGS: &[&str] = &[
     "ARCHGATE_COVERAGE",
     "ARCHGATE_VERDICT",
     "ARCHGATE_EXIT_CODE",
+    // Variables of the CI templates (ci-templates/): the binary, a fan-out job's
+    // platform, the image a verify job checks.
+    "ARCHGATE_BIN",
+    "ARCHGATE_PLATFORM",
+    "ARCHGATE_VERIFY_IMAGE",
 ];
 /// Prefixes of per-platform outputs of fan-out jobs (`ARCHGATE_IMAGE_LINUX_ARM64=…`).
 const ENV_NOT_SETTINGS_PREFIXES: &[&str] = &["ARCHGATE_IMAGE_"];
@@ -319,10 +324,21 @@ fn format_error(err: figment::Error, file: Option<&Path>) -> Error {
                 .map(|s| s.to_string())
                 .or_else(|| file.map(|f| f.display().to_string()))
                 .unwrap_or_else(|| "archgate.toml".into()),
-            (Some(m), _) if m.name.contains("Serialized") => {
-                "the environment or command line".into()
+            // Environment, CI variables and flags are serialized maps.
+            (Some(_), _) => {
+                let mut full = e.path.clone();
+                if let figment::error::Kind::UnknownField(found, _) = &e.kind
+                    && full.last() != Some(found)
+                {
+                    full.push(found.clone());
+                }
+                let var = format!("{ENV_PREFIX}{}", full.join("__").to_ascii_uppercase());
+                if std::env::var_os(&var).is_some() {
+                    format!("environment variable {var}")
+                } else {
+                    "the environment or command line".into()
+                }
             }
-            (Some(m), _) => m.name.to_string(),
             (None, Some(f)) => f.display().to_string(),
             (None, None) => "the configuration".into(),
         };
