@@ -117,8 +117,7 @@ async fn registry_to_archive_to_second_registry_preserves_digests() {
     } = setup(image_set(Flavor::Oci, "mirror"), "base/jre:17").await;
 
     // registry → archive: the tag is the source's when the target names none
-    let archive = dir.path().join("transfer").join("jre.tar");
-    std::fs::create_dir_all(archive.parent().unwrap()).unwrap();
+    let archive = dir.path().join("transfer").join("jre.tar"); // the directory is created
     let out = mirror(
         &cfg,
         &[
@@ -172,6 +171,18 @@ async fn registry_to_archive_to_second_registry_preserves_digests() {
             image.architecture
         );
     }
+
+    // within one registry, blobs are mounted, not copied
+    let o = &outcomes(&mirror(
+        &cfg,
+        &[&a.repo("base/jre:17"), &a.repo("other/jre")],
+    ))[0];
+    assert_eq!(o["written"]["blobs_mounted"], 6, "{o:#}");
+    assert_eq!(o["written"]["blobs_uploaded"], 0, "{o:#}");
+    assert_eq!(
+        skopeo_raw(&a, &a.repo("other/jre:17")),
+        set.index.bytes.to_vec()
+    );
 
     // a re-run writes nothing
     let o = &outcomes(&mirror(

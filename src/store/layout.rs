@@ -134,6 +134,7 @@ impl LayoutStore {
         } else {
             // Extracted next to it, then renamed: a staging directory is never half-extracted.
             let parent = parent_dir(&staging);
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             let fresh = tempfile::Builder::new()
                 .prefix(".archgate-staging-")
                 .tempdir_in(parent)
