@@ -215,23 +215,35 @@ async fn read_plan(src: &dyn Store, selector: &Selector, req: &MirrorRequest) ->
     let what = |d: &Digest| format!("{} manifest {d}", req.source);
     let (head, manifests, platforms, attestations, filtered) = match top.kind() {
         ManifestKind::Image => {
-            let platform = config_platform(src, &top, &req.source).await?;
-            if let Some(requested) = &req.platforms {
-                let missing: Vec<String> = requested
-                    .iter()
-                    .filter(|r| !r.matches(&platform))
-                    .map(|r| r.to_string())
-                    .collect();
-                if !missing.is_empty() {
-                    let entry = plan::Entry {
-                        descriptor: top.descriptor(),
-                        platform: Some(platform),
-                    };
-                    return Err(plan::missing_platforms(&req.source, &missing, &[entry]));
+            let platform = match (
+                &req.platforms,
+                config_platform(src, &top, &req.source).await,
+            ) {
+                // Copied as it is: a config that names no platform is shown, not refused.
+                (None, Err(e)) => {
+                    tracing::debug!("{}: no platform shown: {e}", req.source);
+                    "unknown".to_string()
                 }
-            }
+                (None, Ok(p)) => p.to_string(),
+                (Some(_), Err(e)) => return Err(e),
+                (Some(requested), Ok(p)) => {
+                    let missing: Vec<String> = requested
+                        .iter()
+                        .filter(|r| !r.matches(&p))
+                        .map(|r| r.to_string())
+                        .collect();
+                    if !missing.is_empty() {
+                        let entry = plan::Entry {
+                            descriptor: top.descriptor(),
+                            platform: Some(p),
+                        };
+                        return Err(plan::missing_platforms(&req.source, &missing, &[entry]));
+                    }
+                    p.to_string()
+                }
+            };
             let platforms = vec![MirroredPlatform {
-                platform: platform.to_string(),
+                platform,
                 digest: top.digest.clone(),
             }];
             (top.clone(), Vec::new(), platforms, 0, false)

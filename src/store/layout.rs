@@ -1047,6 +1047,22 @@ mod tests {
     }
 
     #[test]
+    fn staging_directory_sits_next_to_the_archive() {
+        for (archive, staged) in [
+            ("app.tar", "./app.tar.partial"),
+            ("out/app.tar", "out/app.tar.partial"),
+            ("/tmp/x/base images.tar", "/tmp/x/base images.tar.partial"),
+        ] {
+            assert_eq!(
+                staging_path(Path::new(archive)).unwrap(),
+                Path::new(staged),
+                "{archive}"
+            );
+        }
+        assert!(staging_path(Path::new("/")).is_err());
+    }
+
+    #[test]
     fn archive_entry_paths() {
         use tar::EntryType::{Block, Char, Directory, Link, Regular, Symlink};
         let hex = "0".repeat(64);
