@@ -346,7 +346,17 @@ async fn copy_blob_logged(
     desc: &Descriptor,
 ) -> Result<(BlobPut, u64)> {
     let started = Instant::now();
-    let put = store::copy_blob(src, dst, desc).await?;
+    let put = store::copy_blob(src, dst, desc).await.map_err(|e| match e.kind() {
+        // Wrong bytes in the source: say so, and what a re-run will and will not redo.
+        crate::ErrorKind::Content => Error::malformed(
+            e.to_string(),
+            format!(
+                "{} holds a damaged copy; nothing was tagged: replace the source (fetch or carry it again) and re-run — blobs that arrived intact are kept",
+                src.name()
+            ),
+        ),
+        _ => e,
+    })?;
     let size = human_size(desc.size);
     match put {
         BlobPut::Present => tracing::info!("blob {} ({size}): already present", desc.digest),
