@@ -13,7 +13,9 @@
 //! under a digest. An archive is extracted into a private temporary directory
 //! on open (refusing anything but the plain files and directories of a layout,
 //! because archives come from elsewhere) and written back by `commit`, atomically
-//! and byte-for-byte reproducibly.
+//! and byte-for-byte reproducibly. A resumable write (`archgate mirror`) stages the
+//! layout in `FILE.partial/` next to the archive instead, which an interrupted run
+//! leaves behind for the next one; `commit` writes the archive and removes it.
 
 use std::fs;
 use std::io::{self, Read, Write};
