@@ -277,7 +277,7 @@ bench_mirror() {
   (cd "$repo" && cargo build --release --quiet)
   local bin="$repo/target/release/archgate" runs=${BENCH_RUNS:-5}
   work=$(mktemp -d /tmp/archgate-bench.XXXXXX)
-  trap 'for p in $(cat "$work"/*.pid 2>/dev/null); do kill "$p" 2>/dev/null; done; rm -rf "$work"' RETURN
+  trap 'for p in $(cat "$work"/*.pid 2>/dev/null); do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' RETURN
   local kind src spid
   kind=$(jre_layout "$work/layout")
   read -r src spid < <(start_registry "$work/src"); echo "$spid" >"$work/src.pid"

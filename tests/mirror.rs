@@ -117,8 +117,7 @@ async fn registry_to_archive_to_second_registry_preserves_digests() {
     } = setup(image_set(Flavor::Oci, "mirror"), "base/jre:17").await;
 
     // registry → archive: the tag is the source's when the target names none
-    let archive = dir.path().join("transfer").join("jre.tar");
-    std::fs::create_dir_all(archive.parent().unwrap()).unwrap();
+    let archive = dir.path().join("transfer").join("jre.tar"); // the directory is created
     let out = mirror(
         &cfg,
         &[
@@ -172,6 +171,18 @@ async fn registry_to_archive_to_second_registry_preserves_digests() {
             image.architecture
         );
     }
+
+    // within one registry, blobs are mounted, not copied
+    let o = &outcomes(&mirror(
+        &cfg,
+        &[&a.repo("base/jre:17"), &a.repo("other/jre")],
+    ))[0];
+    assert_eq!(o["written"]["blobs_mounted"], 6, "{o:#}");
+    assert_eq!(o["written"]["blobs_uploaded"], 0, "{o:#}");
+    assert_eq!(
+        skopeo_raw(&a, &a.repo("other/jre:17")),
+        set.index.bytes.to_vec()
+    );
 
     // a re-run writes nothing
     let o = &outcomes(&mirror(
@@ -267,6 +278,31 @@ async fn platform_filter_keeps_two_of_three_and_a_missing_platform_writes_nothin
         );
     }
     assert_eq!(b.blob_digests(), blobs_before, "nothing was uploaded");
+
+    // a single-platform source copies as it is; asking it for another platform fails
+    let amd64 = &set.images[0].manifest;
+    let single = format!("{}@{}", a.repo("app"), amd64.digest);
+    let wrong = mirror(
+        &cfg,
+        &[&single, &b.repo("single:arm"), "--platform", "linux/arm64"],
+    );
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("it has linux/amd64"));
+    let o = &outcomes(&mirror(
+        &cfg,
+        &[
+            &single,
+            &b.repo("single:amd64"),
+            "--platform",
+            "linux/amd64",
+        ],
+    ))[0];
+    assert_eq!(o["digest"], amd64.digest.to_string());
+    assert_eq!(
+        skopeo_raw(&b, &b.repo("single:amd64")),
+        amd64.bytes.to_vec()
+    );
+    assert!(!skopeo_finds(&b.repo("single:arm")));
     assert!(!skopeo_finds(&b.repo("other:v1")));
     assert!(!archive.exists() && !dir.path().join("app.tar.partial").exists());
 }

@@ -720,8 +720,7 @@ fn mirror_requests(
             let key = |k: &str| format!("mirror[{i}].{k}");
             if entry.source.is_empty() || entry.target.is_empty() {
                 return Err(Error::Config(format!(
-                    "[[mirror]] entry {} needs both `source` and `target`",
-                    i + 1
+                    "[[mirror]] entry `mirror.{i}` needs both `source` and `target`"
                 )));
             }
             let platforms = if from_flag.is_some() {

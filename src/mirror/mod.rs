@@ -216,23 +216,35 @@ async fn read_plan(src: &dyn Store, selector: &Selector, req: &MirrorRequest) ->
     let what = |d: &Digest| format!("{} manifest {d}", req.source);
     let (head, manifests, platforms, attestations, filtered) = match top.kind() {
         ManifestKind::Image => {
-            let platform = config_platform(src, &top, &req.source).await?;
-            if let Some(requested) = &req.platforms {
-                let missing: Vec<String> = requested
-                    .iter()
-                    .filter(|r| !r.matches(&platform))
-                    .map(|r| r.to_string())
-                    .collect();
-                if !missing.is_empty() {
-                    let entry = plan::Entry {
-                        descriptor: top.descriptor(),
-                        platform: Some(platform),
-                    };
-                    return Err(plan::missing_platforms(&req.source, &missing, &[entry]));
+            let platform = match (
+                &req.platforms,
+                config_platform(src, &top, &req.source).await,
+            ) {
+                // Copied as it is: a config that names no platform is shown, not refused.
+                (None, Err(e)) => {
+                    tracing::debug!("{}: no platform shown: {e}", req.source);
+                    "unknown".to_string()
                 }
-            }
+                (None, Ok(p)) => p.to_string(),
+                (Some(_), Err(e)) => return Err(e),
+                (Some(requested), Ok(p)) => {
+                    let missing: Vec<String> = requested
+                        .iter()
+                        .filter(|r| !r.matches(&p))
+                        .map(|r| r.to_string())
+                        .collect();
+                    if !missing.is_empty() {
+                        let entry = plan::Entry {
+                            descriptor: top.descriptor(),
+                            platform: Some(p),
+                        };
+                        return Err(plan::missing_platforms(&req.source, &missing, &[entry]));
+                    }
+                    p.to_string()
+                }
+            };
             let platforms = vec![MirroredPlatform {
-                platform: platform.to_string(),
+                platform,
                 digest: top.digest.clone(),
             }];
             (top.clone(), Vec::new(), platforms, 0, false)
@@ -335,7 +347,17 @@ async fn copy_blob_logged(
     desc: &Descriptor,
 ) -> Result<(BlobPut, u64)> {
     let started = Instant::now();
-    let put = store::copy_blob(src, dst, desc).await?;
+    let put = store::copy_blob(src, dst, desc).await.map_err(|e| match e.kind() {
+        // Wrong bytes in the source: say so, and what a re-run will and will not redo.
+        crate::ErrorKind::Content => Error::malformed(
+            e.to_string(),
+            format!(
+                "{} holds a damaged copy; nothing was tagged: replace the source (fetch or carry it again) and re-run — blobs that arrived intact are kept",
+                src.name()
+            ),
+        ),
+        _ => e,
+    })?;
     let size = human_size(desc.size);
     match put {
         BlobPut::Present => tracing::info!("blob {} ({size}): already present", desc.digest),

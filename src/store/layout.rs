@@ -13,7 +13,9 @@
 //! under a digest. An archive is extracted into a private temporary directory
 //! on open (refusing anything but the plain files and directories of a layout,
 //! because archives come from elsewhere) and written back by `commit`, atomically
-//! and byte-for-byte reproducibly.
+//! and byte-for-byte reproducibly. A resumable write (`archgate mirror`) stages the
+//! layout in `FILE.partial/` next to the archive instead, which an interrupted run
+//! leaves behind for the next one; `commit` writes the archive and removes it.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -134,6 +136,7 @@ impl LayoutStore {
         } else {
             // Extracted next to it, then renamed: a staging directory is never half-extracted.
             let parent = parent_dir(&staging);
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             let fresh = tempfile::Builder::new()
                 .prefix(".archgate-staging-")
                 .tempdir_in(parent)
@@ -1043,6 +1046,22 @@ mod tests {
                 .contains("unsupported")
         );
         assert!(check_layout_version(b"{}").is_err());
+    }
+
+    #[test]
+    fn staging_directory_sits_next_to_the_archive() {
+        for (archive, staged) in [
+            ("app.tar", "./app.tar.partial"),
+            ("out/app.tar", "out/app.tar.partial"),
+            ("/tmp/x/base images.tar", "/tmp/x/base images.tar.partial"),
+        ] {
+            assert_eq!(
+                staging_path(Path::new(archive)).unwrap(),
+                Path::new(staged),
+                "{archive}"
+            );
+        }
+        assert!(staging_path(Path::new("/")).is_err());
     }
 
     #[test]
