@@ -661,7 +661,7 @@ async fn platform_picks_from_an_index_in_the_order_asked_and_names_what_is_missi
             "linux/amd64,linux/s390x",
             &source,
         ],
-        2,
+        1,
     );
     assert!(
         err.contains("no source provides linux/s390x; the sources provide linux/amd64"),

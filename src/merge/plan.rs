@@ -101,15 +101,20 @@ pub fn select(
             .collect();
         if !missing.is_empty() {
             let have: Vec<String> = chosen.iter().map(|c| c.platform.to_string()).collect();
-            return Err(Error::Invalid(format!(
-                "no source provides {}; the sources provide {}",
-                missing.join(", "),
-                if have.is_empty() {
-                    "nothing requested".to_string()
-                } else {
-                    have.join(", ")
-                }
-            )));
+            // The images are incomplete, like a platform missing from an
+            // index (exit 1, as `mirror` and `verify` say it).
+            return Err(Error::malformed(
+                "merge sources",
+                format!(
+                    "no source provides {}; the sources provide {}",
+                    missing.join(", "),
+                    if have.is_empty() {
+                        "nothing requested".to_string()
+                    } else {
+                        have.join(", ")
+                    }
+                ),
+            ));
         }
         chosen.sort_by_key(|c| requested.iter().position(|r| r.matches(&c.platform)));
     }
