@@ -120,6 +120,7 @@ impl Cache {
             .prefix(".tmp-")
             .tempfile_in(&dir)
             .map_err(|e| Error::io(&dir, e))?;
+        let started = std::time::Instant::now();
         let mut reader = store.get_blob(&desc.digest, Some(desc.size)).await?;
         let mut file =
             tokio::fs::File::from_std(tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?);
@@ -128,6 +129,17 @@ impl Cache {
             .map_err(|e| blob_error(store, &desc.digest, tmp.path(), e))?;
         drop(file);
         tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+        // A progress line per large download: bytes and throughput.
+        if desc.size >= 1 << 20 {
+            let secs = started.elapsed().as_secs_f64().max(1e-6);
+            tracing::info!(
+                "blob {} ({}) from {}: {secs:.2} s, {}/s",
+                desc.digest,
+                crate::inspect::human_size(desc.size),
+                store.name(),
+                crate::inspect::human_size((desc.size as f64 / secs) as u64)
+            );
+        }
         Ok(BlobFile {
             path,
             verified: true,
