@@ -61,41 +61,13 @@ fn gitlab_ci_local() -> PathBuf {
 
 #[test]
 fn the_gitlab_fan_out_pipeline_builds_merges_and_verifies_for_real() {
-    use crate::common::jre::{debian_arch, jre_root, shared_cache};
+    use crate::common::jre::{jdk_context, jdk_dockerfile, shared_cache};
     use crate::common::{TestRegistry, skopeo_raw, tempdir};
 
     let registry = TestRegistry::start_http();
     let dir = tempdir();
     // The JDK build context, hard-linked from the fetched JREs (as the main job does).
-    let ctx = dir.path().join("context");
-    std::fs::create_dir(&ctx).unwrap();
-    for p in ["linux/amd64", "linux/arm64", "linux/mips64le"] {
-        let deb = debian_arch(p);
-        let arch = p.trim_start_matches("linux/");
-        let root = jre_root(deb);
-        for (src, dst) in [
-            (root.clone(), format!("base-{arch}")),
-            (
-                root.join(format!("usr/lib/jvm/java-17-openjdk-{deb}")),
-                format!("jdk-{arch}"),
-            ),
-        ] {
-            let ok = Command::new("cp")
-                .arg("-al")
-                .arg(&src)
-                .arg(ctx.join(&dst))
-                .status()
-                .is_ok_and(|s| s.success())
-                || Command::new("cp")
-                    .arg("-a")
-                    .arg(&src)
-                    .arg(ctx.join(&dst))
-                    .status()
-                    .is_ok_and(|s| s.success());
-            assert!(ok, "copy {}", src.display());
-        }
-    }
-    std::fs::write(ctx.join(".dockerignore"), "base-*/usr/lib/jvm\n").unwrap();
+    let ctx = jdk_context(dir.path());
 
     // A project: the example pipeline, the include, archgate.toml.
     let project = dir.path().join("project");
@@ -120,7 +92,7 @@ fn the_gitlab_fan_out_pipeline_builds_merges_and_verifies_for_real() {
              image = \"{host}/team/app:{{git_short_sha}}\"\n\
              [registries.\"{host}\"]\nhttp = true\n\
              [build]\ndockerfile = {:?}\ncontext = {:?}\n",
-            repo().join("examples/jdk/Dockerfile").display().to_string(),
+            jdk_dockerfile().display().to_string(),
             ctx.display().to_string()
         ),
     )

@@ -8,7 +8,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::common::jre::{Entry, debian_arch, jre_env, shared_cache, write_index};
+use crate::common::jre::{
+    Entry, debian_arch, jdk_context, jdk_dockerfile, jre_env, shared_cache, write_index,
+};
 use crate::common::registry::free_port;
 use crate::common::{TestRegistry, archgate, skopeo_raw, tempdir};
 
@@ -336,40 +338,11 @@ fn a_registry_that_is_down_is_exit_3_and_the_report_says_why() {
     assert_eq!(dotenv_value(&r.env, "ARCHGATE_VERDICT").unwrap(), "error");
 }
 
-/// Hard-links (else copies) `src` to `dst`, as scripts/main-job.sh does.
-fn link_tree(src: &Path, dst: &Path) {
-    let ok = Command::new("cp")
-        .arg("-al")
-        .arg(src)
-        .arg(dst)
-        .status()
-        .is_ok_and(|s| s.success())
-        || Command::new("cp")
-            .arg("-a")
-            .arg(src)
-            .arg(dst)
-            .status()
-            .is_ok_and(|s| s.success());
-    assert!(ok, "copy {} to {}", src.display(), dst.display());
-}
-
 #[test]
 fn the_main_job_builds_the_seed_dockerfile_and_verifies_three_platforms_in_a_layout() {
     let dir = tempdir();
-    let ctx = dir.path().join("context");
-    std::fs::create_dir(&ctx).unwrap();
-    for p in THREE {
-        let deb = debian_arch(p);
-        let arch = p.trim_start_matches("linux/");
-        let root = crate::common::jre::jre_root(deb);
-        link_tree(&root, &ctx.join(format!("base-{arch}")));
-        link_tree(
-            &root.join(format!("usr/lib/jvm/java-17-openjdk-{deb}")),
-            &ctx.join(format!("jdk-{arch}")),
-        );
-    }
-    std::fs::write(ctx.join(".dockerignore"), "base-*/usr/lib/jvm\n").unwrap();
-    let dockerfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/jdk/Dockerfile");
+    let ctx = jdk_context(dir.path());
+    let dockerfile = jdk_dockerfile();
     let out_dir = dir.path().join("archgate-out");
     let report_dir = dir.path().join("report");
     // The embedded default target is oci:archgate-out/image:{tag}, relative to the job's directory.
@@ -413,5 +386,71 @@ fn the_main_job_builds_the_seed_dockerfile_and_verifies_three_platforms_in_a_lay
         dotenv_value(&r.env, "ARCHGATE_IMAGE")
             .unwrap()
             .starts_with("oci:archgate-out/image@sha256:")
+    );
+}
+
+#[test]
+fn verify_right_after_build_downloads_no_layer() {
+    let registry = TestRegistry::start_http();
+    let dir = tempdir();
+    let ctx = jdk_context(dir.path());
+    let report_dir = dir.path().join("report");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "image = \"{}/team/jdk:v1\"\n[registries.\"{}\"]\nhttp = true\n\
+             [build]\ndockerfile = {:?}\ncontext = {:?}\n[report]\ndir = {:?}\n",
+            registry.host(),
+            registry.host(),
+            jdk_dockerfile().display().to_string(),
+            ctx.display().to_string(),
+            report_dir.display().to_string()
+        ),
+    );
+    // A cache of its own: nothing unpacked or downloaded before this run.
+    let cache = dir.path().join("cache");
+    let out = archgate()
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env("ARCHGATE_CACHE", &cache)
+        .env_remove("GITLAB_CI")
+        .output()
+        .expect("run archgate");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r = reports(&report_dir);
+    assert_eq!(r.json["produced"]["phase"], "build");
+    let layers: Vec<String> = r.json["produced"]["detail"]["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["new_layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(
+        layers.len(),
+        6,
+        "two new layers per platform: {}",
+        r.json["produced"]
+    );
+    let layer_gets: Vec<String> = registry
+        .requests()
+        .into_iter()
+        .filter(|q| {
+            q.method == "GET"
+                && layers
+                    .iter()
+                    .any(|l| q.path.ends_with(&format!("/blobs/{l}")))
+        })
+        .map(|q| q.path)
+        .collect();
+    assert!(
+        layer_gets.is_empty(),
+        "verify downloaded layers the build had just written: {layer_gets:?}"
     );
 }

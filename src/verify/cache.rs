@@ -113,6 +113,17 @@ impl Cache {
                 verified: true,
             });
         }
+        // A layer `archgate build` wrote on this machine: verify right after
+        // build downloads nothing (hashed while unpacked, like a store's file).
+        let built = crate::build::layer::LayerCache::new(&self.dir).blob_path(&desc.digest);
+        if let Ok(m) = tokio::fs::metadata(&built).await
+            && m.len() == desc.size
+        {
+            return Ok(BlobFile {
+                path: built,
+                verified: false,
+            });
+        }
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| Error::io(&dir, e))?;

@@ -322,3 +322,45 @@ pub async fn write_index(dir: &Path, entries: &[Entry], tag: &str) -> Digest {
     store.commit().await.unwrap();
     index.digest
 }
+
+/// The main job's build context under `dir`: per architecture `base-ARCH/` (the
+/// Debian runtime root) and `jdk-ARCH/` (the JRE home), hard-linked (else
+/// copied) from the fetched JREs, and a `.dockerignore` keeping the JVM out of
+/// the base — what scripts/main-job.sh makes for examples/jdk/Dockerfile.
+pub fn jdk_context(dir: &Path) -> PathBuf {
+    let ctx = dir.join("context");
+    std::fs::create_dir_all(&ctx).unwrap();
+    for p in ["linux/amd64", "linux/arm64", "linux/mips64le"] {
+        let deb = debian_arch(p);
+        let arch = p.trim_start_matches("linux/");
+        let root = jre_root(deb);
+        for (src, dst) in [
+            (root.clone(), format!("base-{arch}")),
+            (
+                root.join(format!("usr/lib/jvm/java-17-openjdk-{deb}")),
+                format!("jdk-{arch}"),
+            ),
+        ] {
+            let copy = |flag: &str| {
+                Command::new("cp")
+                    .arg(flag)
+                    .arg(&src)
+                    .arg(ctx.join(&dst))
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            assert!(
+                copy("-al") || copy("-a"),
+                "copy {} into the context",
+                src.display()
+            );
+        }
+    }
+    std::fs::write(ctx.join(".dockerignore"), "base-*/usr/lib/jvm\n").unwrap();
+    ctx
+}
+
+/// examples/jdk/Dockerfile, the seed's JDK image.
+pub fn jdk_dockerfile() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/jdk/Dockerfile")
+}
