@@ -67,6 +67,23 @@ pub struct Produced {
     pub detail: serde_json::Value,
 }
 
+impl Produced {
+    /// What `phase` published, with its own result as `detail`.
+    pub fn new(
+        phase: &str,
+        image: &str,
+        index_digest: &Digest,
+        detail: &impl Serialize,
+    ) -> Produced {
+        Produced {
+            phase: phase.into(),
+            image: image.into(),
+            index_digest: index_digest.clone(),
+            detail: serde_json::to_value(detail).unwrap_or_default(),
+        }
+    }
+}
+
 /// A run that stopped with an error.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunError {

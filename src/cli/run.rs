@@ -123,57 +123,57 @@ async fn run_phases(loaded: &Loaded, opts: &RunOptions, report: &mut RunReport) 
                 MergeSources::List(l) => !l.is_empty(),
                 MergeSources::ByPlatform(t) => !t.is_empty(),
             };
-            if has_sources {
+            if !has_sources && !s.build.dockerfile.is_file() {
+                let e = Error::Config(format!(
+                    "nothing to produce: no Dockerfile at {} ([build] dockerfile), no [merge] sources; build one, merge per-architecture images, or pass --image IMAGE to verify an existing image",
+                    s.build.dockerfile.display()
+                ));
+                return stopped(report, "config", &e);
+            }
+            let (phase, produced) = if has_sources {
                 let _section = Section::start(
                     "archgate_merge",
                     "merge: per-architecture images into one index",
                 );
-                let request = match merge_request(loaded, &MergeArgs::default()) {
-                    Ok(r) => r,
-                    Err(e) => return stopped(report, "merge", &e),
+                let merged = async {
+                    let outcome =
+                        crate::merge::merge(&merge_request(loaded, &MergeArgs::default())?, s)
+                            .await?;
+                    print!("{}", crate::merge::render_text(&outcome));
+                    Ok(Produced::new(
+                        "merge",
+                        &outcome.image,
+                        &outcome.index_digest,
+                        &outcome,
+                    ))
                 };
-                match crate::merge::merge(&request, s).await {
-                    Ok(outcome) => {
-                        print!("{}", crate::merge::render_text(&outcome));
-                        report.produced = Some(Produced {
-                            phase: "merge".into(),
-                            image: outcome.image.clone(),
-                            index_digest: outcome.index_digest.clone(),
-                            detail: serde_json::to_value(&outcome).unwrap_or_default(),
-                        });
-                        outcome.image
-                    }
-                    Err(e) => return stopped(report, "merge", &e),
-                }
+                ("merge", merged.await)
             } else {
-                if !s.build.dockerfile.is_file() {
-                    let e = Error::Config(format!(
-                        "nothing to produce: no Dockerfile at {} ([build] dockerfile), no [merge] sources; build one, merge per-architecture images, or pass --image IMAGE to verify an existing image",
-                        s.build.dockerfile.display()
-                    ));
-                    return stopped(report, "config", &e);
-                }
                 let _section = Section::start(
                     "archgate_build",
                     "build: every platform from the Dockerfile",
                 );
-                let request = match build_request(loaded, &BuildArgs::default()) {
-                    Ok(r) => r,
-                    Err(e) => return stopped(report, "build", &e),
+                let built = async {
+                    let outcome =
+                        crate::build::build(&build_request(loaded, &BuildArgs::default())?, s)
+                            .await?;
+                    print!("{}", crate::build::render_text(&outcome));
+                    Ok(Produced::new(
+                        "build",
+                        &outcome.image,
+                        &outcome.index_digest,
+                        &outcome,
+                    ))
                 };
-                match crate::build::build(&request, s).await {
-                    Ok(outcome) => {
-                        print!("{}", crate::build::render_text(&outcome));
-                        report.produced = Some(Produced {
-                            phase: "build".into(),
-                            image: outcome.image.clone(),
-                            index_digest: outcome.index_digest.clone(),
-                            detail: serde_json::to_value(&outcome).unwrap_or_default(),
-                        });
-                        outcome.image
-                    }
-                    Err(e) => return stopped(report, "build", &e),
+                ("build", built.await)
+            };
+            match produced {
+                Ok(p) => {
+                    let image = p.image.clone();
+                    report.produced = Some(p);
+                    image
                 }
+                Err(e) => return stopped(report, phase, &e),
             }
         }
     };
