@@ -11,4 +11,5 @@ mod merge;
 mod mirror;
 mod registry;
 mod run;
+mod secrets;
 mod verify;
