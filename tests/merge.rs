@@ -728,3 +728,82 @@ async fn merge_over_tls_with_basic_auth_never_prints_the_password() {
         );
     }
 }
+
+/// Two merges to one tag at the same moment: the tag ends on one of the two
+/// complete indexes (every manifest and blob there), never a mixture or a
+/// dangling reference.
+#[tokio::test]
+async fn two_concurrent_merges_to_one_tag_leave_one_complete_index() {
+    let registry = TestRegistry::start_http();
+    let dir = crate::common::tempdir();
+    let config = dir.path().join("archgate.toml");
+    std::fs::write(
+        &config,
+        format!("[registries.\"{}\"]\nhttp = true\n", registry.host()),
+    )
+    .unwrap();
+    let mut sources = Vec::new();
+    for salt in ["writer-a", "writer-b"] {
+        let reference = registry.repo(&format!("conc/{salt}:v1"));
+        let store = RegistryStore::connect(
+            &ImageRef::parse(&reference).unwrap(),
+            &registry.settings(),
+            true,
+        )
+        .await
+        .unwrap();
+        crate::common::push_image_set(&store, &image_set(Flavor::Oci, salt), Some("v1"))
+            .await
+            .unwrap();
+        sources.push(reference);
+    }
+    for round in 0..3 {
+        let target = registry.repo(&format!("conc/app:r{round}"));
+        let children: Vec<_> = sources
+            .iter()
+            .map(|src| {
+                crate::common::archgate()
+                    .arg("--config")
+                    .arg(&config)
+                    .args(["merge", "--json", "--target", &target, src])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("start archgate")
+            })
+            .collect();
+        let mut written = Vec::new();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            written.push(json["index_digest"].as_str().unwrap().to_string());
+        }
+        assert_ne!(written[0], written[1], "two different indexes were written");
+        let raw = skopeo_raw(&registry, &target);
+        let tagged = archgate::image::Digest::of(&raw).to_string();
+        assert!(
+            written.contains(&tagged),
+            "round {round}: the tag points at {tagged}, neither of {written:?}"
+        );
+        // Complete: skopeo can copy every platform of it.
+        let copy = std::process::Command::new("skopeo")
+            .args(["copy", "--all", "--src-tls-verify=false"])
+            .arg(format!("docker://{target}"))
+            .arg(format!(
+                "oci:{}:r{round}",
+                dir.path().join("copy").display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            copy.status.success(),
+            "{}",
+            String::from_utf8_lossy(&copy.stderr)
+        );
+    }
+}
