@@ -116,6 +116,14 @@ pub const BUILDX_HINT: &str = "archgate's native builder runs nothing; build thi
 /// Parses a Dockerfile.
 pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     let lines: Vec<&str> = text.lines().collect();
+    // A NUL byte cannot reach a process environment or a path: the file is
+    // not a text Dockerfile (or was corrupted on the way).
+    if let Some(n) = lines.iter().position(|l| l.contains('\0')) {
+        return err(
+            n + 1,
+            "contains a NUL byte; a Dockerfile is text (was it saved in UTF-16 or corrupted?)",
+        );
+    }
     let mut escape = '\\';
     let mut syntax = None;
     let mut i = 0;

@@ -83,8 +83,14 @@ impl Policy {
             }
             let pattern = c.output.as_deref().unwrap_or("");
             let re = regex::Regex::new(pattern).map_err(|e| {
+                // regex errors span lines (pattern, caret, reason): keep one line.
+                let why = e
+                    .to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 Error::Config(format!(
-                    "{key}: `output` is not a valid regular expression: {e}"
+                    "{key}: `output` is not a valid regular expression: {why}"
                 ))
             })?;
             let platforms = c

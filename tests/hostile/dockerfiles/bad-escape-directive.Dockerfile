@@ -1,0 +1,3 @@
+# escape=x
+# expect: escape
+FROM scratch

@@ -1,0 +1,2 @@
+# expect: FROM
+ENV A=b \

@@ -1,0 +1,3 @@
+# expect: context
+FROM scratch
+COPY ../../etc/passwd /x

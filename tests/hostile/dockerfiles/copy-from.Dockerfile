@@ -1,0 +1,4 @@
+# expect: --from
+FROM scratch AS a
+FROM scratch
+COPY --from=a /x /x

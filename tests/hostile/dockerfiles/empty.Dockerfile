@@ -1,0 +1,1 @@
+# expect: must start with FROM

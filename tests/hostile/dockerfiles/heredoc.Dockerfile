@@ -1,0 +1,5 @@
+# expect: heredoc
+FROM scratch
+COPY <<EOF /x
+hello
+EOF

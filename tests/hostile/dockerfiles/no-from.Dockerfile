@@ -1,0 +1,3 @@
+# expect: FROM
+ENV A=b
+COPY x /x

@@ -1,0 +1,3 @@
+# expect: RUN
+FROM scratch
+RUN echo hi

@@ -1,0 +1,3 @@
+# expect: FORM
+FROM scratch
+FORM scratch

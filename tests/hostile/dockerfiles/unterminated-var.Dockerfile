@@ -1,0 +1,3 @@
+# expect: ${
+FROM scratch
+ENV A=${B
