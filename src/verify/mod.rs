@@ -914,6 +914,16 @@ fn unpack(
         root.apply_layer(&mut reader, compression, &what)?;
         std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| Error::io(&file.path, e))?;
         if !file.verified {
+            let read = reader.hasher.len();
+            if read != desc.size {
+                return Err(Error::malformed(
+                    &what,
+                    format!(
+                        "is {read} bytes, but the manifest declares {}; the image is corrupt or forged",
+                        desc.size
+                    ),
+                ));
+            }
             let actual = reader.hasher.finish();
             if actual != desc.digest {
                 return Err(Error::DigestMismatch {
