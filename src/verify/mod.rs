@@ -537,14 +537,6 @@ async fn run_checks(
     }
 }
 
-/// The in-image path of a host path inside `root`.
-fn in_image(root: &Path, host: &Path) -> String {
-    match host.strip_prefix(root) {
-        Ok(rel) => format!("/{}", rel.display()),
-        Err(_) => host.display().to_string(),
-    }
-}
-
 fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
     env.iter()
         .rev()
@@ -572,7 +564,7 @@ async fn java_checks(
             return;
         }
     };
-    let java_path = in_image(rootfs.path(), &java_real);
+    let java_path = rootfs.in_image(&java_real);
     let via = if java_link == java_path {
         java_path.clone()
     } else {
@@ -594,7 +586,7 @@ async fn java_checks(
             ));
             continue;
         };
-        let shown = in_image(rootfs.path(), &path);
+        let shown = rootfs.in_image(&path);
         match elf::read_ident(&path) {
             Ok(ident) => match elf::check(&ident, platform) {
                 Ok(()) => seen.push(format!("{label}: {ident}")),
