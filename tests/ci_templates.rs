@@ -61,7 +61,7 @@ fn gitlab_ci_local() -> PathBuf {
 
 #[test]
 fn the_gitlab_fan_out_pipeline_builds_merges_and_verifies_for_real() {
-    use crate::common::jre::{jdk_context, jdk_dockerfile, shared_cache};
+    use crate::common::jre::{jdk_context, jdk_dockerfile};
     use crate::common::{TestRegistry, skopeo_raw, tempdir};
 
     let registry = TestRegistry::start_http();
@@ -125,7 +125,9 @@ fn the_gitlab_fan_out_pipeline_builds_merges_and_verifies_for_real() {
         ])
         .args([
             "--variable",
-            &format!("ARCHGATE_CACHE={}", shared_cache().display()),
+            // A cache of its own: the pipeline is what this test is about; cache sharing
+            // between concurrent archgate processes is left to its own test (issue 9).
+            &format!("ARCHGATE_CACHE={}", dir.path().join("cache").display()),
         ])
         .args(["--variable", &format!("CI_REGISTRY_IMAGE={host}/team/app")])
         .env_remove("ARCHGATE_CONFIG")
