@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::common::images::{ImageSet, attestation, push_blobs, push_image};
-use crate::common::{Flavor, TestRegistry, image_set, skopeo_raw};
+use crate::common::{Flavor, TestRegistry, image_set, skopeo_raw, text};
 
 /// A registry and a working directory whose `archgate.toml` lists it as plain HTTP.
 struct Env {
@@ -105,15 +105,6 @@ impl Env {
             .map(|r| format!("{} {} {}", r.method, r.path, r.status))
             .collect()
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `os/architecture` of every index entry, in order.
@@ -744,18 +735,11 @@ async fn two_concurrent_merges_to_one_tag_leave_one_complete_index() {
     .unwrap();
     let mut sources = Vec::new();
     for salt in ["writer-a", "writer-b"] {
-        let reference = registry.repo(&format!("conc/{salt}:v1"));
-        let store = RegistryStore::connect(
-            &ImageRef::parse(&reference).unwrap(),
-            &registry.settings(),
-            true,
-        )
-        .await
-        .unwrap();
-        crate::common::push_image_set(&store, &image_set(Flavor::Oci, salt), Some("v1"))
-            .await
-            .unwrap();
-        sources.push(reference);
+        let repo_tag = format!("conc/{salt}:v1");
+        registry
+            .push_set(&repo_tag, &image_set(Flavor::Oci, salt))
+            .await;
+        sources.push(registry.repo(&repo_tag));
     }
     for round in 0..3 {
         let target = registry.repo(&format!("conc/app:r{round}"));

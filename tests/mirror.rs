@@ -6,15 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use archgate::image::{Digest, ImageRef, RawManifest, Selector};
+use archgate::image::{Digest, RawManifest, Selector};
 use archgate::store::Store;
 use archgate::store::layout::LayoutStore;
-use archgate::store::registry::RegistryStore;
 use serde_json::Value;
 
 use crate::common::images::ImageSet;
 use crate::common::{
-    Flavor, TestRegistry, archgate, image_set, large_image_set, push_image_set, skopeo_raw, tempdir,
+    Flavor, TestRegistry, archgate, image_set, large_image_set, skopeo_raw, tempdir,
 };
 
 /// A configuration trusting the registries over plain HTTP.
@@ -52,14 +51,6 @@ fn outcomes(out: &Output) -> Vec<Value> {
     serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("JSON array on stdout")
 }
 
-async fn push(registry: &TestRegistry, reference: &str, set: &ImageSet, tag: &str) {
-    let image = ImageRef::parse(reference).expect("reference");
-    let store = RegistryStore::connect(&image, &registry.settings(), true)
-        .await
-        .expect("connect");
-    push_image_set(&store, set, Some(tag)).await.expect("push");
-}
-
 /// Whether `skopeo inspect --raw` finds `reference` (a tag or digest).
 fn skopeo_finds(reference: &str) -> bool {
     Command::new("skopeo")
@@ -86,8 +77,7 @@ async fn setup(set: ImageSet, name_tag: &str) -> Setup {
     let (a, b) = (TestRegistry::start_http(), TestRegistry::start_http());
     let dir = tempdir();
     let cfg = config(dir.path(), &[&a, &b], "");
-    let tag = name_tag.rsplit_once(':').expect("NAME:TAG").1;
-    push(&a, &a.repo(name_tag), &set, tag).await;
+    a.push_set(name_tag, &set).await;
     Setup {
         a,
         b,
@@ -348,7 +338,7 @@ async fn interrupted_mirror_to_an_archive_resumes_with_what_is_missing() {
     let dir = tempdir();
     let cfg = config(dir.path(), &[&a], "");
     let set = large_image_set(Flavor::Oci, 1, 24 << 20);
-    push(&a, &a.repo("big:v1"), &set, "v1").await;
+    a.push_set("big:v1", &set).await;
     let archive = dir.path().join("big.tar");
     let staging = dir.path().join("big.tar.partial");
     let target = format!("oci-archive:{}", archive.display());
@@ -503,8 +493,8 @@ async fn config_entries_move_a_list_of_images_in_one_run() {
     let dir = tempdir();
     let one = image_set(Flavor::Oci, "one");
     let two = image_set(Flavor::Docker, "two");
-    push(&a, &a.repo("base/one:1"), &one, "1").await;
-    push(&a, &a.repo("base/two:2"), &two, "2").await;
+    a.push_set("base/one:1", &one).await;
+    a.push_set("base/two:2", &two).await;
     let layout = dir.path().join("layout");
     let entries = format!(
         "[[mirror]]\nsource = \"{}\"\ntarget = \"{}\"\n\n\

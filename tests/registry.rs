@@ -402,15 +402,7 @@ async fn a_large_blob_streams_up_and_down() {
         .await
         .unwrap();
     // 12 MiB of pseudo-random bytes: several reads and write buffers each way.
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let data: Vec<u8> = (0..12 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = crate::common::images::noise(0x2545_f491_4f6c_dd1d, 12 << 20);
     let digest = archgate::image::Digest::of(&data);
     let size = data.len() as u64;
     let put = store

@@ -6,6 +6,7 @@ mod common;
 mod build;
 mod ci_templates;
 mod cli;
+mod faults;
 mod hostile;
 mod layout;
 mod merge;

@@ -86,17 +86,7 @@ fn three_platforms_pass_through_the_registry_and_a_warm_cache_downloads_no_layer
     let dir = tempdir();
     let src = layout(&dir.path().join("layout"), &truthful(&THREE));
     let image = format!("{}:v1", registry.repo("jre/app"));
-    let copy = std::process::Command::new("skopeo")
-        .args(["copy", "--all", "--quiet", "--dest-tls-verify=false"])
-        .arg(&src)
-        .arg(format!("docker://{image}"))
-        .output()
-        .unwrap();
-    assert!(
-        copy.status.success(),
-        "skopeo copy: {}",
-        String::from_utf8_lossy(&copy.stderr)
-    );
+    crate::common::registry::skopeo_copy_to(&src, &image);
     let config = dir.path().join("archgate.toml");
     std::fs::write(
         &config,

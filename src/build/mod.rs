@@ -26,7 +26,7 @@ use crate::image::{
 use crate::merge::Written;
 use crate::platform::{self, Platform};
 use crate::publish;
-use crate::store::{self, BlobPut, Store};
+use crate::store::{self, BlobPut, BlobReader, Store};
 
 use context::Ignore;
 use layer::{LayerBlob, LayerCache};
@@ -291,13 +291,12 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
         let r = if target.blob_exists(&config_digest).await? {
             BlobPut::Present
         } else {
-            target
-                .put_blob(
-                    &config_digest,
-                    size,
-                    Box::pin(std::io::Cursor::new(config_bytes)),
-                )
-                .await?
+            let bytes = bytes::Bytes::from(config_bytes);
+            store::put_blob_restarting(target, &config_digest, size, || {
+                let reader: BlobReader = Box::pin(std::io::Cursor::new(bytes.clone()));
+                std::future::ready(Ok(reader))
+            })
+            .await?
         };
         count(&mut written, &[r]);
         let (manifest_type, config_type) = match req.format {
@@ -387,10 +386,13 @@ async fn put_file(
     if target.blob_exists(digest).await? {
         return Ok(BlobPut::Present);
     }
-    let f = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| Error::io(&path, e))?;
-    target.put_blob(digest, size, Box::pin(f)).await
+    store::put_blob_restarting(target, digest, size, || async {
+        let f = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(Box::pin(f) as BlobReader)
+    })
+    .await
 }
 
 /// A layer media type in the manifest family of `format` (the bytes stay the same).

@@ -144,6 +144,9 @@ pub struct NetworkSettings {
     pub connect_timeout: u64,
     /// Concurrent blob transfers per registry.
     pub concurrency: usize,
+    /// Seconds after a request's first attempt when no further retry starts:
+    /// the bound on how long one flaky request can hold a job up.
+    pub deadline: u64,
 }
 
 impl Default for NetworkSettings {
@@ -153,6 +156,7 @@ impl Default for NetworkSettings {
             timeout: 300,
             connect_timeout: 10,
             concurrency: 4,
+            deadline: 600,
         }
     }
 }

@@ -39,6 +39,11 @@ pub trait Store: Send + Sync {
     /// A human name for messages: `127.0.0.1:5000/app`, `oci:./out`, `oci-archive:app.tar`.
     fn name(&self) -> String;
 
+    /// The retry settings of a store reached over the network (`None`: local).
+    fn network(&self) -> Option<&crate::config::NetworkSettings> {
+        None
+    }
+
     /// The registry host when this is a registry store (for cross-repository mounts).
     fn registry_host(&self) -> Option<&str> {
         None
@@ -167,9 +172,9 @@ pub async fn set_tag(target: &dyn Store, manifest: &RawManifest, tag: &str) -> R
 pub async fn copy_blob(src: &dyn Store, dst: &dyn Store, desc: &Descriptor) -> Result<BlobPut> {
     // A blob on local disk costs nothing to open: `put_blob` checks presence
     // itself, so asking first would only double the HEAD request.
+    let open = || src.get_blob(&desc.digest, Some(desc.size));
     if src.local_blob(&desc.digest).is_some() {
-        let reader = src.get_blob(&desc.digest, Some(desc.size)).await?;
-        return dst.put_blob(&desc.digest, desc.size, reader).await;
+        return put_blob_restarting(dst, &desc.digest, desc.size, open).await;
     }
     if dst.blob_exists(&desc.digest).await? {
         return Ok(BlobPut::Present);
@@ -181,8 +186,38 @@ pub async fn copy_blob(src: &dyn Store, dst: &dyn Store, desc: &Descriptor) -> R
     {
         return Ok(BlobPut::Mounted);
     }
-    let reader = src.get_blob(&desc.digest, Some(desc.size)).await?;
-    dst.put_blob(&desc.digest, desc.size, reader).await
+    put_blob_restarting(dst, &desc.digest, desc.size, open).await
+}
+
+/// Stores the blob `open` reads, as [`Store::put_blob`] does; when the
+/// transfer breaks midway (a reset, a 5xx), `open` is called again and a new
+/// upload starts, within the target's retry budget (`[network]`). The
+/// registry keeps nothing of an upload that was not completed, and a
+/// completed one is found present by the next attempt.
+pub async fn put_blob_restarting<F, Fut>(
+    dst: &dyn Store,
+    digest: &Digest,
+    size: u64,
+    mut open: F,
+) -> Result<BlobPut>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<BlobReader>>,
+{
+    let mut budget = dst.network().map(registry::retry::Budget::new);
+    loop {
+        let e = match dst.put_blob(digest, size, open().await?).await {
+            Err(e) => e,
+            ok => return ok,
+        };
+        let again = match budget.as_mut() {
+            Some(b) => b.wait(&format!("upload blob {digest}"), &e).await,
+            None => false,
+        };
+        if !again {
+            return Err(e);
+        }
+    }
 }
 
 /// Reads a small blob (a config) whole, digest- and size-verified; `what` names it in errors.

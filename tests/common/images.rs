@@ -97,7 +97,8 @@ fn layer(architecture: &str, salt: &str) -> Bytes {
 }
 
 /// A tar with one file of `size` pseudo-random bytes (incompressible, distinct per `seed`).
-fn large_layer(seed: u64, size: usize) -> Bytes {
+/// `size` pseudo-random (incompressible) bytes from `seed`.
+pub fn noise(seed: u64, size: usize) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut content = Vec::with_capacity(size + 8);
     while content.len() < size {
@@ -108,6 +109,11 @@ fn large_layer(seed: u64, size: usize) -> Bytes {
         content.extend_from_slice(&state.to_le_bytes());
     }
     content.truncate(size);
+    content
+}
+
+fn large_layer(seed: u64, size: usize) -> Bytes {
+    let content = noise(seed, size);
     let mut header = tar::Header::new_gnu();
     header.set_size(size as u64);
     header.set_mode(0o644);

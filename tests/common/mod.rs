@@ -5,6 +5,7 @@
 // One integration-test binary: each area's module uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod images;
 pub mod jre;
 pub mod registry;
@@ -31,4 +32,14 @@ pub fn tempdir() -> tempfile::TempDir {
         .prefix("archgate-test-")
         .tempdir()
         .expect("create a temporary directory")
+}
+
+/// A finished command's exit code, stdout and stderr, for assertion messages.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

@@ -122,6 +122,22 @@ impl TestRegistry {
         settings
     }
 
+    /// Pushes `set` (blobs, manifests, index) as `REPO:TAG` through archgate's store.
+    pub async fn push_set(&self, repo_tag: &str, set: &crate::common::images::ImageSet) {
+        let reference = self.repo(repo_tag);
+        let tag = repo_tag.rsplit_once(':').expect("REPO:TAG").1;
+        let store = archgate::store::registry::RegistryStore::connect(
+            &archgate::image::ImageRef::parse(&reference).expect("reference"),
+            &self.settings(),
+            true,
+        )
+        .await
+        .expect("connect");
+        crate::common::push_image_set(&store, set, Some(tag))
+            .await
+            .expect("push");
+    }
+
     /// This registry's `[registries."HOST"]` entry alone.
     pub fn registry_settings(&self) -> RegistrySettings {
         RegistrySettings {
@@ -245,6 +261,21 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("bind 127.0.0.1:0")
         .port()
+}
+
+/// `skopeo copy --all FROM docker://TO` into a plain-HTTP test registry.
+pub fn skopeo_copy_to(from: &str, to: &str) {
+    let copy = Command::new("skopeo")
+        .args(["copy", "--all", "--quiet", "--dest-tls-verify=false"])
+        .arg(from)
+        .arg(format!("docker://{to}"))
+        .output()
+        .expect("run skopeo");
+    assert!(
+        copy.status.success(),
+        "skopeo copy {from} {to}: {}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
 }
 
 /// `skopeo inspect --raw` of `docker://REFERENCE`: the manifest bytes as the registry stores them.

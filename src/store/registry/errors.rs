@@ -156,6 +156,8 @@ fn status_of(envelope: &OciEnvelope) -> u16 {
         Some(OciErrorCode::Unauthorized) => 401,
         Some(OciErrorCode::Denied) => 403,
         Some(OciErrorCode::Toomanyrequests) => 429,
+        // distribution's code for "try again later" (its 503s): retried.
+        Some(OciErrorCode::Other(code)) if code == "UNAVAILABLE" => 503,
         _ => 400,
     }
 }
@@ -515,6 +517,25 @@ mod tests {
             "tag `v9` in 10.0.0.5:5000/app",
         );
         assert!(matches!(e, Error::NotFound { .. }), "{e}");
+
+        // A 4xx envelope loses its status in oci-client: the code decides retries.
+        for (code, temporary) in [
+            ("TOOMANYREQUESTS", true),
+            ("UNAVAILABLE", true),
+            ("DENIED", false),
+            ("MANIFEST_INVALID", false),
+        ] {
+            let envelope: OciEnvelope =
+                serde_json::from_str(&format!(r#"{{"errors":[{{"code":"{code}"}}]}}"#)).unwrap();
+            let e = ctx().map(
+                OciDistributionError::RegistryError {
+                    envelope,
+                    url: "u".into(),
+                },
+                "manifest",
+            );
+            assert_eq!(e.is_temporary(), temporary, "{code}: {e}");
+        }
     }
 
     #[test]

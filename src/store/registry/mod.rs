@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
@@ -35,7 +35,7 @@ use crate::image::media::ACCEPTED_MANIFESTS;
 use crate::image::{Descriptor, Digest, ImageRef, RawManifest, Selector};
 
 use errors::Context;
-use retry::with_retry;
+use retry::{Budget, with_retry};
 
 /// The digest of zero bytes: a blob any repository may or may not have.
 const EMPTY_BLOB: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -53,6 +53,8 @@ pub struct RegistryStore {
     repository: String,
     network: NetworkSettings,
     ctx: Context,
+    /// The token cache holds the empty credential of an open registry.
+    open_registry: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for RegistryStore {
@@ -105,13 +107,49 @@ impl RegistryStore {
             repository: image.repository.clone(),
             network: settings.network.clone(),
             ctx,
+            open_registry: Default::default(),
         };
-        store.authenticate(&probe_ref, for_write).await?;
-        Ok(store)
+        match store.authenticate(&probe_ref, for_write, true).await {
+            Ok(()) => Ok(store),
+            // `GET /v2/` failed without a challenge (a 5xx from a proxy or a
+            // restarting registry looks like "no authentication"), and then
+            // the registry did want a token: start again with a new client,
+            // whose token cache holds nothing, and believe no "open registry".
+            Err(Error::Unauthorized { .. })
+                if matches!(store.auth, RegistryAuth::Anonymous) && store.remembered_open() =>
+            {
+                tracing::debug!(registry = %store.host, "the registry wants a token after all: authenticating again");
+                let store = RegistryStore {
+                    client: client::build(
+                        &store.host,
+                        probe_ref.resolve_registry(),
+                        &registry,
+                        &settings.network,
+                    )?,
+                    open_registry: Default::default(),
+                    ..store
+                };
+                store.authenticate(&probe_ref, for_write, false).await?;
+                Ok(store)
+            }
+            Err(e) => Err(e),
+        }
     }
 
-    /// The explicit first request: `GET /v2/` and, for token registries, the token.
-    async fn authenticate(&self, reference: &Reference, for_write: bool) -> Result<()> {
+    /// Whether `remember_open_registry` put its empty credential in the token cache.
+    fn remembered_open(&self) -> bool {
+        self.open_registry.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The explicit first request: `GET /v2/` and, for token registries, the
+    /// token. `remember_open`: an anonymous answer without a challenge marks
+    /// the registry open (see `remember_open_registry`).
+    async fn authenticate(
+        &self,
+        reference: &Reference,
+        for_write: bool,
+        remember_open: bool,
+    ) -> Result<()> {
         let op = if for_write {
             RegistryOperation::Push
         } else {
@@ -126,7 +164,8 @@ impl RegistryStore {
         .await;
         let result = match result {
             Ok(token) => {
-                if token.is_none() && matches!(self.auth, RegistryAuth::Anonymous) {
+                if remember_open && token.is_none() && matches!(self.auth, RegistryAuth::Anonymous)
+                {
                     self.remember_open_registry().await;
                 }
                 self.check_access().await
@@ -155,6 +194,8 @@ impl RegistryStore {
     /// authentication ignores the header, and one that wants credentials
     /// refuses `check_access` right after, as it would refuse no header.
     async fn remember_open_registry(&self) {
+        self.open_registry
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let reference = self.repo_ref();
         for op in [RegistryOperation::Pull, RegistryOperation::Push] {
             self.client
@@ -324,6 +365,10 @@ impl Store for RegistryStore {
         format!("{}/{}", self.host, self.repository)
     }
 
+    fn network(&self) -> Option<&NetworkSettings> {
+        Some(&self.network)
+    }
+
     fn registry_host(&self) -> Option<&str> {
         Some(&self.host)
     }
@@ -392,21 +437,26 @@ impl Store for RegistryStore {
     async fn get_blob(&self, digest: &Digest, size: Option<u64>) -> Result<BlobReader> {
         let reference = self.repo_ref();
         let what = format!("blob {digest} in {}", self.name());
-        let stream = with_retry(&self.network, "get blob", || async {
+        let first = with_retry(&self.network, "get blob", || async {
             self.client
                 .pull_blob_stream(&reference, digest.as_str())
                 .await
                 .map_err(|e| self.ctx.map(e, &what))
         })
         .await?;
-        // Failures mid-stream become io errors carrying our error (with the registry named).
-        let ctx = self.ctx.clone();
-        let what_stream = what.clone();
-        let stream = stream.map_err(move |e| {
-            let kind = e.kind();
-            std::io::Error::new(kind, ctx.from_io(e, &what_stream))
-        });
-        let reader = StreamReader::new(stream);
+        let resume = Resume {
+            client: self.client.clone(),
+            reference,
+            digest: digest.to_string(),
+            ctx: self.ctx.clone(),
+            what: what.clone(),
+            budget: Budget::new(&self.network),
+            offset: 0,
+            skip: 0,
+            current: Some(first.stream),
+            done: false,
+        };
+        let reader = StreamReader::new(Box::pin(resume.into_stream()));
         Ok(Box::pin(VerifyingReader::new(
             reader,
             digest.clone(),
@@ -439,7 +489,8 @@ impl Store for RegistryStore {
                 })
             },
         );
-        // Not retried: the stream cannot be replayed; a re-run skips what arrived.
+        // Not retried here: the stream cannot be replayed. `store::put_blob_restarting`
+        // opens the source again and starts a new upload.
         let pushed = self
             .client
             .push_blob_stream(&reference, body, digest.as_str(), Some(size))
@@ -485,5 +536,110 @@ impl Store for RegistryStore {
             Err(Error::NotFound { .. }) => Err(self.repository_missing()),
             other => other,
         }
+    }
+}
+
+/// A blob download that survives a connection cut midway: after a temporary
+/// failure it asks again from the byte it got to (`Range: bytes=N-`), within
+/// its own retry budget. A registry that ignores `Range` sends the whole blob
+/// again and the bytes already delivered are skipped. Bytes are verified by
+/// the caller's `VerifyingReader` across all attempts.
+struct Resume {
+    client: Client,
+    reference: Reference,
+    digest: String,
+    ctx: Context,
+    what: String,
+    budget: Budget,
+    /// Bytes delivered so far.
+    offset: u64,
+    /// Bytes at the start of `current` already delivered (a full resend).
+    skip: u64,
+    current: Option<futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>>,
+    /// An error was delivered: the stream is over.
+    done: bool,
+}
+
+impl Resume {
+    fn into_stream(self) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
+        futures_util::stream::unfold(self, |mut st| async move {
+            let item = st.next_chunk().await?;
+            Some((item, st))
+        })
+    }
+
+    async fn next_chunk(&mut self) -> Option<std::io::Result<Bytes>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let stream = match &mut self.current {
+                Some(stream) => stream,
+                None => match self.reopen().await {
+                    Ok(stream) => self.current.insert(stream),
+                    Err(e) => {
+                        if self.budget.wait(&self.op(), &e).await {
+                            continue;
+                        }
+                        return Some(Err(self.fail(e)));
+                    }
+                },
+            };
+            match stream.next().await {
+                None => return None,
+                Some(Ok(mut chunk)) => {
+                    if self.skip > 0 {
+                        let n = self.skip.min(chunk.len() as u64);
+                        chunk = chunk.slice(n as usize..);
+                        self.skip -= n;
+                    }
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    self.offset += chunk.len() as u64;
+                    return Some(Ok(chunk));
+                }
+                Some(Err(io)) => {
+                    self.current = None;
+                    let e = self.ctx.from_io(io, &self.what);
+                    if self.budget.wait(&self.op(), &e).await {
+                        continue;
+                    }
+                    return Some(Err(self.fail(e)));
+                }
+            }
+        }
+    }
+
+    fn op(&self) -> String {
+        format!("get blob (resuming at byte {})", self.offset)
+    }
+
+    /// The rest of the blob, from `offset`.
+    async fn reopen(
+        &mut self,
+    ) -> Result<futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>> {
+        let response = self
+            .client
+            .pull_blob_stream_partial(&self.reference, self.digest.as_str(), self.offset, None)
+            .await
+            .map_err(|e| self.ctx.map(e, &self.what))?;
+        Ok(match response {
+            oci_client::client::BlobResponse::Partial(s) => {
+                self.skip = 0;
+                s.stream
+            }
+            oci_client::client::BlobResponse::Full(s) => {
+                self.skip = self.offset;
+                s.stream
+            }
+        })
+    }
+
+    /// The final error, carried through the reader as an `io::Error` that
+    /// `Context::from_io` turns back into ours.
+    fn fail(&mut self, e: Error) -> std::io::Error {
+        self.done = true;
+        std::io::Error::other(e)
     }
 }
