@@ -13,4 +13,5 @@ mod mirror;
 mod registry;
 mod run;
 mod secrets;
+mod shared_cache;
 mod verify;
