@@ -42,6 +42,34 @@ fn show(i: usize, out: &Output) -> String {
     )
 }
 
+/// Asserts that every process succeeded and that `what` it gave is the same
+/// for all of them.
+fn all_succeed_alike<T: PartialEq + std::fmt::Debug>(
+    round: usize,
+    outs: &[Output],
+    what: impl Fn(usize, &Output) -> T,
+) {
+    let mut first: Option<T> = None;
+    for (i, out) in outs.iter().enumerate() {
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "round {round}: {}",
+            show(i, out)
+        );
+        let got = what(i, out);
+        match &first {
+            None => first = Some(got),
+            Some(f) => assert_eq!(&got, f, "round {round}: process {i} disagrees"),
+        }
+    }
+}
+
+/// The sum of `count` over every process.
+fn total(outs: &[Output], count: impl Fn(&Output) -> usize) -> usize {
+    outs.iter().map(count).sum()
+}
+
 /// Each platform's outcome and its checks' outcomes: what must not depend on
 /// which process unpacked a root.
 fn verdicts(v: &Value) -> Vec<String> {
@@ -94,35 +122,21 @@ fn concurrent_verifies_on_one_fresh_cache_all_pass_with_the_same_verdicts() {
             .collect();
         let outs = all_at_once(cmds);
         // Each root unpacked by one process; every other one waited and found it.
-        let reused: usize = outs
-            .iter()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stderr)
-                    .matches("unpacked root from the cache")
-                    .count()
-            })
-            .sum();
+        let reused = total(&outs, |o| {
+            String::from_utf8_lossy(&o.stderr)
+                .matches("unpacked root from the cache")
+                .count()
+        });
         assert_eq!(
             reused,
             (PROCESSES - 1) * THREE.len(),
             "round {round}: roots unpacked more than once per platform"
         );
-        let mut first: Option<Vec<String>> = None;
-        for (i, out) in outs.iter().enumerate() {
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "round {round}: {}",
-                show(i, out)
-            );
+        all_succeed_alike(round, &outs, |_, out| {
             let v: Value = serde_json::from_slice(&out.stdout).expect("verify --json");
             assert_eq!(v["index_digest"], index.to_string(), "round {round}");
-            let got = verdicts(&v);
-            match &first {
-                None => first = Some(got),
-                Some(f) => assert_eq!(&got, f, "round {round}: process {i} disagrees"),
-            }
-        }
+            verdicts(&v)
+        });
         // One root per platform, whoever unpacked it.
         let roots: Vec<_> = std::fs::read_dir(cache.join("rootfs"))
             .unwrap()
@@ -182,43 +196,28 @@ fn concurrent_builds_on_one_fresh_cache_publish_one_index_digest() {
             .collect();
         let outs = all_at_once(cmds);
         // Each layer written by one process; every other one waited and found it.
-        let written: usize = outs
-            .iter()
-            .filter_map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .find_map(|l| {
-                        l.trim()
-                            .strip_suffix(" layer(s) written to the layer cache")
-                    })
-                    .map(|n| n.parse::<usize>().unwrap())
-            })
-            .sum();
+        let written = total(&outs, |o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find_map(|l| {
+                    l.trim()
+                        .strip_suffix(" layer(s) written to the layer cache")
+                })
+                .map_or(0, |n| n.parse::<usize>().unwrap())
+        });
         assert_eq!(
             written,
             THREE.len(),
             "round {round}: layers written more than once"
         );
-        let mut first: Option<String> = None;
-        for (i, out) in outs.iter().enumerate() {
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "round {round}: {}",
-                show(i, out)
-            );
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let digest = stdout
+        all_succeed_alike(round, &outs, |i, out| {
+            String::from_utf8_lossy(&out.stdout)
                 .lines()
                 .next()
                 .and_then(|l| l.rsplit_once('@'))
                 .map(|(_, d)| d.to_string())
-                .unwrap_or_else(|| panic!("no digest printed: {}", show(i, out)));
-            match &first {
-                None => first = Some(digest),
-                Some(d) => assert_eq!(&digest, d, "round {round}: process {i} built another index"),
-            }
-        }
+                .unwrap_or_else(|| panic!("no index digest printed: {}", show(i, out)))
+        });
         // One layer per platform, each recorded once in the index.
         let count = |sub: &str| std::fs::read_dir(cache.join(sub)).unwrap().count();
         assert_eq!(count("layers/blobs"), THREE.len(), "round {round}");
