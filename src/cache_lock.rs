@@ -36,9 +36,11 @@ impl KeyLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
+                // Another process sharing the cache (or another task of this
+                // one) is unpacking, downloading or writing the same entry.
                 tracing::info!(
                     lock = %path.display(),
-                    "waiting for another archgate process sharing the cache ({kind} {key})"
+                    "waiting for the cache entry {kind} {key}, being made by another archgate process or task"
                 );
                 file.lock().map_err(|e| not_lockable(&path, e))?;
             }
