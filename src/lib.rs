@@ -4,6 +4,7 @@
 //! The library holds everything; `main.rs` only calls [`cli::main`].
 
 pub mod build;
+pub mod cache_lock;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -14,4 +14,5 @@ mod mirror;
 mod registry;
 mod run;
 mod secrets;
+mod shared_cache;
 mod verify;

@@ -17,6 +17,7 @@ use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 
 use super::context::{Entries, Kind};
+use crate::cache_lock::KeyLock;
 use crate::error::{Error, Result};
 use crate::image::Digest;
 use crate::image::digest::Hasher;
@@ -36,15 +37,20 @@ pub struct LayerBlob {
     pub size: u64,
 }
 
-/// `<cache>/layers`: blobs by digest and an index from input fingerprints to blobs.
+/// `<cache>/layers`: blobs by digest and an index from input fingerprints to
+/// blobs. Several processes may share it: a fingerprint's layer is written by
+/// whoever holds its lock (`<cache>/locks/layer-<fingerprint>.lock`), and
+/// blobs and index records appear only whole (temporary file + rename).
 #[derive(Debug, Clone)]
 pub struct LayerCache {
+    root: PathBuf,
     dir: PathBuf,
 }
 
 impl LayerCache {
     pub fn new(cache_root: &Path) -> Self {
         LayerCache {
+            root: cache_root.to_path_buf(),
             dir: cache_root.join("layers"),
         }
     }
@@ -66,11 +72,28 @@ impl LayerCache {
         (md.len() == blob.size).then_some(blob)
     }
 
-    /// Writes the layer for `entries` (or finds it in the index). `what` names it in errors.
+    /// Writes the layer for `entries` (or finds it in the index). `what` names
+    /// it in errors. Blocks while another process writes the same layer.
     pub fn layer(&self, entries: &Entries, epoch: i64, what: &str) -> Result<LayerBlob> {
+        self.layer_counted(entries, epoch, what)
+            .map(|(blob, _)| blob)
+    }
+
+    /// [`LayerCache::layer`], and whether this call wrote it (`false`: it was
+    /// in the index, perhaps written by another process while this one waited).
+    pub fn layer_counted(
+        &self,
+        entries: &Entries,
+        epoch: i64,
+        what: &str,
+    ) -> Result<(LayerBlob, bool)> {
         let fp = fingerprint(entries, epoch);
         if let Some(hit) = self.lookup(&fp) {
-            return Ok(hit);
+            return Ok((hit, false));
+        }
+        let _held = KeyLock::acquire_blocking(&self.root, "layer", &fp)?;
+        if let Some(hit) = self.lookup(&fp) {
+            return Ok((hit, false));
         }
         let blobs = self.dir.join("blobs");
         let index = self.dir.join("index");
@@ -84,11 +107,12 @@ impl LayerCache {
         tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         let record = serde_json::to_vec(&blob).map_err(|e| Error::Internal(e.to_string()))?;
         let ipath = self.index_path(&fp);
-        let itmp = tempfile::NamedTempFile::new_in(&index).map_err(|e| Error::io(&index, e))?;
-        std::fs::write(itmp.path(), record).map_err(|e| Error::io(itmp.path(), e))?;
+        let mut itmp = tempfile::NamedTempFile::new_in(&index).map_err(|e| Error::io(&index, e))?;
+        itmp.write_all(&record)
+            .map_err(|e| Error::io(itmp.path(), e))?;
         itmp.persist(&ipath)
             .map_err(|e| Error::io(&ipath, e.error))?;
-        Ok(blob)
+        Ok((blob, true))
     }
 }
 

@@ -213,12 +213,12 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
         .map(|n| n.get())
         .unwrap_or(2);
     let epoch = req.epoch;
-    let built: Vec<(String, LayerBlob)> =
+    let built: Vec<(String, (LayerBlob, bool))> =
         futures_util::stream::iter(pending.into_iter().map(|(fp, (entries, what))| {
             let cache = cache.clone();
             async move {
                 tokio::task::spawn_blocking(move || {
-                    cache.layer(&entries, epoch, &what).map(|b| (fp, b))
+                    cache.layer_counted(&entries, epoch, &what).map(|b| (fp, b))
                 })
                 .await
                 .map_err(|e| Error::Internal(format!("layer writer stopped: {e}")))?
@@ -227,8 +227,9 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
         .buffer_unordered(workers)
         .try_collect()
         .await?;
-    layers_written += built.len();
-    blobs.extend(built);
+    // Another process may have written some while this one waited for them.
+    layers_written += built.iter().filter(|(_, (_, wrote))| *wrote).count();
+    blobs.extend(built.into_iter().map(|(fp, (blob, _))| (fp, blob)));
 
     // 3. Publish: blobs, per-platform manifests by digest, the index by digest, tags last.
     let target = store::open(&req.target, settings, true).await?;

@@ -7,22 +7,30 @@
 //! - `rootfs/<key>`: a root unpacked from layers, keyed by the sha256 of the
 //!   ordered *compressed layer digests* — content addresses that were verified
 //!   while unpacking — never by the config's `diff_ids`, which an image could
-//!   state falsely to poison the cache. A root is renamed into place only once
-//!   complete, and is only ever bound read-only into a sandbox.
+//!   state falsely to poison the cache. A root is unpacked into
+//!   `rootfs/.unpack-<key>-*`, renamed into place only once complete, and is
+//!   only ever bound read-only into a sandbox.
+//! - `locks/`: one lock file per key ([`crate::cache_lock`]). Several archgate
+//!   processes (CI jobs on one runner) may share the directory: whoever holds
+//!   a key's lock checks, unpacks or downloads and installs; the others wait
+//!   and then find the entry in place. So a key is unpacked once, and a staged
+//!   root found under the lock belongs to a process that died: it is removed.
 //!
-//! Nothing is evicted automatically: delete the directory to reclaim space.
+//! Nothing is evicted automatically: delete the directory to reclaim space,
+//! when no archgate process is using it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::cache_lock::KeyLock;
 use crate::error::{Error, Result};
 use crate::image::digest::Hasher;
 use crate::image::{Descriptor, Digest};
 use crate::store::Store;
 
 /// The cache directory and in-process locks so two platforms sharing layers
-/// unpack them once.
+/// unpack them once without tying up threads waiting on the file lock.
 pub struct Cache {
     dir: PathBuf,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -70,27 +78,67 @@ impl Cache {
         p.is_dir().then_some(p)
     }
 
+    /// The name prefix of the directories `key`'s root is unpacked into.
+    pub fn staging_prefix(key: &str) -> String {
+        format!(".unpack-{key}-")
+    }
+
+    /// Removes what a process that died while unpacking `key` left behind.
+    /// Only under `key`'s lock: then no living process is unpacking it.
+    pub fn remove_stale_staging(&self, _held: &RootLock, key: &str) {
+        let prefix = Cache::staging_prefix(key);
+        let Ok(read) = std::fs::read_dir(self.rootfs_dir()) else {
+            return;
+        };
+        for e in read.filter_map(|e| e.ok()) {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                tracing::debug!(dir = %e.path().display(), "removing an abandoned unpack");
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
     /// Moves a complete root (a directory inside [`Cache::rootfs_dir`]) into
-    /// place under `key`. When another process got there first, theirs is kept.
-    pub fn install_root(&self, staged: &Path, key: &str) -> Result<PathBuf> {
+    /// place under `key`, or keeps the one already there (installed by an
+    /// archgate that does not take the lock) and drops `staged`.
+    pub fn install_root(&self, _held: &RootLock, staged: &Path, key: &str) -> Result<PathBuf> {
         let dest = self.rootfs_dir().join(key);
+        let theirs = |dest: PathBuf| {
+            let _ = std::fs::remove_dir_all(staged);
+            Ok(dest)
+        };
+        if dest.is_dir() {
+            return theirs(dest);
+        }
         match std::fs::rename(staged, &dest) {
             Ok(()) => Ok(dest),
-            Err(_) if dest.is_dir() => {
-                let _ = std::fs::remove_dir_all(staged);
-                Ok(dest)
+            // rename(2) onto a non-empty directory: ENOTEMPTY or EEXIST.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::DirectoryNotEmpty | std::io::ErrorKind::AlreadyExists
+                ) && dest.is_dir() =>
+            {
+                theirs(dest)
             }
             Err(e) => Err(Error::io(&dest, e)),
         }
     }
 
-    /// A lock for `key`, held while a root is checked for and unpacked.
-    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    /// Holds `key` while its root is checked for, unpacked and installed:
+    /// first against the other tasks of this process, then against other
+    /// processes sharing the directory.
+    pub async fn lock(&self, key: &str) -> Result<RootLock> {
         let m = {
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
             locks.entry(key.to_string()).or_default().clone()
         };
-        m.lock_owned().await
+        let task = m.lock_owned().await;
+        let file = KeyLock::acquire(&self.dir, "rootfs", key).await?;
+        Ok(RootLock {
+            _file: file,
+            _task: task,
+        })
     }
 
     /// A blob as a local file: the store's own file when it has one (to be
@@ -105,13 +153,8 @@ impl Cache {
         }
         let dir = self.dir.join("blobs").join(desc.digest.algorithm());
         let path = dir.join(desc.digest.hex());
-        if let Ok(m) = tokio::fs::metadata(&path).await
-            && m.len() == desc.size
-        {
-            return Ok(BlobFile {
-                path,
-                verified: true,
-            });
+        if let Some(hit) = cached_blob(&path, desc.size).await {
+            return Ok(hit);
         }
         // A layer `archgate build` wrote on this machine: verify right after
         // build downloads nothing (hashed while unpacked, like a store's file).
@@ -123,6 +166,12 @@ impl Cache {
                 path: built,
                 verified: false,
             });
+        }
+        // One download per blob across processes; whoever waited finds it in place.
+        let key = format!("{}-{}", desc.digest.algorithm(), desc.digest.hex());
+        let _held = KeyLock::acquire(&self.dir, "blob", &key).await?;
+        if let Some(hit) = cached_blob(&path, desc.size).await {
+            return Ok(hit);
         }
         tokio::fs::create_dir_all(&dir)
             .await
@@ -158,6 +207,22 @@ impl Cache {
     }
 }
 
+/// The cache entry at `path` when it is there whole (entries are renamed into
+/// place only after their bytes hashed to their name).
+async fn cached_blob(path: &Path, size: u64) -> Option<BlobFile> {
+    let m = tokio::fs::metadata(path).await.ok()?;
+    (m.len() == size).then(|| BlobFile {
+        path: path.to_path_buf(),
+        verified: true,
+    })
+}
+
+/// A root key held by this task, in this process and across processes.
+pub struct RootLock {
+    _file: KeyLock,
+    _task: tokio::sync::OwnedMutexGuard<()>,
+}
+
 /// A failed download: a digest mismatch is the content's fault; anything
 /// else (a dropped connection, a full disk) the infrastructure's.
 fn blob_error(store: &dyn Store, digest: &Digest, tmp: &Path, e: std::io::Error) -> Error {
@@ -181,6 +246,59 @@ mod tests {
             annotations: Default::default(),
             urls: vec![],
         }
+    }
+
+    /// A staged root under `cache` for `key`, holding `marker`.
+    fn staged(cache: &Cache, key: &str, marker: &str) -> PathBuf {
+        std::fs::create_dir_all(cache.rootfs_dir()).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix(&Cache::staging_prefix(key))
+            .tempdir_in(cache.rootfs_dir())
+            .unwrap()
+            .keep();
+        std::fs::write(dir.join("marker"), marker).unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn install_keeps_the_root_already_in_place_and_drops_the_staged_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let held = cache.lock("k").await.unwrap();
+        let first = staged(&cache, "k", "first");
+        let path = cache.install_root(&held, &first, "k").unwrap();
+        assert_eq!(cache.cached_root("k"), Some(path.clone()));
+        // A second install of the same key (another process, before locks): theirs stays.
+        let second = staged(&cache, "k", "second");
+        assert_eq!(cache.install_root(&held, &second, "k").unwrap(), path);
+        assert_eq!(
+            std::fs::read_to_string(path.join("marker")).unwrap(),
+            "first"
+        );
+        assert!(!second.exists(), "the staged copy is removed");
+    }
+
+    #[tokio::test]
+    async fn only_this_keys_abandoned_unpacks_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let mine = staged(&cache, "k", "dead process");
+        let other = staged(&cache, "other", "another key");
+        let held = cache.lock("k").await.unwrap();
+        cache.remove_stale_staging(&held, "k");
+        assert!(!mine.exists());
+        assert!(other.exists(), "another key's unpack may still be running");
+    }
+
+    #[tokio::test]
+    async fn a_key_is_held_across_cache_values_as_across_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (Cache::new(dir.path()), Cache::new(dir.path()));
+        let held = a.lock("k").await.unwrap();
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(200), b.lock("k"));
+        assert!(waiting.await.is_err(), "b got the key while a held it");
+        drop(held);
+        b.lock("k").await.unwrap();
     }
 
     #[test]

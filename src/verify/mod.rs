@@ -865,11 +865,12 @@ struct Root {
 
 async fn root_for(ctx: &Context<'_>, layers: &[Descriptor]) -> Result<Root> {
     let key = Cache::root_key(layers);
-    let _guard = ctx.cache.lock(&key).await;
+    let held = ctx.cache.lock(&key).await?;
     if let Some(path) = ctx.cache.cached_root(&key) {
         tracing::debug!(root = %path.display(), "unpacked root from the cache");
         return Ok(Root { path });
     }
+    ctx.cache.remove_stale_staging(&held, &key);
     let mut files = Vec::new();
     for l in layers {
         files.push((l.clone(), ctx.cache.blob(ctx.store, l).await?));
@@ -879,21 +880,23 @@ async fn root_for(ctx: &Context<'_>, layers: &[Descriptor]) -> Result<Root> {
         max_total_bytes: ctx.policy.max_unpacked_bytes,
         ..rootfs::Limits::default()
     };
-    let staged = tokio::task::spawn_blocking(move || unpack(&dir, &files, limits))
+    let prefix = Cache::staging_prefix(&key);
+    let staged = tokio::task::spawn_blocking(move || unpack(&dir, &prefix, &files, limits))
         .await
         .map_err(|e| Error::Internal(format!("unpacking layers: {e}")))??;
-    let path = ctx.cache.install_root(&staged, &key)?;
+    let path = ctx.cache.install_root(&held, &staged, &key)?;
     Ok(Root { path })
 }
 
-/// Applies layers in order into a fresh directory under `dir`; returns it.
+/// Applies layers in order into a fresh directory `dir/PREFIX*`; returns it.
 fn unpack(
     dir: &Path,
+    prefix: &str,
     layers: &[(Descriptor, BlobFile)],
     limits: rootfs::Limits,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut root = rootfs::RootFs::new_in(dir, limits)?;
+    let mut root = rootfs::RootFs::new_named(dir, prefix, limits)?;
     for (desc, file) in layers {
         let what = format!("layer {}", desc.digest);
         let compression = rootfs::Compression::from_media_type(&desc.media_type)

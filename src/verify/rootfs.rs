@@ -96,8 +96,13 @@ impl RootFs {
     /// A new, empty root in a fresh directory under `parent`, deleted on
     /// drop unless [`RootFs::keep`] is called.
     pub fn new_in(parent: &Path, limits: Limits) -> Result<RootFs> {
+        RootFs::new_named(parent, ".unpack-", limits)
+    }
+
+    /// [`RootFs::new_in`], the directory's name starting with `prefix`.
+    pub fn new_named(parent: &Path, prefix: &str, limits: Limits) -> Result<RootFs> {
         let temp = tempfile::Builder::new()
-            .prefix(".unpack-")
+            .prefix(prefix)
             .tempdir_in(parent)
             .map_err(|e| Error::io(parent, e))?;
         Ok(RootFs {
