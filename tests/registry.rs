@@ -500,3 +500,88 @@ async fn inspect_cli_shows_three_platforms_over_http_and_tls_without_leaking_the
         }
     }
 }
+
+/// TLS is the default: plain HTTP and unverified certificates happen only for
+/// hosts listed with `http = true` / `insecure = true`, and every run that
+/// uses such a host says so once on stderr.
+#[tokio::test]
+async fn plain_http_and_insecure_only_for_listed_hosts_with_a_warning_each_run() {
+    let inspect = |dir: &std::path::Path, reference: &str| {
+        crate::common::archgate()
+            .current_dir(dir)
+            .args(["inspect", reference])
+            .output()
+            .unwrap()
+    };
+    let lines = |out: &std::process::Output, needle: &str| {
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+
+    let http = TestRegistry::start_http();
+    let reference = format!("{}:v1", http.repo("plain"));
+    let store = connect(&reference, &http.settings()).await.unwrap();
+    push_image_set(&store, &image_set(Flavor::Oci, "plain"), Some("v1"))
+        .await
+        .unwrap();
+    let dir = crate::common::tempdir();
+    // Not listed: HTTPS, and the error says how to allow HTTP for this host.
+    let out = inspect(dir.path(), &reference);
+    assert_ne!(out.status.code(), Some(0), "{}", crate::common::text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "set `[registries.\"{}\"] http = true`",
+            http.host()
+        )),
+        "{}",
+        crate::common::text(&out)
+    );
+    // Listed: it works, with one warning line per run.
+    std::fs::write(
+        dir.path().join("archgate.toml"),
+        format!("[registries.\"{}\"]\nhttp = true\n", http.host()),
+    )
+    .unwrap();
+    let warning = format!("speaking plain HTTP to {}", http.host());
+    for _ in 0..2 {
+        let out = inspect(dir.path(), &reference);
+        assert_eq!(out.status.code(), Some(0), "{}", crate::common::text(&out));
+        assert_eq!(lines(&out, &warning), 1, "{}", crate::common::text(&out));
+    }
+
+    let tls = TestRegistry::start_tls_basic("u", "pw-insecure");
+    let reference = format!("{}:v1", tls.repo("secure"));
+    let store = connect(&reference, &tls.settings()).await.unwrap();
+    push_image_set(&store, &image_set(Flavor::Oci, "secure"), Some("v1"))
+        .await
+        .unwrap();
+    let dir = crate::common::tempdir();
+    let config = |extra: &str| {
+        std::fs::write(
+            dir.path().join("archgate.toml"),
+            format!(
+                "[registries.\"{}\"]\nusername = \"u\"\npassword = \"pw-insecure\"\n{extra}",
+                tls.host()
+            ),
+        )
+        .unwrap()
+    };
+    // A self-signed certificate is refused unless its CA is named or the host is insecure.
+    config("");
+    let out = inspect(dir.path(), &reference);
+    assert_ne!(out.status.code(), Some(0), "{}", crate::common::text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not trusted") && stderr.contains("ca_file") && stderr.contains("insecure"),
+        "{stderr}"
+    );
+    config("insecure = true\n");
+    let warning = format!("not verifying the TLS certificate of {}", tls.host());
+    for _ in 0..2 {
+        let out = inspect(dir.path(), &reference);
+        assert_eq!(out.status.code(), Some(0), "{}", crate::common::text(&out));
+        assert_eq!(lines(&out, &warning), 1, "{}", crate::common::text(&out));
+    }
+}
