@@ -91,7 +91,9 @@ impl Faulty {
     fn run_at(&self, rate: f64, cache: &str, args: &[&str]) -> Output {
         self.proxy.set_rate(rate);
         self.proxy.reset_stats();
+        let started = std::time::Instant::now();
         let out = self.run(cache, args, &[]);
+        let secs = started.elapsed().as_secs_f64();
         self.proxy.set_rate(0.0);
         let stats = self.proxy.stats();
         assert!(
@@ -99,7 +101,7 @@ impl Faulty {
             "no fault injected at {rate}: {stats:?}"
         );
         eprintln!(
-            "{:?} at {:.0}%: {} requests, {} failed: {:?}",
+            "{:?} at {:.0}%: {secs:.1} s, {} requests, {} failed: {:?}",
             args.first(),
             rate * 100.0,
             stats.requests,
