@@ -5,6 +5,7 @@
 //! at 100% each exits 3 and the tag it would have moved still points where it
 //! pointed. The proxy's counters show the faults really happened.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -65,7 +66,7 @@ impl Faulty {
 
     /// `archgate --config … ARGS` in the working directory with a fresh cache
     /// named `cache` (so every run downloads through the proxy); `env` added.
-    fn run(&self, cache: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    fn run<S: AsRef<OsStr>>(&self, cache: &str, args: &[S], env: &[(&str, &str)]) -> Output {
         let mut cmd = archgate();
         cmd.current_dir(self.dir.path())
             .env("ARCHGATE_CACHE", self.dir.path().join("caches").join(cache))
@@ -79,7 +80,7 @@ impl Faulty {
     }
 
     /// `run` at 100% faults, with 2 retries so that it gives up quickly.
-    fn run_all_failing(&self, cache: &str, args: &[&str]) -> Output {
+    fn run_all_failing<S: AsRef<OsStr>>(&self, cache: &str, args: &[S]) -> Output {
         self.proxy.set_rate(1.0);
         self.proxy.reset_stats();
         let out = self.run(cache, args, &[("ARCHGATE_NETWORK__RETRIES", "2")]);
@@ -88,7 +89,7 @@ impl Faulty {
     }
 
     /// Sets the rate, runs, and checks that faults were injected.
-    fn run_at(&self, rate: f64, cache: &str, args: &[&str]) -> Output {
+    fn run_at<S: AsRef<OsStr>>(&self, rate: f64, cache: &str, args: &[S]) -> Output {
         self.proxy.set_rate(rate);
         self.proxy.reset_stats();
         let started = std::time::Instant::now();
@@ -102,7 +103,8 @@ impl Faulty {
         );
         eprintln!(
             "{:?} at {:.0}%: {secs:.1} s, {} requests, {} failed: {:?}",
-            args.first(),
+            args.first()
+                .map(|a| a.as_ref().to_string_lossy().into_owned()),
             rate * 100.0,
             stats.requests,
             stats.failed(),
@@ -111,14 +113,27 @@ impl Faulty {
         out
     }
 
+    /// At each survivable rate, `command(TARGET)` publishing `app-PCT:v1` through
+    /// the proxy (with a fresh cache) prints `want` as its index digest, and
+    /// the registry's tag holds it.
+    fn gives_at_each_rate(&self, want: &Value, command: impl Fn(String) -> Vec<String>) {
+        for rate in SURVIVABLE {
+            let pct = (rate * 100.0) as u32;
+            let repo = format!("app-{pct}:v1");
+            let out = self.run_at(rate, &format!("r{pct}"), &command(self.via_proxy(&repo)));
+            assert_eq!(json(&out)["index_digest"], *want, "at {pct}%");
+            assert_eq!(
+                self.tag_digest(&repo).to_string(),
+                *want,
+                "the tag at {pct}%"
+            );
+        }
+    }
+
     /// The digest `REPO:TAG` points at, read from the registry directly.
     fn tag_digest(&self, repo_tag: &str) -> Digest {
         Digest::of(&skopeo_raw(&self.registry, &self.registry.repo(repo_tag)))
     }
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 fn json(out: &Output) -> Value {
@@ -170,20 +185,14 @@ async fn build_through_faults_gives_the_fault_free_digest() {
     };
 
     let clean = build(f.via_proxy("app:v1"));
-    let want = json(&f.run("clean", &strs(&clean), &[]))["index_digest"].clone();
+    let want = json(&f.run("clean", &clean, &[]))["index_digest"].clone();
     assert!(want.as_str().is_some_and(|d| d.starts_with("sha256:")));
 
-    for rate in SURVIVABLE {
-        let pct = (rate * 100.0) as u32;
-        let repo = format!("app-{pct}:v1");
-        let out = f.run_at(rate, &format!("r{pct}"), &strs(&build(f.via_proxy(&repo))));
-        assert_eq!(json(&out)["index_digest"], want, "at {pct}%");
-        assert_eq!(f.tag_digest(&repo).to_string(), want, "the tag at {pct}%");
-    }
+    f.gives_at_each_rate(&want, build);
 
     // All failing: a changed build would move app-10:v1; it must not.
     context(f.dir.path(), "v2");
-    let out = f.run_all_failing("all", &strs(&build(f.via_proxy("app-10:v1"))));
+    let out = f.run_all_failing("all", &build(f.via_proxy("app-10:v1")));
     exits_3(&out, "build at 100%");
     assert_eq!(f.tag_digest("app-10:v1").to_string(), want);
 }
@@ -218,20 +227,13 @@ async fn merge_through_faults_gives_the_fault_free_index() {
         v
     };
 
-    let want =
-        json(&f.run("clean", &strs(&merge(f.via_proxy("app:v1"))), &[]))["index_digest"].clone();
-    for rate in SURVIVABLE {
-        let pct = (rate * 100.0) as u32;
-        let repo = format!("app-{pct}:v1");
-        let out = f.run_at(rate, "x", &strs(&merge(f.via_proxy(&repo))));
-        assert_eq!(json(&out)["index_digest"], want, "at {pct}%");
-        assert_eq!(f.tag_digest(&repo).to_string(), want, "the tag at {pct}%");
-    }
+    let want = json(&f.run("clean", &merge(f.via_proxy("app:v1")), &[]))["index_digest"].clone();
+    f.gives_at_each_rate(&want, merge);
 
     // All failing: a two-platform merge would move app-10:v1; it must not.
     let mut two = merge(f.via_proxy("app-10:v1"));
     two.pop();
-    let out = f.run_all_failing("x", &strs(&two));
+    let out = f.run_all_failing("x", &two);
     exits_3(&out, "merge at 100%");
     assert_eq!(f.tag_digest("app-10:v1").to_string(), want);
 }
@@ -252,7 +254,7 @@ async fn mirror_through_faults_keeps_every_digest() {
             f.via_proxy("jre:17"),
             format!("oci-archive:{}:17", archive(pct).display()),
         );
-        let out = f.run_at(rate, "x", &strs(&to_archive));
+        let out = f.run_at(rate, "x", &to_archive);
         assert_eq!(json(&out)[0]["digest"], want, "to the archive at {pct}%");
         // archive → registry: every blob uploaded through the proxy.
         let repo = format!("copy-{pct}:17");
@@ -260,7 +262,7 @@ async fn mirror_through_faults_keeps_every_digest() {
             format!("oci-archive:{}:17", archive(pct).display()),
             f.via_proxy(&repo),
         );
-        let out = f.run_at(rate, "x", &strs(&to_registry));
+        let out = f.run_at(rate, "x", &to_registry);
         assert_eq!(json(&out)[0]["digest"], want, "to the registry at {pct}%");
         assert_eq!(f.tag_digest(&repo).to_string(), want, "the tag at {pct}%");
         for image in &set.images {
@@ -275,7 +277,7 @@ async fn mirror_through_faults_keeps_every_digest() {
     f.registry.push_set("other:1", &other).await;
     let out = f.run_all_failing(
         "x",
-        &strs(&mirror(f.via_proxy("other:1"), f.via_proxy("copy-10:17"))),
+        &mirror(f.via_proxy("other:1"), f.via_proxy("copy-10:17")),
     );
     exits_3(&out, "mirror at 100%");
     assert_eq!(f.tag_digest("copy-10:17").to_string(), want);

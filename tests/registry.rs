@@ -521,11 +521,9 @@ async fn plain_http_and_insecure_only_for_listed_hosts_with_a_warning_each_run()
     };
 
     let http = TestRegistry::start_http();
-    let reference = format!("{}:v1", http.repo("plain"));
-    let store = connect(&reference, &http.settings()).await.unwrap();
-    push_image_set(&store, &image_set(Flavor::Oci, "plain"), Some("v1"))
-        .await
-        .unwrap();
+    http.push_set("plain:v1", &image_set(Flavor::Oci, "plain"))
+        .await;
+    let reference = http.repo("plain:v1");
     let dir = crate::common::tempdir();
     // Not listed: HTTPS, and the error says how to allow HTTP for this host.
     let out = inspect(dir.path(), &reference);
@@ -552,11 +550,9 @@ async fn plain_http_and_insecure_only_for_listed_hosts_with_a_warning_each_run()
     }
 
     let tls = TestRegistry::start_tls_basic("u", "pw-insecure");
-    let reference = format!("{}:v1", tls.repo("secure"));
-    let store = connect(&reference, &tls.settings()).await.unwrap();
-    push_image_set(&store, &image_set(Flavor::Oci, "secure"), Some("v1"))
-        .await
-        .unwrap();
+    tls.push_set("secure:v1", &image_set(Flavor::Oci, "secure"))
+        .await;
+    let reference = tls.repo("secure:v1");
     let dir = crate::common::tempdir();
     let config = |extra: &str| {
         std::fs::write(

@@ -107,9 +107,6 @@ impl Cache {
             let _ = std::fs::remove_dir_all(staged);
             Ok(dest)
         };
-        if dest.is_dir() {
-            return theirs(dest);
-        }
         match std::fs::rename(staged, &dest) {
             Ok(()) => Ok(dest),
             // rename(2) onto a non-empty directory: ENOTEMPTY or EEXIST.

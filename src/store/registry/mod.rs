@@ -76,12 +76,15 @@ impl RegistryStore {
         let registry = settings.registries.get(&host).cloned().unwrap_or_default();
         let probe_ref =
             Reference::with_tag(host.clone(), image.repository.clone(), "latest".into());
-        let client = client::build(
-            &host,
-            probe_ref.resolve_registry(),
-            &registry,
-            &settings.network,
-        )?;
+        let new_client = || {
+            client::build(
+                &image.registry,
+                probe_ref.resolve_registry(),
+                &registry,
+                &settings.network,
+            )
+        };
+        let client = new_client()?;
         let creds = credentials::resolve(&host, settings).await?;
         if let Some(c) = &creds {
             tracing::debug!(registry = %host, user = %c.username, source = %c.source, "using credentials");
@@ -120,12 +123,7 @@ impl RegistryStore {
             {
                 tracing::debug!(registry = %store.host, "the registry wants a token after all: authenticating again");
                 let store = RegistryStore {
-                    client: client::build(
-                        &store.host,
-                        probe_ref.resolve_registry(),
-                        &registry,
-                        &settings.network,
-                    )?,
+                    client: new_client()?,
                     open_registry: Default::default(),
                     ..store
                 };
@@ -573,42 +571,45 @@ impl Resume {
             return None;
         }
         loop {
-            let stream = match &mut self.current {
-                Some(stream) => stream,
+            // Every way this attempt can fail ends below, in one retry decision.
+            let err = match self.current.as_mut() {
                 None => match self.reopen().await {
-                    Ok(stream) => self.current.insert(stream),
-                    Err(e) => {
-                        if self.budget.wait(&self.op(), &e).await {
-                            continue;
-                        }
-                        return Some(Err(self.fail(e)));
+                    Ok(stream) => {
+                        self.current = Some(stream);
+                        continue;
+                    }
+                    Err(e) => e,
+                },
+                Some(stream) => match stream.next().await {
+                    None => return None,
+                    Some(Ok(chunk)) => match self.deliver(chunk) {
+                        Some(chunk) => return Some(Ok(chunk)),
+                        None => continue,
+                    },
+                    Some(Err(io)) => {
+                        self.current = None;
+                        self.ctx.from_io(io, &self.what)
                     }
                 },
             };
-            match stream.next().await {
-                None => return None,
-                Some(Ok(mut chunk)) => {
-                    if self.skip > 0 {
-                        let n = self.skip.min(chunk.len() as u64);
-                        chunk = chunk.slice(n as usize..);
-                        self.skip -= n;
-                    }
-                    if chunk.is_empty() {
-                        continue;
-                    }
-                    self.offset += chunk.len() as u64;
-                    return Some(Ok(chunk));
-                }
-                Some(Err(io)) => {
-                    self.current = None;
-                    let e = self.ctx.from_io(io, &self.what);
-                    if self.budget.wait(&self.op(), &e).await {
-                        continue;
-                    }
-                    return Some(Err(self.fail(e)));
-                }
+            if !self.budget.wait(&self.op(), &err).await {
+                return Some(Err(self.fail(err)));
             }
         }
+    }
+
+    /// The part of `chunk` not delivered before (after a full resend), counted.
+    fn deliver(&mut self, mut chunk: Bytes) -> Option<Bytes> {
+        if self.skip > 0 {
+            let n = self.skip.min(chunk.len() as u64);
+            chunk = chunk.slice(n as usize..);
+            self.skip -= n;
+        }
+        if chunk.is_empty() {
+            return None;
+        }
+        self.offset += chunk.len() as u64;
+        Some(chunk)
     }
 
     fn op(&self) -> String {
