@@ -8,11 +8,19 @@
 //! system releases it when the process ends, even when it is killed, so a
 //! crashed job never leaves a cache locked. Lock files are never deleted:
 //! deleting one while another process waits on it would give two holders.
+//!
+//! The cache has one blob directory, `<cache>/blobs/<algorithm>/<hex>`
+//! ([`blob_path`]): layers `archgate build` writes and blobs `archgate verify`
+//! downloads live there under one naming, so verify right after build reads
+//! the built layer and downloads nothing. An entry appears only whole, under
+//! the name its bytes hashed to (temporary file in the same directory, then
+//! rename).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::image::Digest;
 
 /// An exclusive lock on one cache key, released when dropped.
 #[derive(Debug)]
@@ -57,6 +65,16 @@ impl KeyLock {
             .await
             .map_err(|e| Error::Internal(format!("waiting for a cache lock: {e}")))?
     }
+}
+
+/// The directory of the cache's blobs hashed with `algorithm` (`sha256`).
+pub fn blob_dir(cache: &Path, algorithm: &str) -> PathBuf {
+    cache.join("blobs").join(algorithm)
+}
+
+/// The one place a blob lives in the cache.
+pub fn blob_path(cache: &Path, digest: &Digest) -> PathBuf {
+    blob_dir(cache, digest.algorithm()).join(digest.hex())
 }
 
 /// The lock file of `kind`-`key`.

@@ -436,3 +436,87 @@ fn a_registry_that_is_down_exits_3() {
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
 }
+
+/// The names of one platform's checks, in the order they were recorded.
+fn check_names(v: &Value, p: &str) -> Vec<String> {
+    platform(v, p)["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Regression: with `[verify.java] required = false` and no command, `layers`
+/// was recorded after the checks that depend on it.
+#[test]
+fn regression_java_not_required_without_commands_records_layers_in_plan_order() {
+    let dir = tempdir();
+    let image = layout(&dir.path().join("layout"), &truthful(&["linux/amd64"]));
+    let config = dir.path().join("archgate.toml");
+    std::fs::write(&config, "[verify.java]\nrequired = false\n").unwrap();
+    let (code, v, stderr, _) = verify(
+        &["--config", config.to_str().unwrap(), &image],
+        &shared_cache(),
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}\n{v:#}");
+    assert_eq!(
+        check_names(&v, "linux/amd64"),
+        [
+            "index-entry",
+            "manifest",
+            "config-platform",
+            "layers",
+            "jdk-found",
+            "jdk-elf",
+            "java-version",
+            "java-os-arch"
+        ]
+    );
+    assert_eq!(outcome(&v, "linux/amd64", "layers"), "skipped");
+    assert_eq!(
+        message(&v, "linux/amd64", "layers"),
+        "nothing to look at in the file system"
+    );
+    assert_eq!(
+        message(&v, "linux/amd64", "jdk-found"),
+        "[verify.java] required = false and no extra commands"
+    );
+}
+
+/// The extra commands are checks of the plan: when the layers they need fail,
+/// each is still listed, `skipped` with that cause, after the standard checks.
+#[test]
+fn commands_whose_layers_failed_are_listed_skipped_with_the_cause() {
+    let dir = tempdir();
+    let mut entry = Entry::jre("linux/amd64", "amd64");
+    entry.layers.push(escaping_layer(&format!(
+        "archgate-cascade-{}",
+        std::process::id()
+    )));
+    let image = layout(&dir.path().join("layout"), &[entry]);
+    let config = dir.path().join("archgate.toml");
+    std::fs::write(
+        &config,
+        "[[verify.commands]]\nname = \"version\"\nargs = [\"java\", \"-version\"]\n",
+    )
+    .unwrap();
+    let (code, v, stderr, _) = verify(
+        &["--config", config.to_str().unwrap(), &image],
+        &dir.path().join("cache"),
+        &[],
+    );
+    assert_eq!(code, 1, "{stderr}\n{v:#}");
+    assert_eq!(outcome(&v, "linux/amd64", "layers"), "failed");
+    let names = check_names(&v, "linux/amd64");
+    assert_eq!(names.last().map(String::as_str), Some("command:version"));
+    for c in ["jdk-found", "java-os-arch", "command:version"] {
+        assert_eq!(outcome(&v, "linux/amd64", c), "skipped", "{c}");
+        assert_eq!(
+            message(&v, "linux/amd64", c),
+            "needs `layers`, which failed",
+            "{c}"
+        );
+    }
+}

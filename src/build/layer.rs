@@ -1,6 +1,7 @@
 //! Reproducible layers, written in one streaming pass: tar → (sha256 of the
 //! tar = diff_id) → gzip → (sha256 of the gzip = blob digest) → a file in
-//! `<cache>/layers/blobs`. Memory stays flat whatever the layer size.
+//! the cache's one blob directory ([`crate::cache_lock::blob_path`]). Memory
+//! stays flat whatever the layer size.
 //!
 //! Entries come sorted from `context`; every header has the fixed mtime
 //! (`SOURCE_DATE_EPOCH`, else 0), the spec's owner, no user or group names and
@@ -37,8 +38,8 @@ pub struct LayerBlob {
     pub size: u64,
 }
 
-/// `<cache>/layers`: blobs by digest and an index from input fingerprints to
-/// blobs. Several processes may share it: a fingerprint's layer is written by
+/// `<cache>/layers/index`, from input fingerprints to blobs in the cache's
+/// blob directory. Several processes may share it: a fingerprint's layer is written by
 /// whoever holds its lock (`<cache>/locks/layer-<fingerprint>.lock`), and
 /// blobs and index records appear only whole (temporary file + rename).
 #[derive(Debug, Clone)]
@@ -57,7 +58,7 @@ impl LayerCache {
 
     /// The file holding a blob.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join("blobs").join(digest.hex())
+        crate::cache_lock::blob_path(&self.root, digest)
     }
 
     fn index_path(&self, fingerprint: &str) -> PathBuf {
@@ -95,7 +96,8 @@ impl LayerCache {
         if let Some(hit) = self.lookup(&fp) {
             return Ok((hit, false));
         }
-        let blobs = self.dir.join("blobs");
+        // Layers are always sha256 (the `Hasher`'s digest).
+        let blobs = crate::cache_lock::blob_dir(&self.root, "sha256");
         let index = self.dir.join("index");
         for d in [&blobs, &index] {
             std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;

@@ -3,7 +3,10 @@
 //! chain of layer digests that made them.
 //!
 //! - `blobs/sha256/<hex>`: a blob, written under its name only after its bytes
-//!   hashed to it (temporary file + rename), so an entry is always right.
+//!   hashed to it (temporary file + rename), so an entry is always right. The
+//!   directory is the cache's one blob directory
+//!   ([`crate::cache_lock::blob_path`]): the layers `archgate build` wrote are
+//!   found there too, so verify right after build downloads none.
 //! - `rootfs/<key>`: a root unpacked from layers, keyed by the sha256 of the
 //!   ordered *compressed layer digests* — content addresses that were verified
 //!   while unpacking — never by the config's `diff_ids`, which an image could
@@ -148,21 +151,10 @@ impl Cache {
                 verified: false,
             });
         }
-        let dir = self.dir.join("blobs").join(desc.digest.algorithm());
-        let path = dir.join(desc.digest.hex());
+        let dir = crate::cache_lock::blob_dir(&self.dir, desc.digest.algorithm());
+        let path = crate::cache_lock::blob_path(&self.dir, &desc.digest);
         if let Some(hit) = cached_blob(&path, desc.size).await {
             return Ok(hit);
-        }
-        // A layer `archgate build` wrote on this machine: verify right after
-        // build downloads nothing (hashed while unpacked, like a store's file).
-        let built = crate::build::layer::LayerCache::new(&self.dir).blob_path(&desc.digest);
-        if let Ok(m) = tokio::fs::metadata(&built).await
-            && m.len() == desc.size
-        {
-            return Ok(BlobFile {
-                path: built,
-                verified: false,
-            });
         }
         // One download per blob across processes; whoever waited finds it in place.
         let key = format!("{}-{}", desc.digest.algorithm(), desc.digest.hex());

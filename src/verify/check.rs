@@ -79,6 +79,24 @@ impl CheckId {
         CheckId::JavaOsArch,
     ];
 
+    /// The checks that must have passed for this one to run (see
+    /// [`super::plan`]). Every need comes earlier in the plan; a new check is
+    /// one variant here, one row below and one executor.
+    pub fn needs(self) -> &'static [CheckId] {
+        match self {
+            CheckId::IndexEntry => &[],
+            CheckId::Manifest => &[CheckId::IndexEntry],
+            // A mislabelled config does not stop the file system checks: the
+            // ELF check then says what the layers really hold.
+            CheckId::ConfigPlatform | CheckId::Layers => &[CheckId::Manifest],
+            CheckId::JdkFound | CheckId::Command => &[CheckId::Layers],
+            // A `java` for the wrong CPU is still run: its failure under the
+            // emulator is part of the evidence. `os.arch` reads the same run
+            // as `java-version`, so a version below the policy still shows it.
+            CheckId::JdkElf | CheckId::JavaVersion | CheckId::JavaOsArch => &[CheckId::JdkFound],
+        }
+    }
+
     /// The stable identifier used in reports.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,0 +1,585 @@
+//! Execution: running one planned check of one platform against the store,
+//! the unpacked root and the sandbox. [`Execution`] keeps what each check
+//! found for the checks after it (the entry, the manifest and config, the
+//! opened root and its sandbox, where `java` is, the one `java` run); which
+//! checks run, and in which order, is [`super::plan`]'s decision, so an
+//! executor only ever answers for its own check.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::image::media::ManifestKind;
+use crate::image::{Digest, ImageConfig, ImageManifest, Selector};
+use crate::platform::Platform;
+use crate::store::{self, Store};
+
+use super::cache::Cache;
+use super::check::{Check, CheckId, Outcome};
+use super::entries::Entry;
+use super::plan::Step;
+use super::policy::{CommandPolicy, Policy};
+use super::rootfs::RootFs;
+use super::runner::{Mode, Output, Sandbox};
+use super::{elf, java, unpack};
+
+/// The PATH a container runtime sets when the image sets none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Everything the platform tasks share.
+pub struct Context<'a> {
+    pub store: &'a dyn Store,
+    pub policy: Policy,
+    pub cache: Cache,
+}
+
+/// What one platform's checks run against.
+pub struct Subject<'a> {
+    pub ctx: &'a Context<'a>,
+    pub platform: &'a Platform,
+    /// The image's platform entries, and the platforms they list.
+    pub entries: &'a [Entry],
+    pub listed: &'a [Platform],
+    /// How to execute (`Err`: why the runner cannot, for an `error`).
+    pub mode: &'a std::result::Result<Mode, String>,
+    /// The extra commands for this platform, as the plan numbers them.
+    pub commands: Vec<&'a CommandPolicy>,
+}
+
+/// One platform's checks being executed, and what they found so far.
+pub struct Execution<'a> {
+    subject: Subject<'a>,
+    /// The index has no entry for the platform.
+    pub missing: bool,
+    /// The per-platform manifest the index names.
+    pub manifest_digest: Option<Digest>,
+    /// The version `java -version` reported.
+    pub java_version: Option<String>,
+    entry: Option<&'a Entry>,
+    image: Option<(ImageManifest, ImageConfig)>,
+    root: Option<Root>,
+    java: Option<Java>,
+    /// The one `java -XshowSettings:properties -version` run both Java
+    /// checks read; `Err` is why it could not start.
+    run: Option<std::result::Result<Output, String>>,
+}
+
+/// The opened root, the image's environment, and how to execute in it.
+struct Root {
+    fs: RootFs,
+    env: Vec<String>,
+    /// `Err`: the runner cannot execute this platform (why, for an `error`).
+    sandbox: std::result::Result<Sandbox, String>,
+}
+
+/// Where `java` is.
+struct Java {
+    /// Inside the image, links followed.
+    path: String,
+    /// On the host.
+    real: PathBuf,
+}
+
+impl<'a> Execution<'a> {
+    /// Nothing found yet.
+    pub fn new(subject: Subject<'a>) -> Execution<'a> {
+        Execution {
+            subject,
+            missing: false,
+            manifest_digest: None,
+            java_version: None,
+            entry: None,
+            image: None,
+            root: None,
+            java: None,
+            run: None,
+        }
+    }
+
+    /// Runs one check of the plan (one whose needs passed).
+    pub async fn execute(&mut self, step: &Step) -> Check {
+        match step.id {
+            CheckId::IndexEntry => self.index_entry(),
+            CheckId::Manifest => self.manifest().await,
+            CheckId::ConfigPlatform => self.config_platform(),
+            CheckId::Layers => self.layers().await,
+            CheckId::JdkFound => self.jdk_found(),
+            CheckId::JdkElf => self.jdk_elf(),
+            CheckId::JavaVersion => self.java_version().await,
+            CheckId::JavaOsArch => self.java_os_arch().await,
+            CheckId::Command => match step
+                .command
+                .and_then(|i| self.subject.commands.get(i).copied())
+            {
+                Some(c) => self.command(c).await,
+                None => not_found_before(step.id),
+            },
+        }
+    }
+
+    /// 1. Exactly one entry.
+    fn index_entry(&mut self) -> Check {
+        let platform = self.subject.platform;
+        let matching: Vec<&'a Entry> = self
+            .subject
+            .entries
+            .iter()
+            .filter(|e| e.platform.matches(platform))
+            .collect();
+        match matching.as_slice() {
+            [one] => {
+                self.entry = Some(*one);
+                self.manifest_digest = Some(one.descriptor.digest.clone());
+                let msg = if one.single.is_some() {
+                    format!(
+                        "single-platform manifest {} (no index)",
+                        one.descriptor.digest
+                    )
+                } else {
+                    format!("{}", one.descriptor.digest)
+                };
+                Check::passed(CheckId::IndexEntry, msg)
+            }
+            [] => {
+                self.missing = true;
+                let have: Vec<String> = self.subject.listed.iter().map(|p| p.to_string()).collect();
+                let have = if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                };
+                Check::failed(
+                    CheckId::IndexEntry,
+                    format!("no entry for {platform} in the index (it has: {have})"),
+                )
+            }
+            many => {
+                let digests: Vec<String> = many
+                    .iter()
+                    .map(|e| e.descriptor.digest.to_string())
+                    .collect();
+                Check::failed(
+                    CheckId::IndexEntry,
+                    format!(
+                        "{} entries for {platform} ({}): a client would pick one at random",
+                        many.len(),
+                        digests.join(", ")
+                    ),
+                )
+            }
+        }
+    }
+
+    /// 2. Manifest and config, by digest.
+    async fn manifest(&mut self) -> Check {
+        let Some(entry) = self.entry else {
+            return not_found_before(CheckId::Manifest);
+        };
+        let t = Instant::now();
+        let check = match fetch(self.subject.ctx.store, entry).await {
+            Ok((manifest, config)) => {
+                let msg = format!(
+                    "manifest {} ({} layers), config {}",
+                    entry.descriptor.digest,
+                    manifest.layers.len(),
+                    manifest.config.digest
+                );
+                self.image = Some((manifest, config));
+                Check::passed(CheckId::Manifest, msg)
+            }
+            Err(e) => Check::new(CheckId::Manifest, outcome_of(&e), e.to_string()),
+        };
+        check.took(t.elapsed())
+    }
+
+    /// 3. The config states the platform the index claims.
+    fn config_platform(&self) -> Check {
+        let (Some(entry), Some((_, config))) = (self.entry, &self.image) else {
+            return not_found_before(CheckId::ConfigPlatform);
+        };
+        let stated =
+            Platform::from_spec(&config.os, &config.architecture, config.variant.as_deref());
+        if stated.matches(&entry.platform) {
+            Check::passed(
+                CheckId::ConfigPlatform,
+                format!("config says {}", stated.normalised()),
+            )
+        } else {
+            Check::failed(
+                CheckId::ConfigPlatform,
+                format!(
+                    "index entry says {}, but the image config says {} (os={:?} architecture={:?} variant={:?}): a mislabelled image",
+                    entry.platform,
+                    stated.normalised(),
+                    config.os,
+                    config.architecture,
+                    config.variant.as_deref().unwrap_or("")
+                ),
+            )
+        }
+    }
+
+    /// Layers → a root (cached by layer digests), opened, with its sandbox.
+    async fn layers(&mut self) -> Check {
+        let Some((manifest, config)) = &self.image else {
+            return not_found_before(CheckId::Layers);
+        };
+        let t = Instant::now();
+        let ctx = self.subject.ctx;
+        let opened = unpack::root_for(
+            &ctx.cache,
+            ctx.store,
+            &manifest.layers,
+            ctx.policy.max_unpacked_bytes,
+        )
+        .await
+        .and_then(|path| Ok((RootFs::open(&path)?, path)));
+        let (fs, path) = match opened {
+            Ok(v) => v,
+            Err(e) => {
+                return Check::new(CheckId::Layers, outcome_of(&e), e.to_string())
+                    .took(t.elapsed());
+            }
+        };
+        let runtime = config.config.clone().unwrap_or_default();
+        let mut env = runtime.env.clone().unwrap_or_default();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+        let workdir = runtime
+            .working_dir
+            .clone()
+            .filter(|w| w.starts_with('/') && fs.resolve(w).map(|p| p.is_dir()).unwrap_or(false))
+            .unwrap_or_else(|| "/".into());
+        let sandbox = self.subject.mode.clone().map(|mode| Sandbox {
+            root: path,
+            mode,
+            env: env.clone(),
+            workdir,
+            timeout: ctx.policy.timeout,
+        });
+        let check = Check::passed(CheckId::Layers, format!("{} layers", manifest.layers.len()));
+        self.root = Some(Root { fs, env, sandbox });
+        check.took(t.elapsed())
+    }
+
+    /// 4. Find java: JAVA_HOME, else PATH, following symlinks inside the image.
+    fn jdk_found(&mut self) -> Check {
+        let Some(root) = &self.root else {
+            return not_found_before(CheckId::JdkFound);
+        };
+        match locate_java(&root.fs, &root.env) {
+            Err(msg) => Check::failed(CheckId::JdkFound, msg),
+            Ok((link, real)) => {
+                let path = root.fs.in_image(&real);
+                let via = if link == path {
+                    path.clone()
+                } else {
+                    format!("{link} → {path}")
+                };
+                self.java = Some(Java { path, real });
+                Check::passed(CheckId::JdkFound, via)
+            }
+        }
+    }
+
+    /// 5. ELF identity of java and libjvm.so.
+    fn jdk_elf(&self) -> Check {
+        let (Some(root), Some(java)) = (&self.root, &self.java) else {
+            return not_found_before(CheckId::JdkElf);
+        };
+        let home = java_home_of(&java.path);
+        let libjvm = java::libjvm_candidates(&home)
+            .into_iter()
+            .find_map(|c| root.fs.resolve(&c).ok().filter(|p| p.is_file()));
+        let mut problems = Vec::new();
+        let mut seen = Vec::new();
+        for (label, path) in [("java", Some(java.real.clone())), ("libjvm.so", libjvm)] {
+            let Some(path) = path else {
+                problems.push(format!(
+                    "no libjvm.so under {home} (looked in lib/server, lib/<arch>/server, jre/…)"
+                ));
+                continue;
+            };
+            let shown = root.fs.in_image(&path);
+            match elf::read_ident(&path) {
+                Ok(ident) => match elf::check(&ident, self.subject.platform) {
+                    Ok(()) => seen.push(format!("{label}: {ident}")),
+                    Err(m) => problems.push(format!("{shown}: {m}")),
+                },
+                Err(e) => problems.push(format!("{shown}: {e}")),
+            }
+        }
+        if problems.is_empty() {
+            Check::passed(CheckId::JdkElf, seen.join("; "))
+        } else {
+            Check::failed(CheckId::JdkElf, problems.join("; "))
+        }
+    }
+
+    /// Runs `java -XshowSettings:properties -version` once, for both Java checks.
+    async fn run_java(&mut self) {
+        if self.run.is_some() {
+            return;
+        }
+        let (Some(root), Some(java)) = (&self.root, &self.java) else {
+            return;
+        };
+        let run = match &root.sandbox {
+            Err(msg) => Err(msg.clone()),
+            Ok(sandbox) => sandbox
+                .run(&java_argv(&java.path))
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        self.run = Some(run);
+    }
+
+    /// 6a. `java -version` runs and its version meets the policy.
+    async fn java_version(&mut self) -> Check {
+        self.run_java().await;
+        let (Some(run), Some(java), Some(root)) = (&self.run, &self.java, &self.root) else {
+            return not_found_before(CheckId::JavaVersion);
+        };
+        let out = match run {
+            Err(msg) => return Check::error(CheckId::JavaVersion, msg.clone()),
+            Ok(out) => out,
+        };
+        let policy = &self.subject.ctx.policy;
+        let took = out.duration;
+        let text = out.combined();
+        let shown_cmd = java_argv(&java.path).join(" ");
+        let check = if out.timed_out {
+            let runner = root.sandbox.as_ref().map_or("?", |s| s.mode.label());
+            Check::failed(
+                CheckId::JavaVersion,
+                format!(
+                    "`{shown_cmd}` did not finish within {} s under {runner} (raise [verify] timeout if the runner is slow)",
+                    policy.timeout.as_secs(),
+                ),
+            )
+        } else if out.code != Some(0) {
+            let code = out
+                .code
+                .map_or("a signal".to_string(), |c| format!("exit code {c}"));
+            Check::failed(
+                CheckId::JavaVersion,
+                format!("`{shown_cmd}` ended with {code}: {}", out.tail(3)),
+            )
+        } else {
+            match java::JavaVersion::parse(&text) {
+                Some(v) => {
+                    self.java_version = Some(v.to_string());
+                    match policy.java.check(&v) {
+                        Ok(()) => {
+                            Check::passed(CheckId::JavaVersion, format!("{v} ({})", policy.java))
+                        }
+                        Err(m) => Check::failed(CheckId::JavaVersion, m),
+                    }
+                }
+                None => Check::failed(
+                    CheckId::JavaVersion,
+                    format!("`{shown_cmd}` printed no version line: {}", out.tail(3)),
+                ),
+            }
+        };
+        check.took(took).with_output(text)
+    }
+
+    /// 6b. The JVM's own `os.arch`, from the same run.
+    async fn java_os_arch(&mut self) -> Check {
+        self.run_java().await;
+        let (Some(run), Some(java)) = (&self.run, &self.java) else {
+            return not_found_before(CheckId::JavaOsArch);
+        };
+        let out = match run {
+            Err(msg) => return Check::error(CheckId::JavaOsArch, msg.clone()),
+            Ok(out) => out,
+        };
+        if out.timed_out {
+            return Check::skipped(CheckId::JavaOsArch, "java did not finish");
+        }
+        if out.code != Some(0) {
+            return Check::skipped(CheckId::JavaOsArch, "java did not run");
+        }
+        let platform = self.subject.platform;
+        let want = platform.java_os_arch().unwrap_or("?");
+        match java::parse_os_arch(&out.combined()) {
+            Some(a) if java::os_arch_matches(&a, platform) => {
+                Check::passed(CheckId::JavaOsArch, format!("os.arch = {a}"))
+            }
+            Some(a) => Check::failed(
+                CheckId::JavaOsArch,
+                format!("the JVM reports os.arch = {a}, expected {want} for {platform}"),
+            ),
+            None => Check::failed(
+                CheckId::JavaOsArch,
+                format!(
+                    "no os.arch in the output of `{}`",
+                    java_argv(&java.path).join(" ")
+                ),
+            ),
+        }
+    }
+
+    /// 7. An extra command.
+    async fn command(&self, c: &CommandPolicy) -> Check {
+        let Some(root) = &self.root else {
+            return not_found_before(CheckId::Command);
+        };
+        let sandbox = match &root.sandbox {
+            Err(msg) => return Check::error(CheckId::Command, msg.clone()),
+            Ok(s) => s,
+        };
+        let args = &c.check.args;
+        let program = &args[0];
+        let resolved = if program.starts_with('/') {
+            Some(program.clone())
+        } else {
+            root.fs.find_in_path(
+                program,
+                env_value(&root.env, "PATH").unwrap_or(DEFAULT_PATH),
+            )
+        };
+        let Some(program_path) = resolved else {
+            return Check::failed(
+                CheckId::Command,
+                format!("`{program}` is not in the image's PATH"),
+            );
+        };
+        let mut argv = args.clone();
+        argv[0] = program_path;
+        let shown = args.join(" ");
+        let out = match sandbox.run(&argv).await {
+            Err(e) => return Check::error(CheckId::Command, e.to_string()),
+            Ok(out) => out,
+        };
+        let text = out.combined();
+        let expected = c.check.exit_code;
+        let check = if out.timed_out {
+            Check::failed(
+                CheckId::Command,
+                format!(
+                    "`{shown}` did not finish within {} s",
+                    sandbox.timeout.as_secs()
+                ),
+            )
+        } else if out.code != Some(expected) {
+            let code = out
+                .code
+                .map_or("a signal".to_string(), |x| format!("exit code {x}"));
+            Check::failed(
+                CheckId::Command,
+                format!(
+                    "`{shown}` ended with {code}, expected {expected}: {}",
+                    out.tail(3)
+                ),
+            )
+        } else if !c.output.is_match(&text) {
+            Check::failed(
+                CheckId::Command,
+                format!(
+                    "`{shown}` output does not match /{}/: {}",
+                    c.output.as_str(),
+                    out.tail(3)
+                ),
+            )
+        } else {
+            Check::passed(CheckId::Command, format!("`{shown}` exit code {expected}"))
+        };
+        check.took(out.duration).with_output(text)
+    }
+}
+
+/// The check for an executor run without what an earlier check finds: the
+/// plan's needs make it unreachable, and it is an `error`, never a pass.
+fn not_found_before(id: CheckId) -> Check {
+    Check::error(
+        id,
+        format!(
+            "internal: `{}` ran before the checks it needs (a plan without its needs)",
+            id.as_str()
+        ),
+    )
+}
+
+/// A check outcome for an error: the image's fault is `failed`, the
+/// infrastructure's `error`.
+fn outcome_of(e: &Error) -> Outcome {
+    match e.kind() {
+        ErrorKind::Infrastructure => Outcome::Error,
+        ErrorKind::Content | ErrorKind::Usage => Outcome::Failed,
+    }
+}
+
+/// The manifest and config of one entry, by digest, digests verified.
+async fn fetch(store: &dyn Store, entry: &Entry) -> Result<(ImageManifest, ImageConfig)> {
+    let what = format!("manifest {}", entry.descriptor.digest);
+    let raw = match &entry.single {
+        Some(m) => m.clone(),
+        None => {
+            store
+                .get_manifest(&Selector::Digest(entry.descriptor.digest.clone()))
+                .await?
+        }
+    };
+    if raw.kind() != ManifestKind::Image {
+        return Err(Error::malformed(
+            &what,
+            "the index entry points at another index, not an image manifest",
+        ));
+    }
+    let manifest = raw.image(&what)?;
+    let cwhat = format!("config {} of {what}", manifest.config.digest);
+    let bytes = store::read_blob(store, &manifest.config, &cwhat).await?;
+    let config = ImageConfig::parse(&bytes, &cwhat)?;
+    Ok((manifest, config))
+}
+
+/// The command line that shows the version and `os.arch` at once.
+fn java_argv(java: &str) -> Vec<String> {
+    vec![
+        java.to_string(),
+        "-XshowSettings:properties".to_string(),
+        "-version".to_string(),
+    ]
+}
+
+fn env_value<'e>(env: &'e [String], key: &str) -> Option<&'e str> {
+    env.iter()
+        .rev()
+        .find_map(|e| e.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+/// `(the path found, its host path after following links)`, or why not.
+fn locate_java(rootfs: &RootFs, env: &[String]) -> std::result::Result<(String, PathBuf), String> {
+    if let Some(home) = env_value(env, "JAVA_HOME").filter(|h| !h.is_empty()) {
+        let home = home.trim_end_matches('/');
+        let candidate = format!("{home}/bin/java");
+        return match rootfs.resolve(&candidate) {
+            Ok(p) if p.is_file() => Ok((candidate, p)),
+            _ => Err(format!(
+                "JAVA_HOME={home} in the image config, but {candidate} is not in the image"
+            )),
+        };
+    }
+    let path = env_value(env, "PATH").unwrap_or(DEFAULT_PATH);
+    match rootfs.find_in_path("java", path) {
+        Some(found) => match rootfs.resolve(&found) {
+            Ok(p) => Ok((found, p)),
+            Err(e) => Err(format!("{found}: {e}")),
+        },
+        None => Err(format!(
+            "no java: the image config sets no JAVA_HOME, and no directory of PATH={path} holds an executable `java`"
+        )),
+    }
+}
+
+/// `…/bin/java` → `…` (the JRE directory for a JDK 8 `jre/bin/java`).
+fn java_home_of(java: &str) -> String {
+    let p = Path::new(java);
+    p.parent()
+        .and_then(|bin| bin.parent())
+        .map(|h| h.display().to_string())
+        .unwrap_or_else(|| "/".into())
+}

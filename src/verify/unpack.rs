@@ -1,0 +1,106 @@
+//! Layers → an unpacked root, beside the [`Cache`] that keeps it: a root is
+//! looked up by its layers' digests under the key's lock, else its blobs are
+//! fetched into the cache (or read from the store's own files), applied in
+//! order into a staging directory with [`rootfs`]'s safety rules and limits,
+//! verified against their digests while read, and installed whole.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::image::Descriptor;
+use crate::image::digest::Hasher;
+use crate::store::Store;
+
+use super::cache::{BlobFile, Cache};
+use super::{rootfs, runner};
+
+/// The host path of the complete, cached root made by `layers`, unpacking it
+/// now when no process has yet; at most `max_unpacked_bytes` are written.
+pub async fn root_for(
+    cache: &Cache,
+    store: &dyn Store,
+    layers: &[Descriptor],
+    max_unpacked_bytes: u64,
+) -> Result<PathBuf> {
+    let key = Cache::root_key(layers);
+    let held = cache.lock(&key).await?;
+    if let Some(path) = cache.cached_root(&key) {
+        tracing::debug!(root = %path.display(), "unpacked root from the cache");
+        return Ok(path);
+    }
+    cache.remove_stale_staging(&held, &key);
+    let mut files = Vec::new();
+    for l in layers {
+        files.push((l.clone(), cache.blob(store, l).await?));
+    }
+    let dir = cache.rootfs_dir();
+    let limits = rootfs::Limits {
+        max_total_bytes: max_unpacked_bytes,
+        ..rootfs::Limits::default()
+    };
+    let prefix = Cache::staging_prefix(&key);
+    let staged = tokio::task::spawn_blocking(move || unpack(&dir, &prefix, &files, limits))
+        .await
+        .map_err(|e| Error::Internal(format!("unpacking layers: {e}")))??;
+    cache.install_root(&held, &staged, &key)
+}
+
+/// Applies layers in order into a fresh directory `dir/PREFIX*`; returns it.
+fn unpack(
+    dir: &Path,
+    prefix: &str,
+    layers: &[(Descriptor, BlobFile)],
+    limits: rootfs::Limits,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut root = rootfs::RootFs::new_named(dir, prefix, limits)?;
+    for (desc, file) in layers {
+        let what = format!("layer {}", desc.digest);
+        let compression = rootfs::Compression::from_media_type(&desc.media_type)
+            .map_err(|e| Error::malformed(&what, e))?;
+        let f = std::fs::File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
+        let mut reader = HashingReader {
+            inner: std::io::BufReader::with_capacity(256 * 1024, f),
+            hasher: Hasher::new(),
+        };
+        root.apply_layer(&mut reader, compression, &what)?;
+        std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| Error::io(&file.path, e))?;
+        if !file.verified {
+            let read = reader.hasher.len();
+            if read != desc.size {
+                return Err(Error::malformed(
+                    &what,
+                    format!(
+                        "is {read} bytes, but the manifest declares {}; the image is corrupt or forged",
+                        desc.size
+                    ),
+                ));
+            }
+            let actual = reader.hasher.finish();
+            if actual != desc.digest {
+                return Err(Error::DigestMismatch {
+                    what,
+                    expected: desc.digest.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+        }
+    }
+    runner::prepare_root(root.path())?;
+    Ok(root.keep())
+}
+
+/// Hashes what passes through, to verify a store's own blob file while it is unpacked.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
