@@ -26,6 +26,8 @@ fn settings(dir: &Path) -> insta::Settings {
     s.add_filter(r"/tmp/[A-Za-z0-9_.-]+", "[tmp]");
     s.add_filter(r"sha256:[0-9a-f]{64}", "sha256:[digest]");
     s.add_filter(r"\b[0-9a-f]{64}\b", "[hex]");
+    // Tables show digests cut to 12 hex digits.
+    s.add_filter(r"sha256:[0-9a-f]{12}\b", "sha256:[short]");
     s.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
     s.add_filter(r"\b\d+(\.\d+)? ?[KMGT]?i?B/s\b", "[rate]");
     s.add_filter(r"\b\d+(\.\d+)? ?(ns|µs|us|ms|s)\b", "[duration]");
@@ -35,7 +37,13 @@ fn settings(dir: &Path) -> insta::Settings {
 
 /// What a person sees of a run: the exit code, then stdout.
 fn screen(out: &TestOutput) -> String {
-    format!("exit {:?}\n{}", out.code(), out.stdout())
+    format!("{}\n{}", exit(out), out.stdout())
+}
+
+/// `exit N` (or `killed` when a signal ended the run).
+fn exit(out: &TestOutput) -> String {
+    out.code()
+        .map_or_else(|| "killed".to_string(), |c| format!("exit {c}"))
 }
 
 /// archgate in `dir` with its own cache and the fixed build time.
@@ -182,8 +190,6 @@ fn error_for_a_mistyped_key() {
     .unwrap();
     let _guard = settings(dir).bind_to_scope();
     let out = archgate_in(dir).args(["inspect", "oci:out:v1"]).output();
-    insta::assert_snapshot!(
-        "error_mistyped_key",
-        format!("exit {:?}\n{}", out.code(), out.stderr())
-    );
+    let screen = format!("{}\n{}", exit(&out), out.stderr());
+    insta::assert_snapshot!("error_mistyped_key", screen);
 }
