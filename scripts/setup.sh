@@ -9,6 +9,7 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v openssl >/dev/null || need+=(openssl)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v curl >/dev/null || need+=(curl)
+# interop: tests/layout.rs reads and writes layouts with umoci and fails without it
 command -v umoci >/dev/null || need+=(umoci)
 # verify: the sandbox and the emulators for foreign CPUs
 command -v bwrap >/dev/null || need+=(bubblewrap)

@@ -6,7 +6,6 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::Output;
 
 use archgate::config::Settings;
 use archgate::image::{Digest, ImageRef};
@@ -16,7 +15,9 @@ use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
 use crate::common::images::ImageSet;
-use crate::common::{Flavor, TestRegistry, image_set_with_env, push_image_set, skopeo_raw};
+use crate::common::{
+    Flavor, TestOutput, TestRegistry, image_set_with_env, push_image_set, skopeo_raw,
+};
 
 const DEBIAN_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const ARCHES: [&str; 3] = ["amd64", "arm64", "mips64le"];
@@ -42,28 +43,19 @@ fn context(dir: &Path) {
 }
 
 /// archgate in `dir` (which holds archgate.toml), with its own cache.
-fn run(dir: &Path, args: &[&str]) -> Output {
+fn run(dir: &Path, args: &[&str]) -> TestOutput {
     crate::common::archgate()
         .current_dir(dir)
         .env("ARCHGATE_CACHE", dir.join("cache"))
-        .env_remove("SOURCE_DATE_EPOCH")
         .args(args)
         .output()
-        .expect("run archgate")
 }
 
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+fn ok(out: &TestOutput) -> String {
+    out.assert_code(0);
+    out.stdout().to_string()
 }
 
-/// The `sha256:…` on the first line (`LOCATION@sha256:…`).
 fn printed_digest(stdout: &str) -> String {
     let first = stdout.lines().next().unwrap_or_default();
     first
@@ -307,9 +299,8 @@ fn refused(dir: &Path, dockerfile: &str, platform: &str, image: &str) -> String 
         dir,
         &["build", "--platform", platform, "--image", image, "."],
     );
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    stderr
+    out.assert_code(2);
+    out.stderr().to_string()
 }
 
 #[tokio::test]
@@ -416,17 +407,14 @@ fn the_buildx_driver_says_what_is_missing() {
         .current_dir(dir.path())
         .env("PATH", empty.path())
         .args(image)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("`docker` is not on PATH"), "{stderr}");
-    assert!(stderr.contains("docker-buildx-plugin"), "{stderr}");
+        .output();
+    out.assert_code(2)
+        .assert_stderr_contains("`docker` is not on PATH")
+        .assert_stderr_contains("docker-buildx-plugin");
     // An OCI layout is not something buildx --push can write.
-    let out = run(dir.path(), &["build", "--image", "oci:out:v1", "."]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("pushes to a registry"), "{stderr}");
+    run(dir.path(), &["build", "--image", "oci:out:v1", "."])
+        .assert_code(2)
+        .assert_stderr_contains("pushes to a registry");
 }
 
 #[test]
@@ -453,7 +441,6 @@ fn source_date_epoch_sets_every_timestamp() {
                 ".",
             ])
             .output()
-            .unwrap()
     };
     ok(&build("1700000000"));
     let out = std::process::Command::new("skopeo")
@@ -474,8 +461,7 @@ fn source_date_epoch_sets_every_timestamp() {
             .iter()
             .all(|h| h["created"] == "2023-11-14T22:13:20Z")
     );
-    let bad = build("yesterday");
-    let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert_eq!(bad.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("SOURCE_DATE_EPOCH=yesterday"), "{stderr}");
+    build("yesterday")
+        .assert_code(2)
+        .assert_stderr_contains("SOURCE_DATE_EPOCH=yesterday");
 }

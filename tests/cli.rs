@@ -2,27 +2,16 @@
 //! errors, `archgate config`).
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn archgate_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_archgate"));
-    cmd.args(args)
+use crate::common::command::read_by_archgate;
+use crate::common::{TestCommand, TestOutput};
+
+fn archgate_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> TestOutput {
+    TestCommand::new()
         .current_dir(dir)
-        .env_remove("ARCHGATE_CONFIG")
-        .env_remove("ARCHGATE_LOG")
-        .env("NO_COLOR", "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run archgate")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
+        .args(args)
+        .envs(env)
+        .output()
 }
 
 #[test]
@@ -34,8 +23,8 @@ fn mistyped_config_key_is_a_one_line_usage_error() {
     )
     .unwrap();
     let out = archgate_in(dir.path(), &["config"], &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let err = stderr(&out);
+    assert_eq!(out.code(), Some(2), "{out}");
+    let err = out.stderr();
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
         err.contains("unknown key `registires`") && err.contains("did you mean `registries`"),
@@ -54,8 +43,8 @@ fn wrong_type_and_bad_host_name_file_and_key() {
         &["--config", file.to_str().unwrap(), "config"],
         &[],
     );
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
+    assert_eq!(out.code(), Some(2));
+    let err = out.stderr();
     assert!(
         err.contains("custom.toml")
             && err.contains("network.concurrency")
@@ -69,8 +58,8 @@ fn wrong_type_and_bad_host_name_file_and_key() {
         &["config"],
         &[("ARCHGATE_CONFIG", file.to_str().unwrap())],
     );
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
+    assert_eq!(out.code(), Some(2));
+    let err = out.stderr();
     assert!(
         err.contains("malformed registry host `host::5000`") && err.contains("HOST[:PORT]"),
         "{err}"
@@ -94,8 +83,8 @@ fn config_prints_layers_with_origins_and_hides_secrets() {
             ("CI_COMMIT_SHORT_SHA", "abc12345"),
         ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let text = stdout(&out);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let text = out.stdout();
     assert!(
         text.contains("network.retries = 6")
             && text.contains("# environment ARCHGATE_NETWORK__RETRIES"),
@@ -110,7 +99,7 @@ fn config_prints_layers_with_origins_and_hides_secrets() {
         text.contains("image = \"oci:out/app:{git_short_sha}\""),
         "{text}"
     );
-    let all = text.clone() + &stderr(&out);
+    let all = text.to_string() + out.stderr();
     assert!(
         !all.contains("file-secret-123") && !all.contains("ci-secret-456"),
         "{all}"
@@ -121,7 +110,7 @@ fn config_prints_layers_with_origins_and_hides_secrets() {
         &["config", "--json"],
         &[("CI_REGISTRY_PASSWORD", "ci-secret-456")],
     );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = out.json();
     assert_eq!(
         json["settings"]["registries"]["127.0.0.1:5999"]["password"],
         "***"
@@ -138,19 +127,45 @@ fn bad_locations_are_usage_errors() {
         ("10.0.0.5:5000/App:v1", "lowercase"),
     ] {
         let out = archgate_in(dir.path(), &["inspect", arg], &[]);
-        assert_eq!(out.status.code(), Some(2), "{arg}: {}", stderr(&out));
-        assert!(stderr(&out).contains(want), "{arg}: {}", stderr(&out));
+        assert_eq!(out.code(), Some(2), "{arg}: {out}");
+        assert!(out.stderr().contains(want), "{arg}: {out}");
     }
     let out = archgate_in(dir.path(), &["inspect"], &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "missing argument is a usage error"
-    );
+    assert_eq!(out.code(), Some(2), "missing argument is a usage error");
     let out = archgate_in(dir.path(), &["--help"], &[]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.code(), Some(0));
     assert!(
-        stdout(&out).contains("Exit codes:"),
+        out.stdout().contains("Exit codes:"),
         "--help documents exit codes"
     );
+}
+
+/// The bug: cli.rs started the binary its own way and forgot to clear
+/// `ARCHGATE_LOG_FORMAT`, so a developer's `ARCHGATE_LOG_FORMAT=json` turned
+/// every error line these tests read into JSON. The one builder clears every
+/// variable archgate reads and keeps the ones a process needs.
+#[test]
+fn harness_clears_archgate_log_format() {
+    for leak in [
+        "ARCHGATE_LOG_FORMAT",
+        "ARCHGATE_LOG",
+        "ARCHGATE_CONFIG",
+        "ARCHGATE_CACHE",
+        "GITLAB_CI",
+        "CI",
+        "CI_REGISTRY_PASSWORD",
+        "BUILD_NUMBER",
+        "DOCKER_AUTH_CONFIG",
+        "SOURCE_DATE_EPOCH",
+    ] {
+        assert!(read_by_archgate(leak), "{leak} must be cleared");
+    }
+    for kept in ["PATH", "HOME", "XDG_CACHE_HOME", "TMPDIR", "CIRCLE"] {
+        assert!(!read_by_archgate(kept), "{kept} must be kept");
+    }
+    // And the binary run through it logs as text: the error is a plain line.
+    let dir = crate::common::tempdir();
+    let out = archgate_in(dir.path(), &["inspect", "oci:"], &[]);
+    out.assert_code(2);
+    assert!(out.stderr().starts_with("error: "), "{out}");
 }

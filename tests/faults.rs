@@ -7,7 +7,6 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use archgate::image::{Digest, ImageRef};
 use archgate::store::registry::RegistryStore;
@@ -18,7 +17,8 @@ use crate::common::faults::{CLIENT_TIMEOUT, FaultProxy};
 use crate::common::images::noise;
 use crate::common::jre::{Entry, debian_arch};
 use crate::common::{
-    Flavor, TestRegistry, archgate, image_set_with_env, large_image_set, skopeo_raw, tempdir, text,
+    Flavor, TestOutput, TestRegistry, archgate, image_set_with_env, large_image_set, skopeo_raw,
+    tempdir,
 };
 
 /// The fault rates that must not change any result.
@@ -66,21 +66,19 @@ impl Faulty {
 
     /// `archgate --config … ARGS` in the working directory with a fresh cache
     /// named `cache` (so every run downloads through the proxy); `env` added.
-    fn run<S: AsRef<OsStr>>(&self, cache: &str, args: &[S], env: &[(&str, &str)]) -> Output {
-        let mut cmd = archgate();
-        cmd.current_dir(self.dir.path())
+    fn run<S: AsRef<OsStr>>(&self, cache: &str, args: &[S], env: &[(&str, &str)]) -> TestOutput {
+        archgate()
+            .current_dir(self.dir.path())
             .env("ARCHGATE_CACHE", self.dir.path().join("caches").join(cache))
             .arg("--config")
             .arg(&self.config)
-            .args(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().expect("run archgate")
+            .args(args)
+            .envs(env)
+            .output()
     }
 
     /// `run` at 100% faults, with 2 retries so that it gives up quickly.
-    fn run_all_failing<S: AsRef<OsStr>>(&self, cache: &str, args: &[S]) -> Output {
+    fn run_all_failing<S: AsRef<OsStr>>(&self, cache: &str, args: &[S]) -> TestOutput {
         self.proxy.set_rate(1.0);
         self.proxy.reset_stats();
         let out = self.run(cache, args, &[("ARCHGATE_NETWORK__RETRIES", "2")]);
@@ -89,7 +87,7 @@ impl Faulty {
     }
 
     /// Sets the rate, runs, and checks that faults were injected.
-    fn run_at<S: AsRef<OsStr>>(&self, rate: f64, cache: &str, args: &[S]) -> Output {
+    fn run_at<S: AsRef<OsStr>>(&self, rate: f64, cache: &str, args: &[S]) -> TestOutput {
         self.proxy.set_rate(rate);
         self.proxy.reset_stats();
         let started = std::time::Instant::now();
@@ -136,13 +134,12 @@ impl Faulty {
     }
 }
 
-fn json(out: &Output) -> Value {
-    assert_eq!(out.status.code(), Some(0), "{}", text(out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
+fn json(out: &TestOutput) -> Value {
+    out.assert_code(0).json()
 }
 
-fn exits_3(out: &Output, what: &str) {
-    assert_eq!(out.status.code(), Some(3), "{what}: {}", text(out));
+fn exits_3(out: &TestOutput, what: &str) {
+    assert_eq!(out.code(), Some(3), "{what}: {out}");
 }
 
 /// A build context: per architecture 1 MiB of seeded noise (incompressible,

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{archgate, tempdir};
+use crate::common::{TestOutput, archgate, tempdir};
 
 fn corpus(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -30,11 +30,11 @@ fn expectation(file: &Path) -> String {
         .to_string()
 }
 
-fn check(file: &Path, out: &std::process::Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+fn check(file: &Path, out: &TestOutput) -> String {
+    let stderr = out.stderr().to_string();
     let name = file.file_name().unwrap().to_string_lossy();
-    assert!(!stderr.contains("panicked"), "{name}: panic\n{stderr}");
-    assert_eq!(out.status.code(), Some(2), "{name}: want exit 2\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{name}: panic\n{out}");
+    assert_eq!(out.code(), Some(2), "{name}: want exit 2\n{out}");
     let want = expectation(file);
     assert!(
         stderr.contains(&want),
@@ -64,8 +64,7 @@ fn hostile_dockerfiles_are_refused_clearly_and_publish_nothing() {
             .arg(format!("oci:{}:v1", out_dir.display()))
             .arg(&ctx)
             .env("ARCHGATE_CACHE", dir.path().join("cache"))
-            .output()
-            .unwrap();
+            .output();
         check(&file, &out);
         assert!(
             !out_dir.exists(),
@@ -85,8 +84,7 @@ fn hostile_configurations_are_refused_naming_the_key() {
             .arg("--config")
             .arg(&file)
             .args(["verify", "oci:/nonexistent/archgate-hostile:v1"])
-            .output()
-            .unwrap();
+            .output();
         let stderr = check(&file, &out);
         assert!(
             !stderr.contains("archgate-hostile"),
@@ -198,19 +196,16 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 /// `archgate verify --json --runner static IMAGE`: (exit code, JSON or Null, stderr).
 fn verify_static(image: &str, extra_env: &[(&str, &str)]) -> (i32, serde_json::Value, String) {
     let dir = tempdir();
-    let mut cmd = archgate();
-    cmd.args(["verify", "--json", "--runner", "static", image])
-        .env("ARCHGATE_CACHE", dir.path().join("cache"));
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "panic:\n{stderr}");
+    let out = archgate()
+        .args(["verify", "--json", "--runner", "static", image])
+        .env("ARCHGATE_CACHE", dir.path().join("cache"))
+        .envs(extra_env)
+        .output();
+    assert!(!out.stderr().contains("panicked"), "panic:\n{out}");
     (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null),
-        stderr,
+        out.code().unwrap_or(-1),
+        out.json_or_null(),
+        out.stderr().to_string(),
     )
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use archgate::config::Settings;
 use archgate::image::{Digest, ImageRef, RawManifest, media};
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::common::images::{ImageSet, attestation, push_blobs, push_image};
-use crate::common::{Flavor, TestRegistry, image_set, skopeo_raw, text};
+use crate::common::{Flavor, TestOutput, TestRegistry, image_set, skopeo_raw, text};
 
 /// A registry and a working directory whose `archgate.toml` lists it as plain HTTP.
 struct Env {
@@ -41,26 +41,25 @@ impl Env {
     }
 
     /// `archgate ARGS` in the working directory.
-    fn archgate(&self, args: &[&str]) -> Output {
+    fn archgate(&self, args: &[&str]) -> TestOutput {
         crate::common::archgate()
             .current_dir(self.dir.path())
             .args(args)
             .output()
-            .expect("run archgate")
     }
 
     /// `archgate merge ARGS`, which must succeed.
     fn merge_ok(&self, args: &[&str]) -> String {
         let out = self.archgate(&[&["merge"], args].concat());
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        String::from_utf8(out.stdout).unwrap()
+        out.assert_code(0);
+        out.stdout().to_string()
     }
 
     /// `archgate ARGS`, which must fail with exit `code`; its stderr.
     fn fails(&self, args: &[&str], code: i32) -> String {
         let out = self.archgate(args);
-        assert_eq!(out.status.code(), Some(code), "{}", text(&out));
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        out.assert_code(code);
+        out.stderr().to_string()
     }
 
     /// `archgate merge --json ARGS`, which must succeed.
@@ -185,13 +184,13 @@ async fn three_single_arch_images_merge_into_an_oci_index_and_a_docker_list() {
         let mut args = vec!["merge", "--target", &mixed, "--format", other];
         args.extend(sources.iter().map(String::as_str));
         let out = env.archgate(&args);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        let warned = String::from_utf8_lossy(&out.stderr).contains("add --convert");
-        assert_eq!(warned, flavor == Flavor::Oci, "{}", text(&out));
+        out.assert_code(0);
+        let warned = out.stderr().contains("add --convert");
+        assert_eq!(warned, flavor == Flavor::Oci, "{out}");
 
         let out = env.archgate(&["inspect", &target]);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        out.assert_code(0);
+        let stdout = out.stdout();
         assert!(
             stdout.contains(shown) && stdout.contains(digest.as_str()),
             "{stdout}"
@@ -700,10 +699,8 @@ async fn merge_over_tls_with_basic_auth_never_prints_the_password() {
     let out = crate::common::archgate()
         .current_dir(dir.path())
         .args(&args)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        .output();
+    let json = out.assert_code(0).json();
     assert_eq!(json["written"]["blobs_mounted"], 6, "{json}");
     let bytes = skopeo_raw(&registry, &registry.repo("app:v1"));
     assert_eq!(json["index_digest"], Digest::of(&bytes).to_string());
@@ -711,8 +708,7 @@ async fn merge_over_tls_with_basic_auth_never_prints_the_password() {
         &base64::engine::general_purpose::STANDARD,
         format!("ci:{PASSWORD}"),
     );
-    for text in [&out.stdout, &out.stderr] {
-        let text = String::from_utf8_lossy(text);
+    for text in [out.stdout(), out.stderr()] {
         assert!(
             !text.contains(PASSWORD) && !text.contains(&encoded),
             "password leaked:\n{text}"
@@ -750,21 +746,12 @@ async fn two_concurrent_merges_to_one_tag_leave_one_complete_index() {
                     .arg("--config")
                     .arg(&config)
                     .args(["merge", "--json", "--target", &target, src])
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
                     .spawn()
-                    .expect("start archgate")
             })
             .collect();
         let mut written = Vec::new();
         for child in children {
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let json = child.wait().assert_code(0).json();
             written.push(json["index_digest"].as_str().unwrap().to_string());
         }
         assert_ne!(written[0], written[1], "two different indexes were written");

@@ -3,7 +3,7 @@
 //! interrupted copy that resumes, and a corrupted archive that tags nothing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use archgate::image::{Digest, RawManifest, Selector};
@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use crate::common::images::ImageSet;
 use crate::common::{
-    Flavor, TestRegistry, archgate, image_set, large_image_set, skopeo_raw, tempdir,
+    Flavor, Running, TestOutput, TestRegistry, archgate, image_set, large_image_set, skopeo_raw,
+    tempdir,
 };
 
 /// A configuration trusting the registries over plain HTTP.
@@ -29,7 +30,7 @@ fn config(dir: &Path, registries: &[&TestRegistry], extra: &str) -> PathBuf {
 }
 
 /// Runs `archgate --config CONFIG mirror ARGS --json`.
-fn mirror(config: &Path, args: &[&str]) -> Output {
+fn mirror(config: &Path, args: &[&str]) -> TestOutput {
     archgate()
         .arg("--config")
         .arg(config)
@@ -37,18 +38,14 @@ fn mirror(config: &Path, args: &[&str]) -> Output {
         .args(args)
         .arg("--json")
         .output()
-        .expect("run archgate")
 }
 
 /// The JSON outcomes of a successful run.
-fn outcomes(out: &Output) -> Vec<Value> {
-    assert!(
-        out.status.success(),
-        "archgate mirror failed ({:?}): {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("JSON array on stdout")
+fn outcomes(out: &TestOutput) -> Vec<Value> {
+    match out.assert_code(0).json() {
+        Value::Array(outcomes) => outcomes,
+        other => panic!("a JSON array on stdout, not {other}:\n{out}"),
+    }
 }
 
 /// Whether `skopeo inspect --raw` finds `reference` (a tag or digest).
@@ -130,7 +127,7 @@ async fn registry_to_archive_to_second_registry_preserves_digests() {
         stored.bytes, set.index.bytes,
         "the index bytes travel unchanged"
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = out.stderr();
     let layer = Digest::of(&set.images[0].layer);
     assert!(
         stderr.contains(&format!("blob {layer}")) && stderr.contains("copied"),
@@ -254,13 +251,8 @@ async fn platform_filter_keeps_two_of_three_and_a_missing_platform_writes_nothin
                 "linux/amd64,linux/arm/v7",
             ],
         );
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        out.assert_code(1);
+        let stderr = out.stderr();
         assert!(stderr.contains("has no linux/arm/v7"), "{stderr}");
         assert!(
             stderr.contains(&a.repo("app:v1")),
@@ -276,8 +268,9 @@ async fn platform_filter_keeps_two_of_three_and_a_missing_platform_writes_nothin
         &cfg,
         &[&single, &b.repo("single:arm"), "--platform", "linux/arm64"],
     );
-    assert_eq!(wrong.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&wrong.stderr).contains("it has linux/amd64"));
+    wrong
+        .assert_code(1)
+        .assert_stderr_contains("it has linux/amd64");
     let o = &outcomes(&mirror(
         &cfg,
         &[
@@ -320,16 +313,13 @@ fn layout_blobs(layout: &Path) -> Vec<String> {
 }
 
 /// Starts a mirror one blob at a time, so that there is a "midway" to kill it at.
-fn start_slow_mirror(config: &Path, source: &str, target: &str) -> std::process::Child {
+fn start_slow_mirror(config: &Path, source: &str, target: &str) -> Running {
     archgate()
         .env("ARCHGATE_NETWORK__CONCURRENCY", "1")
         .arg("--config")
         .arg(config)
         .args(["mirror", source, target])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start archgate")
+        .spawn_quiet()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -343,13 +333,12 @@ async fn interrupted_mirror_to_an_archive_resumes_with_what_is_missing() {
     let staging = dir.path().join("big.tar.partial");
     let target = format!("oci-archive:{}", archive.display());
 
-    let mut child = start_slow_mirror(&cfg, &a.repo("big:v1"), &target);
+    let child = start_slow_mirror(&cfg, &a.repo("big:v1"), &target);
     // Killed once two blobs (a config and a layer) are in the staging directory.
     wait_for("two staged blobs", 2, || layout_blobs(&staging).len());
-    child.kill().expect("kill archgate");
-    let status = child.wait().unwrap();
-    assert!(
-        !status.success(),
+    assert_ne!(
+        child.kill(),
+        Some(0),
         "archgate was killed midway, not finished"
     );
     let arrived = layout_blobs(&staging);
@@ -399,10 +388,9 @@ async fn interrupted_mirror_between_registries_never_tags_and_resumes() {
             .count()
     };
 
-    let mut child = start_slow_mirror(&cfg, &a.repo("big:v1"), &b.repo("big:v1"));
+    let child = start_slow_mirror(&cfg, &a.repo("big:v1"), &b.repo("big:v1"));
     wait_for("two blobs in the target registry", 2, arrived);
-    child.kill().expect("kill archgate");
-    assert!(!child.wait().unwrap().success());
+    assert_ne!(child.kill(), Some(0), "killed midway, not finished");
     let before = arrived();
     assert!(before < 6, "interrupted before the end");
     assert!(
@@ -417,7 +405,7 @@ async fn interrupted_mirror_between_registries_never_tags_and_resumes() {
 }
 
 /// Flips one byte in the middle of blob `digest` inside the tar at `archive`.
-fn corrupt_blob_in_archive(archive: &Path, digest: &Digest) {
+pub(crate) fn corrupt_blob_in_archive(archive: &Path, digest: &Digest) {
     use std::io::{Read, Seek, SeekFrom, Write};
     let name = format!("blobs/sha256/{}", digest.hex());
     let mut tar = tar::Archive::new(std::fs::File::open(archive).unwrap());
@@ -468,8 +456,8 @@ async fn a_corrupted_archive_blob_is_detected_and_nothing_is_tagged() {
             &b.repo("app:v1"),
         ],
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "a content error: {stderr}");
+    assert_eq!(out.code(), Some(1), "a content error: {out}");
+    let stderr = out.stderr();
     assert!(
         stderr.contains(&layer.to_string()),
         "names the blob: {stderr}"
@@ -509,8 +497,7 @@ async fn config_entries_move_a_list_of_images_in_one_run() {
         .arg("--config")
         .arg(&cfg)
         .args(["mirror", "--json"])
-        .output()
-        .unwrap();
+        .output();
     let o = outcomes(&out);
     assert_eq!(o.len(), 2);
     assert_eq!(
@@ -536,8 +523,6 @@ async fn config_entries_move_a_list_of_images_in_one_run() {
         .arg("--config")
         .arg(&empty)
         .arg("mirror")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("[[mirror]]"));
+        .output();
+    out.assert_code(2).assert_stderr_contains("[[mirror]]");
 }

@@ -457,12 +457,8 @@ async fn inspect_cli_shows_three_platforms_over_http_and_tls_without_leaking_the
             let out = crate::common::archgate()
                 .current_dir(dir.path())
                 .args(["-vv", "inspect", &reference])
-                .env("NO_COLOR", "1")
-                .output()
-                .unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+                .output();
+            let (stdout, stderr) = (out.assert_code(0).stdout(), out.stderr());
             assert!(stdout.contains(set.index.digest.as_str()), "{stdout}");
             for p in ["linux/amd64", "linux/arm64", "linux/mips64le"] {
                 assert!(
@@ -482,7 +478,7 @@ async fn inspect_cli_shows_three_platforms_over_http_and_tls_without_leaking_the
                 &base64::engine::general_purpose::STANDARD,
                 format!("alice:{PASSWORD}"),
             );
-            for text in [&*stdout, &*stderr] {
+            for text in [stdout, stderr] {
                 assert!(
                     !text.contains(PASSWORD) && !text.contains(&encoded),
                     "password leaked:\n{text}"
@@ -492,9 +488,8 @@ async fn inspect_cli_shows_three_platforms_over_http_and_tls_without_leaking_the
             let out = crate::common::archgate()
                 .current_dir(dir.path())
                 .args(["inspect", "--json", &reference])
-                .output()
-                .unwrap();
-            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                .output();
+            let json = out.json();
             assert_eq!(json["kind"], "index");
             assert_eq!(json["platforms"].as_array().unwrap().len(), 3);
         }
@@ -511,13 +506,9 @@ async fn plain_http_and_insecure_only_for_listed_hosts_with_a_warning_each_run()
             .current_dir(dir)
             .args(["inspect", reference])
             .output()
-            .unwrap()
     };
-    let lines = |out: &std::process::Output, needle: &str| {
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter(|l| l.contains(needle))
-            .count()
+    let lines = |out: &crate::common::TestOutput, needle: &str| {
+        out.stderr().lines().filter(|l| l.contains(needle)).count()
     };
 
     let http = TestRegistry::start_http();
@@ -527,15 +518,11 @@ async fn plain_http_and_insecure_only_for_listed_hosts_with_a_warning_each_run()
     let dir = crate::common::tempdir();
     // Not listed: HTTPS, and the error says how to allow HTTP for this host.
     let out = inspect(dir.path(), &reference);
-    assert_ne!(out.status.code(), Some(0), "{}", crate::common::text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains(&format!(
-            "set `[registries.\"{}\"] http = true`",
-            http.host()
-        )),
-        "{}",
-        crate::common::text(&out)
-    );
+    assert_ne!(out.code(), Some(0), "{out}");
+    out.assert_stderr_contains(&format!(
+        "set `[registries.\"{}\"] http = true`",
+        http.host()
+    ));
     // Listed: it works, with one warning line per run.
     std::fs::write(
         dir.path().join("archgate.toml"),
@@ -545,8 +532,8 @@ async fn plain_http_and_insecure_only_for_listed_hosts_with_a_warning_each_run()
     let warning = format!("speaking plain HTTP to {}", http.host());
     for _ in 0..2 {
         let out = inspect(dir.path(), &reference);
-        assert_eq!(out.status.code(), Some(0), "{}", crate::common::text(&out));
-        assert_eq!(lines(&out, &warning), 1, "{}", crate::common::text(&out));
+        out.assert_code(0);
+        assert_eq!(lines(&out, &warning), 1, "{out}");
     }
 
     let tls = TestRegistry::start_tls_basic("u", "pw-insecure");
@@ -567,17 +554,17 @@ async fn plain_http_and_insecure_only_for_listed_hosts_with_a_warning_each_run()
     // A self-signed certificate is refused unless its CA is named or the host is insecure.
     config("");
     let out = inspect(dir.path(), &reference);
-    assert_ne!(out.status.code(), Some(0), "{}", crate::common::text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.code(), Some(0), "{out}");
+    let stderr = out.stderr();
     assert!(
         stderr.contains("not trusted") && stderr.contains("ca_file") && stderr.contains("insecure"),
-        "{stderr}"
+        "{out}"
     );
     config("insecure = true\n");
     let warning = format!("not verifying the TLS certificate of {}", tls.host());
     for _ in 0..2 {
         let out = inspect(dir.path(), &reference);
-        assert_eq!(out.status.code(), Some(0), "{}", crate::common::text(&out));
-        assert_eq!(lines(&out, &warning), 1, "{}", crate::common::text(&out));
+        out.assert_code(0);
+        assert_eq!(lines(&out, &warning), 1, "{out}");
     }
 }

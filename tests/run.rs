@@ -4,7 +4,7 @@
 //! xmllint against tests/fixtures/junit.xsd (the shape GitLab and Jenkins read).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -12,7 +12,7 @@ use crate::common::jre::{
     Entry, debian_arch, jdk_context, jdk_dockerfile, jre_env, shared_cache, write_index,
 };
 use crate::common::registry::free_port;
-use crate::common::{TestRegistry, archgate, skopeo_raw, tempdir};
+use crate::common::{TestOutput, TestRegistry, archgate, skopeo_raw, tempdir};
 
 const THREE: [&str; 3] = ["linux/amd64", "linux/arm64", "linux/mips64le"];
 
@@ -23,20 +23,18 @@ fn layout(dir: &Path, entries: &[Entry]) -> String {
 }
 
 /// `archgate --config CONFIG run ARGS` with the shared cache.
-fn run(config: &Path, args: &[&str]) -> Output {
+fn run(config: &Path, args: &[&str]) -> TestOutput {
     archgate()
         .arg("--config")
         .arg(config)
         .arg("run")
         .args(args)
         .env("ARCHGATE_CACHE", shared_cache())
-        .env_remove("GITLAB_CI")
         .output()
-        .expect("run archgate")
 }
 
 /// A verify-only run of `image` reporting into `report_dir`.
-fn run_image(config: &Path, image: &str, report_dir: &Path) -> Output {
+fn run_image(config: &Path, image: &str, report_dir: &Path) -> TestOutput {
     run(
         config,
         &[
@@ -95,14 +93,6 @@ fn write_config(dir: &Path, body: &str) -> PathBuf {
     path
 }
 
-fn stderr(out: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn a_full_run_merges_verifies_and_writes_four_reports() {
     let registry = TestRegistry::start_http();
@@ -133,8 +123,8 @@ fn a_full_run_merges_verifies_and_writes_four_reports() {
         ),
     );
     let out = run(&config, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    out.assert_code(0);
+    let stdout = out.stdout();
     assert!(stdout.contains("gate: PASSED: 3/3"), "{stdout}");
 
     let r = reports(&report_dir);
@@ -228,7 +218,7 @@ fn a_failing_platform_is_exit_1_with_the_failure_in_every_report() {
          output = \"never printed\"\nplatforms = [\"linux/amd64\"]\n",
     );
     let out = run_image(&config, &image, &report_dir);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    out.assert_code(1);
 
     let r = reports(&report_dir);
     assert_valid_junit(&report_dir.join("junit.xml"));
@@ -275,7 +265,7 @@ fn a_bad_configuration_is_exit_2_and_the_report_says_why() {
     let report_dir = dir.path().join("report");
     let config = write_config(dir.path(), "[gate]\nerror_fails = \"sometimes\"\n");
     let out = run(&config, &["--report-dir", report_dir.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    out.assert_code(2);
     let r = reports(&report_dir);
     assert_valid_junit(&report_dir.join("junit.xml"));
     assert_eq!(r.json["error"]["phase"], "config");
@@ -295,7 +285,7 @@ fn nothing_to_produce_is_exit_2() {
     let report_dir = dir.path().join("report");
     let config = write_config(dir.path(), "platforms = [\"linux/amd64\"]\n");
     let out = run(&config, &["--report-dir", report_dir.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    out.assert_code(2);
     let r = reports(&report_dir);
     assert!(
         r.json["error"]["message"]
@@ -320,7 +310,7 @@ fn a_registry_that_is_down_is_exit_3_and_the_report_says_why() {
     );
     let image = format!("{host}/team/app:v1");
     let out = run_image(&config, &image, &report_dir);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    out.assert_code(3);
     let r = reports(&report_dir);
     assert_valid_junit(&report_dir.join("junit.xml"));
     assert_eq!(r.json["error"]["phase"], "verify");
@@ -353,10 +343,8 @@ fn the_main_job_builds_the_seed_dockerfile_and_verifies_three_platforms_in_a_lay
         .env("ARCHGATE_BUILD__DOCKERFILE", &dockerfile)
         .env("ARCHGATE_BUILD__CONTEXT", &ctx)
         .env("ARCHGATE_REPORT__DIR", &report_dir)
-        .env_remove("GITLAB_CI")
-        .output()
-        .expect("run archgate");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        .output();
+    out.assert_code(0);
     assert!(
         out_dir.join("image/index.json").is_file(),
         "an OCI layout in archgate-out/image"
@@ -414,10 +402,8 @@ fn verify_right_after_build_downloads_no_layer() {
         .arg(&config)
         .arg("run")
         .env("ARCHGATE_CACHE", &cache)
-        .env_remove("GITLAB_CI")
-        .output()
-        .expect("run archgate");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        .output();
+    out.assert_code(0);
     let r = reports(&report_dir);
     assert_eq!(r.json["produced"]["phase"], "build");
     let layers: Vec<String> = r.json["produced"]["detail"]["platforms"]

@@ -141,22 +141,16 @@ async fn every_command_at_trace_level_keeps_the_password_out_of_logs_errors_and_
             .args(args)
             .env("ARCHGATE_CACHE", work.join("cache"))
             .env("ARCHGATE_LOG", "trace")
-            .output()
-            .expect("run archgate");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(*want),
-            "archgate {args:?}\n{stdout}\n{stderr}"
-        );
+            .output();
+        out.assert_code(*want);
+        let (stdout, stderr) = (out.stdout(), out.stderr());
         if args[0] != "config" {
             assert!(
                 stderr.contains("TRACE"),
                 "trace output expected for {args:?}: {stderr}"
             );
         }
-        for text in [&*stdout, &*stderr] {
+        for text in [stdout, stderr] {
             assert!(
                 !text.contains(PASSWORD) && !text.contains(&encoded),
                 "archgate {args:?} leaked the password:\n{text}"

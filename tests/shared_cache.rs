@@ -5,58 +5,32 @@
 //! keys at the same time: the same layers written, the same roots unpacked.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
 use crate::common::jre::{Entry, debian_arch, write_index};
-use crate::common::{archgate, tempdir};
+use crate::common::{Running, TestCommand, TestOutput, archgate, tempdir};
 
 const THREE: [&str; 3] = ["linux/amd64", "linux/arm64", "linux/mips64le"];
 /// Processes started together on one cache.
 const PROCESSES: usize = 4;
 
 /// Starts every command at once, then waits for all of them.
-fn all_at_once(cmds: Vec<Command>) -> Vec<Output> {
-    let children: Vec<Child> = cmds
-        .into_iter()
-        .map(|mut c| {
-            c.stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start archgate")
-        })
-        .collect();
-    children
-        .into_iter()
-        .map(|c| c.wait_with_output().expect("wait for archgate"))
-        .collect()
-}
-
-fn show(i: usize, out: &Output) -> String {
-    format!(
-        "process {i} exited {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+fn all_at_once(cmds: Vec<TestCommand>) -> Vec<TestOutput> {
+    let running: Vec<Running> = cmds.into_iter().map(|mut c| c.spawn()).collect();
+    running.into_iter().map(Running::wait).collect()
 }
 
 /// Asserts that every process succeeded and that `what` it gave is the same
 /// for all of them.
 fn all_succeed_alike<T: PartialEq + std::fmt::Debug>(
     round: usize,
-    outs: &[Output],
-    what: impl Fn(usize, &Output) -> T,
+    outs: &[TestOutput],
+    what: impl Fn(usize, &TestOutput) -> T,
 ) {
     let mut first: Option<T> = None;
     for (i, out) in outs.iter().enumerate() {
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "round {round}: {}",
-            show(i, out)
-        );
+        assert_eq!(out.code(), Some(0), "round {round}: process {i}: {out}");
         let got = what(i, out);
         match &first {
             None => first = Some(got),
@@ -66,7 +40,7 @@ fn all_succeed_alike<T: PartialEq + std::fmt::Debug>(
 }
 
 /// The sum of `count` over every process.
-fn total(outs: &[Output], count: impl Fn(&Output) -> usize) -> usize {
+fn total(outs: &[TestOutput], count: impl Fn(&TestOutput) -> usize) -> usize {
     outs.iter().map(count).sum()
 }
 
@@ -123,9 +97,7 @@ fn concurrent_verifies_on_one_fresh_cache_all_pass_with_the_same_verdicts() {
         let outs = all_at_once(cmds);
         // Each root unpacked by one process; every other one waited and found it.
         let reused = total(&outs, |o| {
-            String::from_utf8_lossy(&o.stderr)
-                .matches("unpacked root from the cache")
-                .count()
+            o.stderr().matches("unpacked root from the cache").count()
         });
         assert_eq!(
             reused,
@@ -133,7 +105,7 @@ fn concurrent_verifies_on_one_fresh_cache_all_pass_with_the_same_verdicts() {
             "round {round}: roots unpacked more than once per platform"
         );
         all_succeed_alike(round, &outs, |_, out| {
-            let v: Value = serde_json::from_slice(&out.stdout).expect("verify --json");
+            let v = out.json();
             assert_eq!(v["index_digest"], index.to_string(), "round {round}");
             verdicts(&v)
         });
@@ -189,15 +161,14 @@ fn concurrent_builds_on_one_fresh_cache_publish_one_index_digest() {
                     .arg("--image")
                     .arg(format!("oci:{}:v1", out.display()))
                     .arg(".")
-                    .env("ARCHGATE_CACHE", &cache)
-                    .env_remove("SOURCE_DATE_EPOCH");
+                    .env("ARCHGATE_CACHE", &cache);
                 c
             })
             .collect();
         let outs = all_at_once(cmds);
         // Each layer written by one process; every other one waited and found it.
         let written = total(&outs, |o| {
-            String::from_utf8_lossy(&o.stdout)
+            o.stdout()
                 .lines()
                 .find_map(|l| {
                     l.trim()
@@ -211,12 +182,12 @@ fn concurrent_builds_on_one_fresh_cache_publish_one_index_digest() {
             "round {round}: layers written more than once"
         );
         all_succeed_alike(round, &outs, |i, out| {
-            String::from_utf8_lossy(&out.stdout)
+            out.stdout()
                 .lines()
                 .next()
                 .and_then(|l| l.rsplit_once('@'))
                 .map(|(_, d)| d.to_string())
-                .unwrap_or_else(|| panic!("no index digest printed: {}", show(i, out)))
+                .unwrap_or_else(|| panic!("process {i}: no index digest printed: {out}"))
         });
         // One layer per platform, each recorded once in the index.
         let count = |sub: &str| std::fs::read_dir(cache.join(sub)).unwrap().count();

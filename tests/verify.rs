@@ -5,12 +5,11 @@
 //! per-arch pushes go wrong.
 
 use std::path::Path;
-use std::process::Output;
 
 use serde_json::Value;
 
 use crate::common::jre::{Entry, Layer, jre_env, jre_layer, shared_cache};
-use crate::common::{TestRegistry, archgate, tempdir};
+use crate::common::{TestOutput, TestRegistry, archgate, tempdir};
 
 const THREE: [&str; 3] = ["linux/amd64", "linux/arm64", "linux/mips64le"];
 
@@ -30,17 +29,21 @@ fn layout(dir: &Path, entries: &[Entry]) -> String {
 
 /// Runs `archgate verify --json ARGS` with `cache`; returns the exit code, the
 /// parsed JSON (when stdout is JSON) and stderr.
-fn verify(args: &[&str], cache: &Path, extra_env: &[(&str, &str)]) -> (i32, Value, String, Output) {
-    let mut cmd = archgate();
-    cmd.arg("verify").arg("--json").args(args);
-    cmd.env("ARCHGATE_CACHE", cache);
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run archgate");
-    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    (out.status.code().unwrap_or(-1), json, stderr, out)
+fn verify(
+    args: &[&str],
+    cache: &Path,
+    extra_env: &[(&str, &str)],
+) -> (i32, Value, String, TestOutput) {
+    let out = archgate()
+        .arg("verify")
+        .arg("--json")
+        .args(args)
+        .env("ARCHGATE_CACHE", cache)
+        .envs(extra_env)
+        .output();
+    let json = out.json_or_null();
+    let stderr = out.stderr().to_string();
+    (out.code().unwrap_or(-1), json, stderr, out)
 }
 
 fn platform<'a>(v: &'a Value, p: &str) -> &'a Value {

@@ -905,10 +905,283 @@ mod tests {
         }
     }
 
-    /// Property: the parser is total on generated Dockerfile-ish text.
-    #[test]
-    fn total_on_generated_input() {
-        let pieces = [
+    // -----------------------------------------------------------------------
+    // Properties (proptest): the parser is total, every error names a line
+    // of the input, and a generated valid Dockerfile parses back to exactly
+    // the instructions it was rendered from, at the lines they were put on.
+
+    use proptest::prelude::*;
+
+    /// Renders one instruction in the plain form `parse` must read back.
+    fn render(i: &Instruction) -> String {
+        let json = |v: &Vec<String>| serde_json::to_string(v).unwrap();
+        let form = |f: &CommandForm| match f {
+            CommandForm::Exec(v) => json(v),
+            CommandForm::Shell(s) => s.clone(),
+        };
+        let pairs = |p: &[(String, String)]| {
+            p.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        match i {
+            Instruction::From {
+                image,
+                platform,
+                alias,
+            } => {
+                let platform = platform
+                    .as_ref()
+                    .map(|p| format!("--platform={p} "))
+                    .unwrap_or_default();
+                let alias = alias
+                    .as_ref()
+                    .map(|a| format!(" AS {a}"))
+                    .unwrap_or_default();
+                format!("FROM {platform}{image}{alias}")
+            }
+            Instruction::Arg(args) => {
+                let words: Vec<String> = args
+                    .iter()
+                    .map(|(n, d)| match d {
+                        Some(d) => format!("{n}={d}"),
+                        None => n.clone(),
+                    })
+                    .collect();
+                format!("ARG {}", words.join(" "))
+            }
+            Instruction::Env(p) => format!("ENV {}", pairs(p)),
+            Instruction::Label(p) => format!("LABEL {}", pairs(p)),
+            Instruction::Workdir(s) => format!("WORKDIR {s}"),
+            Instruction::User(s) => format!("USER {s}"),
+            Instruction::Expose(s) => format!("EXPOSE {s}"),
+            Instruction::StopSignal(s) => format!("STOPSIGNAL {s}"),
+            Instruction::Maintainer(s) => format!("MAINTAINER {s}"),
+            Instruction::Onbuild(s) => format!("ONBUILD {s}"),
+            Instruction::Volume(VolumeForm::Json(v)) => format!("VOLUME {}", json(v)),
+            Instruction::Volume(VolumeForm::Words(s)) => format!("VOLUME {s}"),
+            Instruction::Entrypoint(f) => format!("ENTRYPOINT {}", form(f)),
+            Instruction::Cmd(f) => format!("CMD {}", form(f)),
+            Instruction::Shell(v) => format!("SHELL {}", json(v)),
+            Instruction::Healthcheck(Healthcheck::None) => "HEALTHCHECK NONE".into(),
+            Instruction::Healthcheck(Healthcheck::Check {
+                test,
+                durations,
+                retries,
+            }) => {
+                let mut s = "HEALTHCHECK".to_string();
+                for (k, ns) in durations {
+                    s += &format!(" --{k}={}s", ns / 1_000_000_000);
+                }
+                if let Some(r) = retries {
+                    s += &format!(" --retries={r}");
+                }
+                format!("{s} CMD {}", form(test))
+            }
+            Instruction::Copy(c) => {
+                let mut s = if c.add { "ADD" } else { "COPY" }.to_string();
+                if let Some(o) = &c.chown {
+                    s += &format!(" --chown={o}");
+                }
+                if let Some(m) = &c.chmod {
+                    s += &format!(" --chmod={m}");
+                }
+                if c.link {
+                    s += " --link";
+                }
+                for w in c.sources.iter().chain([&c.dest]) {
+                    s += " ";
+                    s += w;
+                }
+                s
+            }
+        }
+    }
+
+    /// A word with no quote, escape, space or leading `-` (a flag).
+    fn word() -> impl Strategy<Value = String> {
+        "[a-z0-9_./:$][a-z0-9_./:$-]{0,7}"
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        "[A-Za-z_][A-Za-z0-9_]{0,6}"
+    }
+
+    /// An unquoted value (may be empty, may hold `=`).
+    fn value() -> impl Strategy<Value = String> {
+        "[a-z0-9_./:$=-]{0,8}"
+    }
+
+    /// One to three words, single spaces.
+    fn words() -> impl Strategy<Value = String> {
+        prop::collection::vec(word(), 1..4).prop_map(|w| w.join(" "))
+    }
+
+    fn strings() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec("[ -~]{0,6}", 0..4)
+    }
+
+    fn command_form_strategy() -> impl Strategy<Value = CommandForm> {
+        prop_oneof![
+            strings().prop_map(CommandForm::Exec),
+            words().prop_map(CommandForm::Shell),
+        ]
+    }
+
+    fn from() -> impl Strategy<Value = Instruction> {
+        (
+            word(),
+            prop::option::of(prop_oneof![
+                Just("linux/amd64".to_string()),
+                Just("linux/arm64/v8".to_string()),
+                Just("$BUILDPLATFORM".to_string()),
+            ]),
+            prop::option::of("[a-z][a-z0-9_-]{0,6}"),
+        )
+            .prop_map(|(image, platform, alias)| Instruction::From {
+                image,
+                platform,
+                alias,
+            })
+    }
+
+    /// Every instruction archgate builds, in a form it must accept.
+    fn instruction() -> impl Strategy<Value = Instruction> {
+        let pairs = || prop::collection::vec((name(), value()), 1..4);
+        let settings = prop_oneof![
+            from(),
+            prop::collection::vec((name(), prop::option::of(value())), 1..4)
+                .prop_map(Instruction::Arg),
+            pairs().prop_map(Instruction::Env),
+            pairs().prop_map(Instruction::Label),
+            words().prop_map(Instruction::Workdir),
+            words().prop_map(Instruction::User),
+            words().prop_map(Instruction::Expose),
+            word().prop_map(Instruction::StopSignal),
+            words().prop_map(Instruction::Maintainer),
+        ];
+        let commands = prop_oneof![
+            prop_oneof![Just("COPY a b"), Just("ENV A=1"), Just("LABEL x=y")]
+                .prop_map(|s| Instruction::Onbuild(s.to_string())),
+            strings().prop_map(|v| Instruction::Volume(VolumeForm::Json(v))),
+            words().prop_map(|s| Instruction::Volume(VolumeForm::Words(s))),
+            command_form_strategy().prop_map(Instruction::Entrypoint),
+            command_form_strategy().prop_map(Instruction::Cmd),
+            prop::collection::vec("[ -~]{0,6}", 1..4).prop_map(Instruction::Shell),
+            Just(Instruction::Healthcheck(Healthcheck::None)),
+            (
+                command_form_strategy(),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("interval".to_string()),
+                        Just("timeout".to_string()),
+                        Just("start-period".to_string()),
+                        Just("start-interval".to_string()),
+                    ],
+                    (1i64..600).prop_map(|s| s * 1_000_000_000),
+                    0..3,
+                ),
+                prop::option::of(0i64..10),
+            )
+                .prop_map(|(test, durations, retries)| {
+                    Instruction::Healthcheck(Healthcheck::Check {
+                        test,
+                        durations,
+                        retries,
+                    })
+                }),
+            (
+                any::<bool>(),
+                prop::collection::vec(word(), 1..3),
+                word(),
+                prop::option::of(word()),
+                prop::option::of("[0-7]{3,4}"),
+                any::<bool>(),
+            )
+                .prop_map(|(add, sources, dest, chown, chmod, link)| {
+                    Instruction::Copy(CopySpec {
+                        add,
+                        sources,
+                        dest,
+                        chown,
+                        chmod,
+                        link,
+                    })
+                }),
+        ];
+        prop_oneof![settings, commands]
+    }
+
+    /// A generated valid Dockerfile: its text, what `parse` must return for
+    /// it, and the index of its first instruction's line.
+    #[derive(Debug, Clone)]
+    struct Case {
+        text: Vec<String>,
+        want: Dockerfile,
+        first_instruction: usize,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        let filler = prop::collection::vec(
+            prop_oneof![
+                Just(""),
+                Just("# a comment"),
+                Just("   "),
+                Just("\t# indented")
+            ],
+            0..3,
+        );
+        (
+            prop_oneof![Just('\\'), Just('`')],
+            prop::option::of(Just("docker/dockerfile:1".to_string())),
+            from(),
+            prop::collection::vec((filler, instruction(), any::<bool>()), 0..12),
+        )
+            .prop_map(|(escape, syntax, first, rest)| {
+                let mut text = Vec::new();
+                if let Some(s) = &syntax {
+                    text.push(format!("# syntax={s}"));
+                }
+                if escape == '`' {
+                    text.push("# escape=`".to_string());
+                }
+                let first_instruction = text.len();
+                let mut instructions = Vec::new();
+                let mut put = |text: &mut Vec<String>, i: Instruction, lower: bool| {
+                    let mut line = render(&i);
+                    if lower {
+                        // Keywords are case-insensitive; the text keeps the case as written.
+                        let end = line.find(' ').unwrap_or(line.len());
+                        line = format!("{}{}", line[..end].to_ascii_lowercase(), &line[end..]);
+                    }
+                    text.push(line.clone());
+                    instructions.push(Line {
+                        line: text.len(),
+                        text: line,
+                        instruction: i,
+                    });
+                };
+                put(&mut text, first, false);
+                for (filler, i, lower) in rest {
+                    text.extend(filler.iter().map(|f| f.to_string()));
+                    put(&mut text, i, lower);
+                }
+                Case {
+                    text,
+                    want: Dockerfile {
+                        escape,
+                        syntax,
+                        instructions,
+                    },
+                    first_instruction,
+                }
+            })
+    }
+
+    /// Dockerfile-ish soup: the pieces the parser treats specially, in any order.
+    fn soup() -> impl Strategy<Value = String> {
+        let pieces = prop::sample::select(vec![
             "FROM ",
             "scratch",
             "ARG ",
@@ -933,17 +1206,73 @@ mod tests {
             "escape=`",
             "VOLUME ",
             "ONBUILD ",
-        ];
-        let mut seed: u64 = 0x2545f4914f6cdd1d;
-        for _ in 0..5000 {
-            let mut s = String::new();
-            for _ in 0..(seed % 20) {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                s.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            "RUN ",
+            "--",
+            "\0",
+            "\r\n",
+            "é",
+        ]);
+        prop::collection::vec(pieces, 0..40).prop_map(|p| p.concat())
+    }
+
+    /// What holds for any input: no panic; instructions at increasing lines of
+    /// the input; an error names a line of the input and says something.
+    fn check_total(input: &str) -> Result<(), TestCaseError> {
+        let lines = input.lines().count().max(1);
+        match parse(input) {
+            Ok(df) => {
+                let at: Vec<usize> = df.instructions.iter().map(|l| l.line).collect();
+                prop_assert!(at.windows(2).all(|w| w[0] < w[1]), "lines {at:?}");
+                prop_assert!(at.iter().all(|l| (1..=lines).contains(l)), "lines {at:?}");
             }
-            let _ = parse(&s);
+            Err(e) => {
+                prop_assert!(
+                    (1..=lines).contains(&e.line),
+                    "line {} of {lines}: {}",
+                    e.line,
+                    e.message
+                );
+                prop_assert!(!e.message.trim().is_empty());
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn parse_is_total_on_any_text(input in "(?s).{0,300}") {
+            check_total(&input)?;
+        }
+
+        #[test]
+        fn parse_is_total_on_dockerfile_soup(input in soup()) {
+            check_total(&input)?;
+        }
+
+        #[test]
+        fn rendered_dockerfiles_parse_back_exactly(case in case()) {
+            let text = case.text.join("\n") + "\n";
+            let got = parse(&text).map_err(|e| {
+                TestCaseError::fail(format!("line {}: {}\n{text}", e.line, e.message))
+            })?;
+            prop_assert_eq!(got, case.want, "{}", text);
+        }
+
+        #[test]
+        fn a_run_anywhere_after_from_is_refused_at_its_line(
+            case in case(),
+            at in any::<prop::sample::Index>(),
+        ) {
+            let mut text = case.text.clone();
+            // Anywhere after the first FROM, up to the very end.
+            let slots = text.len() - case.first_instruction;
+            let pos = case.first_instruction + 1 + at.index(slots);
+            text.insert(pos, "RUN make install".to_string());
+            let e = parse(&(text.join("\n") + "\n")).unwrap_err();
+            prop_assert_eq!(e.line, pos + 1);
+            prop_assert!(e.message.contains("buildx"), "{}", e.message);
         }
     }
 }

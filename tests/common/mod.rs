@@ -1,29 +1,23 @@
-//! Test harness: temporary directories, the archgate binary, real registries
+//! Test harness: temporary directories, the archgate binary (`TestCommand`), real registries
 //! (Debian's `docker-registry`, distribution 2.8, on 127.0.0.1 only) and a small
 //! three-platform image set pushed through archgate's own store.
 
 // One integration-test binary: each area's module uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod command;
 pub mod faults;
 pub mod images;
 pub mod jre;
 pub mod registry;
 
-use std::process::Command;
-
+pub use command::{Running, TestCommand, TestOutput};
 pub use images::{Flavor, image_set, image_set_with_env, large_image_set, push_image_set};
 pub use registry::{TestRegistry, skopeo_raw};
 
-/// The built `archgate` binary, with the environment that could leak into a
-/// test (configuration, log settings, colours) removed.
-pub fn archgate() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_archgate"));
-    cmd.env_remove("ARCHGATE_CONFIG")
-        .env_remove("ARCHGATE_LOG")
-        .env_remove("ARCHGATE_LOG_FORMAT")
-        .env("NO_COLOR", "1");
-    cmd
+/// The built `archgate` binary with a clean environment: [`TestCommand::new`].
+pub fn archgate() -> TestCommand {
+    TestCommand::new()
 }
 
 /// A fresh temporary directory, removed when dropped.
@@ -34,7 +28,7 @@ pub fn tempdir() -> tempfile::TempDir {
         .expect("create a temporary directory")
 }
 
-/// A finished command's exit code, stdout and stderr, for assertion messages.
+/// Another tool's (skopeo's) exit code, stdout and stderr, for assertion messages.
 pub fn text(out: &std::process::Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",

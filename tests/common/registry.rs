@@ -11,10 +11,14 @@ use std::time::{Duration, Instant};
 use archgate::config::{RegistrySettings, Secret, Settings};
 use tempfile::TempDir;
 
-/// Debian packages the registry tests need (`.ci/run` installs them too).
-const PACKAGES: &[&str] = &["docker-registry", "apache2-utils", "openssl", "skopeo"];
-/// Programs those packages provide.
-const PROGRAMS: &[&str] = &["docker-registry", "htpasswd", "openssl", "skopeo"];
+/// Programs the registry tests need, with the Debian package of each
+/// (`scripts/setup.sh` installs them; the tests never run apt-get).
+const PROGRAMS: &[(&str, &str)] = &[
+    ("docker-registry", "docker-registry"),
+    ("htpasswd", "apache2-utils"),
+    ("openssl", "openssl"),
+    ("skopeo", "skopeo"),
+];
 /// How long a registry may take to answer `GET /v2/` (it takes well under a second).
 const START_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -356,25 +360,27 @@ fn on_path(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Installs the registry, htpasswd, openssl and skopeo once when missing.
+/// Fails the test, naming what is missing and how to install it, when one of
+/// [`PROGRAMS`] is not on PATH (checked once per test binary).
 fn ensure_tools() {
-    static CHECKED: OnceLock<()> = OnceLock::new();
-    CHECKED.get_or_init(|| {
-        if PROGRAMS.iter().all(|p| on_path(p)) {
-            return;
-        }
-        let status = Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(PACKAGES)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-        let missing: Vec<_> = PROGRAMS.iter().filter(|p| !on_path(p)).collect();
-        assert!(
-            missing.is_empty(),
-            "registry tests need {missing:?}: `apt-get install -y {}` failed ({status:?})",
-            PACKAGES.join(" ")
-        );
+    static MISSING: OnceLock<Vec<(&str, &str)>> = OnceLock::new();
+    let missing = MISSING.get_or_init(|| {
+        PROGRAMS
+            .iter()
+            .copied()
+            .filter(|(program, _)| !on_path(program))
+            .collect()
     });
+    assert!(
+        missing.is_empty(),
+        "registry tests need {:?} on PATH: run scripts/setup.sh (or apt-get install -y {})",
+        missing.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        missing
+            .iter()
+            .map(|(_, pkg)| *pkg)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
 }
 
 /// The status of `GET url` (certificates not checked), `None` when nothing answers.
