@@ -276,6 +276,91 @@ mod tests {
         assert!(dedup(Vec::new()).is_empty());
     }
 
+    #[tokio::test]
+    async fn writes_everything_then_tags_and_a_rerun_writes_nothing() {
+        use crate::image::media;
+        use crate::store::layout::LayoutStore;
+        let dir = tempfile::tempdir().unwrap();
+        let target = LayoutStore::open_dir(&dir.path().join("out"), true).unwrap();
+        let layer = bytes::Bytes::from_static(b"layer bytes");
+        let config = bytes::Bytes::from_static(br#"{"os":"linux","architecture":"amd64"}"#);
+        let desc = |mt: &str, b: &bytes::Bytes| Descriptor {
+            media_type: mt.into(),
+            digest: Digest::of(b),
+            size: b.len() as u64,
+            platform: None,
+            annotations: Default::default(),
+            urls: Vec::new(),
+        };
+        let (l, c) = (
+            desc(media::OCI_LAYER_GZIP, &layer),
+            desc(media::OCI_CONFIG, &config),
+        );
+        let doc = serde_json::json!({"schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
+                                     "config": c, "layers": [l]});
+        let image =
+            RawManifest::from_bytes(serde_json::to_vec(&doc).unwrap().into(), None, "m").unwrap();
+        let entry = crate::image::manifest::platform_entry(
+            &image,
+            crate::image::PlatformSpec {
+                os: "linux".into(),
+                architecture: "amd64".into(),
+                ..Default::default()
+            },
+        );
+        let index = crate::image::manifest::index(vec![entry], media::Format::Oci).unwrap();
+        let plan = || Plan {
+            blobs: vec![
+                Blob {
+                    descriptor: l.clone(),
+                    from: BlobFrom::Bytes(layer.clone()),
+                },
+                Blob {
+                    descriptor: c.clone(),
+                    from: BlobFrom::Bytes(config.clone()),
+                },
+                // listed twice (two platforms sharing a layer): put once
+                Blob {
+                    descriptor: l.clone(),
+                    from: BlobFrom::Bytes(layer.clone()),
+                },
+            ],
+            manifests: vec![image.clone()],
+            head: index.clone(),
+            tags: vec!["v1".into(), "latest".into(), "v1".into()],
+            concurrency: 2,
+            log_each_blob: false,
+        };
+        let first = write(&target, plan()).await.unwrap();
+        let want = Written {
+            blobs_uploaded: 2,
+            blobs_present: 1,
+            manifests: 1,
+            index: true,
+            tags: 2,
+            bytes_uploaded: (layer.len() + config.len()) as u64,
+            ..Default::default()
+        };
+        assert_eq!(first, want);
+        for tag in ["v1", "latest"] {
+            let got = target.probe(&Selector::Tag(tag.into())).await.unwrap();
+            assert_eq!(got.as_ref(), Some(&index.digest), "{tag}");
+        }
+        let again = write(&target, plan()).await.unwrap();
+        assert_eq!(
+            again,
+            Written {
+                blobs_present: 3,
+                ..Default::default()
+            }
+        );
+        assert!(
+            again.summary().contains("nothing to write"),
+            "{}",
+            again.summary()
+        );
+    }
+
     #[test]
     fn target_tags() {
         // (target, the index tag or the error's words) — one row per rule.
