@@ -6,10 +6,11 @@
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::image::media::{self, ManifestKind};
-use crate::image::{Descriptor, Digest, ImageConfig, RawManifest, Selector};
-use crate::platform::{self, Platform};
-use crate::store::Store;
+use crate::image::manifest::{REFERENCE_DIGEST_ANNOTATION, REFERENCE_TYPE_ANNOTATION};
+use crate::image::media;
+use crate::image::{Digest, Selector};
+use crate::platform::Platform;
+use crate::store::{ImageView, IndexView, Store};
 
 /// What `inspect` found.
 #[derive(Debug, Clone, Serialize)]
@@ -57,7 +58,8 @@ pub struct AttestationEntry {
 
 /// Reads what `selector` points at in `store` and everything one level below.
 pub async fn inspect(store: &dyn Store, selector: &Selector, location: &str) -> Result<Inspection> {
-    let top = store.get_manifest(selector).await?;
+    let view = IndexView::read(store, selector, location).await?;
+    let top = view.raw();
     let mut out = Inspection {
         location: location.to_string(),
         digest: top.digest.clone(),
@@ -67,82 +69,52 @@ pub async fn inspect(store: &dyn Store, selector: &Selector, location: &str) -> 
         platforms: Vec::new(),
         attestations: Vec::new(),
     };
-    match top.kind() {
-        ManifestKind::Image => {
-            let entry = image_entry(store, &top, None, location).await?;
-            out.platforms.push(entry);
-        }
-        ManifestKind::Index => {
-            out.kind = "index";
-            let index = top.index(location)?;
-            for desc in &index.manifests {
-                let spec = desc.platform.clone().unwrap_or_default();
-                if platform::is_attestation(&spec.os, &spec.architecture, &desc.annotations) {
-                    out.attestations.push(AttestationEntry {
-                        manifest_digest: desc.digest.clone(),
-                        media_type: desc.media_type.clone(),
-                        reference_type: desc
-                            .annotations
-                            .get(crate::image::manifest::REFERENCE_TYPE_ANNOTATION)
-                            .cloned(),
-                        describes: desc
-                            .annotations
-                            .get(crate::image::manifest::REFERENCE_DIGEST_ANNOTATION)
-                            .cloned(),
-                    });
-                    continue;
-                }
-                let what = format!("{location} manifest {}", desc.digest);
-                let manifest = store
-                    .get_manifest(&Selector::Digest(desc.digest.clone()))
-                    .await?;
-                if media::manifest_kind(&manifest.media_type) != Some(ManifestKind::Image) {
-                    return Err(crate::Error::malformed(
-                        what,
-                        "an index entry points at another index; nested indexes are not supported",
-                    ));
-                }
-                out.platforms
-                    .push(image_entry(store, &manifest, Some(desc), location).await?);
-            }
-        }
+    if view.index().is_none() {
+        let image = view.image(&top.descriptor()).await?;
+        out.platforms.push(image_entry(&image, None));
+        return Ok(out);
+    }
+    out.kind = "index";
+    out.attestations = view
+        .attestations()
+        .into_iter()
+        .map(|desc| AttestationEntry {
+            manifest_digest: desc.digest.clone(),
+            media_type: desc.media_type.clone(),
+            reference_type: desc.annotations.get(REFERENCE_TYPE_ANNOTATION).cloned(),
+            describes: desc.annotations.get(REFERENCE_DIGEST_ANNOTATION).cloned(),
+        })
+        .collect();
+    for entry in view.platform_entries().await? {
+        let image = view.image(&entry.descriptor).await?;
+        out.platforms
+            .push(image_entry(&image, Some(entry.platform)));
     }
     Ok(out)
 }
 
-async fn image_entry(
-    store: &dyn Store,
-    manifest: &RawManifest,
-    entry: Option<&Descriptor>,
-    location: &str,
-) -> Result<PlatformEntry> {
-    let what = format!("{location} manifest {}", manifest.digest);
-    let parsed = manifest.image(&what)?;
-    let cfg_what = format!("{location} config {}", parsed.config.digest);
-    let config_bytes = crate::store::read_blob(store, &parsed.config, &cfg_what).await?;
-    let config = ImageConfig::parse(&config_bytes, &cfg_what)?;
-    let config_platform =
-        Platform::from_spec(&config.os, &config.architecture, config.variant.as_deref());
-    let (claimed, matches) = match entry.and_then(|e| e.platform.as_ref()) {
-        Some(spec) => {
-            let claimed =
-                Platform::from_spec(&spec.os, &spec.architecture, spec.variant.as_deref());
+/// One platform's row: `claimed` is the index entry's platform (`None`: a single image).
+fn image_entry(image: &ImageView, claimed: Option<Platform>) -> PlatformEntry {
+    let config_platform = image.platform();
+    let (claimed, matches) = match claimed {
+        Some(claimed) => {
             let matches = claimed.matches(&config_platform);
             (claimed, matches)
         }
         None => (config_platform.clone(), true),
     };
-    Ok(PlatformEntry {
+    let (raw, parsed) = (image.raw_manifest(), image.manifest());
+    PlatformEntry {
         platform: claimed.to_string(),
-        manifest_digest: manifest.digest.clone(),
-        media_type: manifest.media_type.clone(),
-        manifest_size: manifest.bytes.len() as u64,
+        manifest_digest: raw.digest.clone(),
+        media_type: raw.media_type.clone(),
+        manifest_size: raw.bytes.len() as u64,
         config_platform: config_platform.to_string(),
         config_matches: matches,
         config_digest: parsed.config.digest.clone(),
         layers: parsed.layers.len(),
         layers_size: parsed.layers.iter().map(|l| l.size).sum(),
-    })
+    }
 }
 
 /// The human table.

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use super::{BuildOutcome, BuildRequest};
 use crate::error::{Error, Result};
 use crate::image::{Digest, Location, media};
-use crate::merge::Written;
+use crate::publish::Written;
 
 const INSTALL: &str = "install the docker CLI and its buildx plugin (docker-buildx-plugin), or build with driver = \"native\" when the Dockerfile has no RUN";
 

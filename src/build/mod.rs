@@ -19,14 +19,12 @@ use serde_json::{Value, json};
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
-use crate::image::media::{self, Format, ManifestKind};
-use crate::image::{
-    Descriptor, Digest, ImageConfig, Location, PlatformSpec, RawManifest, Selector,
-};
-use crate::merge::Written;
-use crate::platform::{self, Platform};
-use crate::publish;
-use crate::store::{self, BlobPut, BlobReader, Store};
+use crate::image::manifest;
+use crate::image::media::{self, Format};
+use crate::image::{Descriptor, Digest, ImageConfig, Location, RawManifest, Selector};
+use crate::platform::Platform;
+use crate::publish::{self, Blob, Written};
+use crate::store::{BlobFrom, ImageView, IndexView, Pool, Store, StoreId};
 
 use context::Ignore;
 use layer::{LayerBlob, LayerCache};
@@ -78,7 +76,7 @@ struct Prepared {
     platform: Platform,
     base_name: String,
     /// The store the base came from, and its layers.
-    base_store: Option<usize>,
+    base_store: Option<StoreId>,
     base_layers: Vec<Descriptor>,
     plan: plan::Plan,
     /// Fingerprints of the new layers, in order.
@@ -100,15 +98,7 @@ fn read_dockerfile(path: &Path) -> Result<String> {
 
 /// Runs a build.
 pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutcome> {
-    let target_tag = match req.target.selector() {
-        Some(Selector::Tag(t)) => t,
-        _ => {
-            return Err(Error::Invalid(format!(
-                "build target `{}` names no tag: write e.g. `{}:v1` (the index digest is computed)",
-                req.target, req.target
-            )));
-        }
-    };
+    let target_tag = publish::index_tag(&req.target, "build")?;
     if req.driver == crate::config::BuildDriver::Buildx {
         return buildx::build(req).await;
     }
@@ -131,8 +121,7 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
     let host = Platform::host();
 
     // 1. Per platform: the base (each location opened once), the plan, the layer inputs.
-    let mut stores: Vec<Box<dyn Store>> = Vec::new();
-    let mut opened: HashMap<String, usize> = HashMap::new();
+    let mut pool = Pool::new();
     let mut prepared = Vec::new();
     let mut jobs: BTreeMap<String, (context::Entries, String)> = BTreeMap::new();
     for p in &req.platforms {
@@ -155,23 +144,20 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
                 platform,
                 line,
             } => {
-                let idx = match opened.get(&reference) {
-                    Some(i) => *i,
-                    None => {
-                        let location = Location::parse(&reference).map_err(|e| {
-                            Error::Invalid(format!("{file}:{line}: FROM {reference}: {e}"))
-                        })?;
-                        stores.push(store::open(&location, settings, false).await?);
-                        opened.insert(reference.clone(), stores.len() - 1);
-                        stores.len() - 1
-                    }
-                };
-                let (manifest, config) =
-                    resolve_base(stores[idx].as_ref(), &reference, &platform, p).await?;
+                let location = Location::parse(&reference)
+                    .map_err(|e| Error::Invalid(format!("{file}:{line}: FROM {reference}: {e}")))?;
+                let (id, selector) = pool.open_image(&location, settings).await?;
+                let base = resolve_base(pool.get(id), &selector, &reference, &platform, p).await?;
+                let config: Value = serde_json::from_slice(base.raw_config()).map_err(|e| {
+                    Error::malformed(
+                        format!("base {reference} config {}", base.manifest().config.digest),
+                        format!("not JSON: {e}"),
+                    )
+                })?;
                 (
-                    format!("{reference}@{}", manifest.digest),
-                    Some(idx),
-                    manifest_layers(&manifest, &reference)?,
+                    format!("{reference}@{}", base.raw_manifest().digest),
+                    Some(id),
+                    base.manifest().layers.clone(),
                     config,
                 )
             }
@@ -199,12 +185,12 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
     // 2. Layers: every distinct one once, in parallel, off the async threads.
     let cache = LayerCache::new(&settings.cache_dir());
     let mut layers_written = 0;
-    let mut blobs: HashMap<String, LayerBlob> = HashMap::new();
+    let mut blobs_built: HashMap<String, LayerBlob> = HashMap::new();
     let mut pending = Vec::new();
     for (fp, job) in jobs {
         match cache.lookup(&fp) {
             Some(hit) => {
-                blobs.insert(fp, hit);
+                blobs_built.insert(fp, hit);
             }
             None => pending.push((fp, job)),
         }
@@ -229,49 +215,46 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
         .await?;
     // Another process may have written some while this one waited for them.
     layers_written += built.iter().filter(|(_, (_, wrote))| *wrote).count();
-    blobs.extend(built.into_iter().map(|(fp, (blob, _))| (fp, blob)));
+    blobs_built.extend(built.into_iter().map(|(fp, (blob, _))| (fp, blob)));
 
-    // 3. Publish: blobs, per-platform manifests by digest, the index by digest, tags last.
-    let target = store::open(&req.target, settings, true).await?;
-    let target = target.as_ref();
-    let mut written = Written::default();
+    // 3. The plan: every blob with where it is, the manifests, the index.
+    let mut blobs = Vec::new();
+    let mut manifests = Vec::new();
     let mut entries = Vec::new();
     let mut done = Vec::new();
-    let concurrency = settings.network.concurrency.max(1);
     for prep in prepared {
         let what = format!("{} ({})", req.target, prep.platform);
         // Base layers: copied (or mounted) from the base's store.
-        if let Some(i) = prep.base_store {
-            let src = stores[i].as_ref();
-            let copies = prep
-                .base_layers
-                .iter()
-                .filter(|l| l.urls.is_empty())
-                .map(|d| store::copy_blob(src, target, d));
-            let results: Vec<BlobPut> = futures_util::stream::iter(copies)
-                .buffer_unordered(concurrency)
-                .try_collect()
-                .await?;
-            count(&mut written, &results);
+        if let Some(id) = prep.base_store {
+            let from = BlobFrom::Store(pool.get(id));
+            blobs.extend(
+                prep.base_layers
+                    .iter()
+                    .filter(|l| l.urls.is_empty())
+                    .map(|d| Blob {
+                        descriptor: d.clone(),
+                        from: from.clone(),
+                    }),
+            );
         }
         // New layers, from the layer cache.
         let new: Vec<&LayerBlob> = prep
             .fingerprints
             .iter()
             .map(|fp| {
-                blobs
+                blobs_built
                     .get(fp)
                     .ok_or_else(|| Error::Internal(format!("{what}: layer {fp} was not built")))
             })
             .collect::<Result<_>>()?;
-        let uploads = new
-            .iter()
-            .map(|b| put_file(target, &b.digest, b.size, cache.blob_path(&b.digest)));
-        let results: Vec<BlobPut> = futures_util::stream::iter(uploads)
-            .buffer_unordered(concurrency)
-            .try_collect()
-            .await?;
-        count(&mut written, &results);
+        let layer_type = req
+            .format
+            .blob_media_type(media::OCI_LAYER_GZIP)
+            .unwrap_or(media::OCI_LAYER_GZIP);
+        blobs.extend(new.iter().map(|b| Blob {
+            descriptor: blob_descriptor(layer_type, &b.digest, b.size),
+            from: BlobFrom::File(cache.blob_path(&b.digest)),
+        }));
         // Config and manifest.
         let mut config = prep.plan.config;
         if !config.get("rootfs").is_some_and(Value::is_object) {
@@ -289,30 +272,25 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
         // The index entry states what the config states.
         let parsed = ImageConfig::parse(&config_bytes, &what)?;
         let size = config_bytes.len() as u64;
-        let r = if target.blob_exists(&config_digest).await? {
-            BlobPut::Present
-        } else {
-            let bytes = bytes::Bytes::from(config_bytes);
-            store::put_blob_restarting(target, &config_digest, size, || {
-                let reader: BlobReader = Box::pin(std::io::Cursor::new(bytes.clone()));
-                std::future::ready(Ok(reader))
-            })
-            .await?
-        };
-        count(&mut written, &[r]);
-        let (manifest_type, config_type) = match req.format {
-            Format::Oci => (media::OCI_MANIFEST, media::OCI_CONFIG),
-            Format::Docker => (media::DOCKER_MANIFEST, media::DOCKER_CONFIG),
-        };
+        let config_type = req.format.config_media_type();
+        blobs.push(Blob {
+            descriptor: blob_descriptor(config_type, &config_digest, size),
+            from: BlobFrom::Bytes(config_bytes.into()),
+        });
+        let manifest_type = req.format.manifest_media_type();
         let mut layer_descs: Vec<Value> = Vec::new();
         for l in &prep.base_layers {
             let mut d = serde_json::to_value(l).map_err(|e| Error::Internal(e.to_string()))?;
-            d["mediaType"] = json!(layer_media_type(&l.media_type, req.format));
+            d["mediaType"] = json!(
+                req.format
+                    .blob_media_type(&l.media_type)
+                    .unwrap_or(&l.media_type)
+            );
             layer_descs.push(d);
         }
         for b in &new {
             layer_descs.push(json!({
-                "mediaType": layer_media_type(media::OCI_LAYER_GZIP, req.format),
+                "mediaType": layer_type,
                 "digest": b.digest,
                 "size": b.size,
             }));
@@ -326,18 +304,7 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
         let bytes = serde_json::to_vec(&manifest)
             .map_err(|e| Error::Internal(format!("{what}: cannot encode the manifest: {e}")))?;
         let manifest = RawManifest::from_bytes(bytes.into(), Some(manifest_type), &what)?;
-        if publish::put_manifest_if_missing(target, &manifest).await? {
-            written.manifests += 1;
-        }
-        let mut entry = manifest.descriptor();
-        entry.platform = Some(PlatformSpec {
-            architecture: parsed.architecture.clone(),
-            os: parsed.os.clone(),
-            variant: parsed.variant.clone(),
-            os_version: None,
-            os_features: None,
-        });
-        entries.push(entry);
+        entries.push(manifest::platform_entry(&manifest, parsed.platform_spec()));
         done.push(BuiltPlatform {
             platform: prep.platform.to_string(),
             digest: manifest.digest.clone(),
@@ -345,17 +312,15 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
             layers: prep.base_layers.len() + new.len(),
             new_layers: new.iter().map(|b| b.digest.clone()).collect(),
         });
+        manifests.push(manifest);
     }
-    let index = crate::merge::plan::index(entries, req.format)?;
-    written.index = publish::put_manifest_if_missing(target, &index).await?;
+    let index = manifest::index(entries, req.format)?;
+
+    // 4. Publish: blobs, per-platform manifests by digest, the index by digest, tags last.
     let mut tags = vec![target_tag];
-    for t in &req.extra_tags {
-        if !tags.contains(t) {
-            tags.push(t.clone());
-        }
-    }
-    written.tags = publish::tag(target, &index, &tags).await?;
-    target.commit().await?;
+    tags.extend(req.extra_tags.iter().cloned());
+    let (tags, written) =
+        publish::write_index(&req.target, settings, blobs, manifests, &index, tags).await?;
     Ok(BuildOutcome {
         image: req.target.with_digest(&index.digest).to_string(),
         index_digest: index.digest.clone(),
@@ -367,84 +332,34 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
     })
 }
 
-fn count(written: &mut Written, results: &[BlobPut]) {
-    for r in results {
-        match r {
-            BlobPut::Present => written.blobs_present += 1,
-            BlobPut::Mounted => written.blobs_mounted += 1,
-            BlobPut::Written => written.blobs_uploaded += 1,
-        }
+/// A descriptor of a blob written here (no platform, annotations or URLs).
+fn blob_descriptor(media_type: &str, digest: &Digest, size: u64) -> Descriptor {
+    Descriptor {
+        media_type: media_type.to_string(),
+        digest: digest.clone(),
+        size,
+        platform: None,
+        annotations: BTreeMap::new(),
+        urls: Vec::new(),
     }
 }
 
-/// Uploads a layer file unless the target has it.
-async fn put_file(
-    target: &dyn Store,
-    digest: &Digest,
-    size: u64,
-    path: PathBuf,
-) -> Result<BlobPut> {
-    if target.blob_exists(digest).await? {
-        return Ok(BlobPut::Present);
-    }
-    store::put_blob_restarting(target, digest, size, || async {
-        let f = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| Error::io(&path, e))?;
-        Ok(Box::pin(f) as BlobReader)
-    })
-    .await
-}
-
-/// A layer media type in the manifest family of `format` (the bytes stay the same).
-fn layer_media_type(mt: &str, format: Format) -> String {
-    const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
-    match (format, mt) {
-        (Format::Docker, media::OCI_LAYER_GZIP) => media::DOCKER_LAYER_GZIP.into(),
-        (Format::Docker, media::OCI_LAYER_TAR) => DOCKER_LAYER_TAR.into(),
-        (Format::Oci, media::DOCKER_LAYER_GZIP) => media::OCI_LAYER_GZIP.into(),
-        (Format::Oci, DOCKER_LAYER_TAR) => media::OCI_LAYER_TAR.into(),
-        _ => mt.to_string(),
-    }
-}
-
-fn manifest_layers(manifest: &RawManifest, reference: &str) -> Result<Vec<Descriptor>> {
-    Ok(manifest
-        .image(&format!("base {reference} manifest {}", manifest.digest))?
-        .layers)
-}
-
-/// The base's manifest for `platform` and its config: from an index, that
-/// platform's entry; a single-platform image must say `platform` in its config.
+/// The base's image for `platform`: from an index, that platform's entry; a
+/// single-platform image must say `platform` in its config.
 async fn resolve_base(
     store: &dyn Store,
+    selector: &Selector,
     reference: &str,
     platform: &Platform,
     target: &Platform,
-) -> Result<(RawManifest, Value)> {
-    let selector = match Location::parse(reference)?.selector() {
-        Some(s) => s,
-        None => store.default_selector().await?,
-    };
-    let top = store.get_manifest(&selector).await?;
-    let manifest = match top.kind() {
-        ManifestKind::Image => top,
-        ManifestKind::Index => {
-            let index = top.index(&format!("base {reference}"))?;
-            let mut have = Vec::new();
-            let mut found = None;
-            for d in index.manifests {
-                let p = d.platform.clone().unwrap_or_default();
-                if platform::is_attestation(&p.os, &p.architecture, &d.annotations) {
-                    continue;
-                }
-                let claimed = Platform::from_spec(&p.os, &p.architecture, p.variant.as_deref());
-                if found.is_none() && claimed.matches(platform) {
-                    found = Some(d);
-                }
-                have.push(claimed.to_string());
-            }
-            let Some(d) = found else {
+) -> Result<ImageView> {
+    let view = IndexView::read(store, selector, &format!("base {reference}")).await?;
+    let image = match view.index() {
+        None => view.image(&view.raw().descriptor()).await?,
+        Some(_) => {
+            let entries = view.platform_entries().await?;
+            let Some(found) = entries.iter().find(|e| e.platform.matches(platform)) else {
+                let have: Vec<String> = entries.iter().map(|e| e.platform.to_string()).collect();
                 return Err(Error::Invalid(format!(
                     "base {reference} has no {platform} image (it has {}): build for its platforms with --platform, or pick a base that has {platform}",
                     if have.is_empty() {
@@ -454,23 +369,16 @@ async fn resolve_base(
                     }
                 )));
             };
-            store.get_manifest(&Selector::Digest(d.digest)).await?
+            view.image(&found.descriptor).await?
         }
     };
-    let what = format!("base {reference} manifest {}", manifest.digest);
-    let parsed = manifest.image(&what)?;
-    let cfg_what = format!("base {reference} config {}", parsed.config.digest);
-    let bytes = store::read_blob(store, &parsed.config, &cfg_what).await?;
-    let config: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::malformed(&cfg_what, format!("not JSON: {e}")))?;
-    let c = ImageConfig::parse(&bytes, &cfg_what)?;
-    let says = Platform::from_spec(&c.os, &c.architecture, c.variant.as_deref());
+    let says = image.platform();
     if !says.matches(platform) {
         return Err(Error::Invalid(format!(
             "base {reference} is an image for {says}, not {platform} (building {target}): use a multi-platform base (an index), or build only --platform {says}"
         )));
     }
-    Ok((manifest, config))
+    Ok(image)
 }
 
 /// The human summary.

@@ -440,13 +440,10 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Inspect(args) => {
             let loaded = config::load(&sources)?;
             let location = Location::parse(&args.image)?;
-            let store = store::open(&location, &loaded.settings, false).await?;
-            let selector = match location.selector() {
-                Some(s) => s,
-                None => store.default_selector().await?,
-            };
+            let opened = store::open_image(&location, &loaded.settings).await?;
             let inspection =
-                crate::inspect::inspect(store.as_ref(), &selector, &args.image).await?;
+                crate::inspect::inspect(opened.store.as_ref(), &opened.selector, &args.image)
+                    .await?;
             if args.json {
                 let json = serde_json::to_string_pretty(&inspection)
                     .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))?;

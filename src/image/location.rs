@@ -53,14 +53,29 @@ impl Location {
         Ok(Location::Registry(ImageRef::parse(reference)?))
     }
 
-    /// The selector to read (`latest` when a registry reference names none;
-    /// `None` for a layout that names none).
+    /// The tag or digest the location itself names, `None` when it names
+    /// neither. What to read then is the store's decision
+    /// ([`crate::store::open_image`]), not the location's.
     pub fn selector(&self) -> Option<Selector> {
         match self {
-            Location::Registry(r) => Some(r.selector()),
+            Location::Registry(r) => match (&r.digest, &r.tag) {
+                (Some(d), _) => Some(Selector::Digest(d.clone())),
+                (None, Some(t)) => Some(Selector::Tag(t.clone())),
+                (None, None) => None,
+            },
             Location::Layout { selector, .. } | Location::Archive { selector, .. } => {
                 selector.clone()
             }
+        }
+    }
+
+    /// What identifies the store behind this location, whatever it selects:
+    /// the registry repository, or the layout's path with its scheme.
+    pub fn store_key(&self) -> String {
+        match self {
+            Location::Registry(r) => r.name(),
+            Location::Layout { path, .. } => format!("oci:{}", path.display()),
+            Location::Archive { path, .. } => format!("oci-archive:{}", path.display()),
         }
     }
 
@@ -167,6 +182,34 @@ mod tests {
         ));
         let round = Location::parse(&format!("127.0.0.1:5000/a@{d}")).unwrap();
         assert_eq!(Location::parse(&round.to_string()).unwrap(), round);
+    }
+
+    #[test]
+    fn a_location_names_only_what_it_says() {
+        // (location, selector it names, store key) — regression: registries
+        // were silently given `latest` here, layouts nothing.
+        let d = Digest::of(b"z");
+        let rows = [
+            ("127.0.0.1:5000/app", None, "127.0.0.1:5000/app"),
+            (
+                "127.0.0.1:5000/app:v1",
+                Some(Selector::Tag("v1".into())),
+                "127.0.0.1:5000/app",
+            ),
+            ("oci:out", None, "oci:out"),
+            (
+                "oci-archive:a.tar:v2",
+                Some(Selector::Tag("v2".into())),
+                "oci-archive:a.tar",
+            ),
+        ];
+        for (input, selector, key) in rows {
+            let l = Location::parse(input).unwrap();
+            assert_eq!(l.selector(), selector, "{input}");
+            assert_eq!(l.store_key(), key, "{input}");
+        }
+        let pinned = Location::parse(&format!("127.0.0.1:5000/app:v1@{d}")).unwrap();
+        assert_eq!(pinned.selector(), Some(Selector::Digest(d)));
     }
 
     #[test]

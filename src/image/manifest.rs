@@ -9,8 +9,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::digest::Digest;
-use super::media::{self, ManifestKind};
+use super::media::{self, Format, ManifestKind};
 use crate::error::{Error, Result};
+use crate::platform::Platform;
 
 /// A manifest or index exactly as stored, with its media type and digest.
 #[derive(Debug, Clone)]
@@ -124,6 +125,22 @@ pub struct Descriptor {
     pub urls: Vec<String>,
 }
 
+impl Descriptor {
+    /// Whether this index entry is an attestation (provenance, SBOM), not a
+    /// platform: the one place entries are told apart.
+    pub fn is_attestation(&self) -> bool {
+        let p = self.platform.clone().unwrap_or_default();
+        crate::platform::is_attestation(&p.os, &p.architecture, &self.annotations)
+    }
+
+    /// The platform this index entry claims (spellings normalised by
+    /// [`Platform::from_spec`]; an entry without one claims the empty platform).
+    pub fn claimed_platform(&self) -> Platform {
+        let p = self.platform.clone().unwrap_or_default();
+        Platform::from_spec(&p.os, &p.architecture, p.variant.as_deref())
+    }
+}
+
 /// The platform object of an index entry or config, as written (not normalised).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PlatformSpec {
@@ -172,6 +189,15 @@ pub struct ImageManifest {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl ImageManifest {
+    /// The blobs this manifest references that live in its repository: the
+    /// config, then the layers; foreign layers (`urls`) stay where they are,
+    /// as registries expect.
+    pub fn blobs(&self) -> impl Iterator<Item = &Descriptor> {
+        std::iter::once(&self.config).chain(self.layers.iter().filter(|l| l.urls.is_empty()))
+    }
+}
+
 /// The parts of an image config that archgate reads (platform and runtime
 /// config); other fields are ignored on read.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -207,6 +233,60 @@ impl ImageConfig {
     pub fn parse(bytes: &[u8], what: &str) -> Result<Self> {
         serde_json::from_slice(bytes)
             .map_err(|e| Error::malformed(what, format!("not a valid image config: {e}")))
+    }
+
+    /// The platform the config states (spellings normalised, as [`Platform::from_spec`] does).
+    pub fn platform(&self) -> Platform {
+        Platform::from_spec(&self.os, &self.architecture, self.variant.as_deref())
+    }
+
+    /// The platform fields exactly as the config writes them, for an index entry.
+    pub fn platform_spec(&self) -> PlatformSpec {
+        PlatformSpec {
+            architecture: self.architecture.clone(),
+            os: self.os.clone(),
+            variant: self.variant.clone(),
+            os_version: None,
+            os_features: None,
+        }
+    }
+}
+
+/// The index document over `entries`, in the given order: compact JSON with a
+/// fixed key order, so the same inputs always give the same digest.
+pub fn index(entries: Vec<Descriptor>, format: Format) -> Result<RawManifest> {
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(format.index_media_type().to_string()),
+        manifests: entries,
+        annotations: BTreeMap::new(),
+    };
+    let bytes = serde_json::to_vec(&index)
+        .map_err(|e| Error::Internal(format!("cannot encode the index: {e}")))?;
+    Ok(RawManifest {
+        digest: Digest::of(&bytes),
+        bytes: bytes.into(),
+        media_type: format.index_media_type().to_string(),
+    })
+}
+
+/// An index entry for `manifest` that states `platform`.
+pub fn platform_entry(manifest: &RawManifest, platform: PlatformSpec) -> Descriptor {
+    let mut entry = manifest.descriptor();
+    entry.platform = Some(platform);
+    entry
+}
+
+impl From<&Platform> for PlatformSpec {
+    /// `os`, `architecture` and `variant`; `os.version`/`os.features` are not carried.
+    fn from(p: &Platform) -> Self {
+        PlatformSpec {
+            architecture: p.architecture.clone(),
+            os: p.os.clone(),
+            variant: p.variant.clone(),
+            os_version: None,
+            os_features: None,
+        }
     }
 }
 

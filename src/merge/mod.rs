@@ -8,16 +8,16 @@ pub mod plan;
 
 use std::collections::HashMap;
 
-use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
-use crate::image::media::{Format, ManifestKind};
-use crate::image::{Digest, ImageConfig, Location, RawManifest, Selector};
-use crate::platform::{self, Platform};
-use crate::publish::put_manifest_if_missing;
-use crate::store::{self, BlobPut, Store};
+use crate::image::manifest;
+use crate::image::media::Format;
+use crate::image::{Digest, Location, RawManifest, Selector};
+use crate::platform::Platform;
+use crate::publish::{self, Blob, Written};
+use crate::store::{BlobFrom, IndexView, Pool, StoreId};
 
 pub use plan::{Attestation, Candidate};
 
@@ -71,17 +71,6 @@ pub struct MergedPlatform {
     pub converted_from: Option<Digest>,
 }
 
-/// Counts of writes, to show that a re-run is a no-op.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct Written {
-    pub blobs_uploaded: usize,
-    pub blobs_mounted: usize,
-    pub blobs_present: usize,
-    pub manifests: usize,
-    pub index: bool,
-    pub tags: usize,
-}
-
 /// Runs a merge.
 pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutcome> {
     if req.sources.is_empty() {
@@ -89,98 +78,56 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
             "merge needs at least one source: pass image locations, or set [merge] sources in archgate.toml".into(),
         ));
     }
-    let target_tag = match req.target.selector() {
-        Some(Selector::Tag(t)) => t,
-        Some(Selector::Digest(_)) => {
-            return Err(Error::Invalid(format!(
-                "merge target `{}` names a digest: name a tag (the index digest is computed)",
-                req.target
-            )));
-        }
-        None => {
-            return Err(Error::Invalid(format!(
-                "merge target `{}` names no tag: write e.g. `{}:v1`",
-                req.target, req.target
-            )));
-        }
-    };
+    let target_tag = publish::index_tag(&req.target, "merge")?;
 
     // 1. Read every source and check it, before anything is written. One
     //    store (one client, one authentication, pooled connections) per
     //    source repository or layout, however many sources name it.
-    let mut stores: Vec<Box<dyn Store>> = Vec::new();
-    let mut opened: HashMap<String, usize> = HashMap::new();
+    let mut pool = Pool::new();
     let mut candidates = Vec::new();
     let mut attestations = Vec::new();
-    let mut origin: HashMap<Digest, usize> = HashMap::new();
+    let mut origin: HashMap<Digest, StoreId> = HashMap::new();
     for spec in &req.sources {
         let location = Location::parse(&spec.location)?;
-        let idx = match opened.get(&store_key(&location)) {
-            Some(&i) => i,
-            None => {
-                stores.push(store::open(&location, settings, false).await?);
-                opened.insert(store_key(&location), stores.len() - 1);
-                stores.len() - 1
+        let (id, selector) = pool.open_image(&location, settings).await?;
+        let view = IndexView::read(pool.get(id), &selector, &spec.location).await?;
+        if view.index().is_none() {
+            let image = view.image(&view.raw().descriptor()).await?;
+            origin.insert(view.raw().digest.clone(), id);
+            candidates.push(Candidate {
+                source: spec.location.clone(),
+                platform: image.stated_platform()?,
+                manifest: image.into_raw(),
+                claimed: None,
+                expected: spec.expected.clone(),
+                annotations: Default::default(),
+            });
+            continue;
+        }
+        for desc in view.attestations() {
+            origin.insert(desc.digest.clone(), id);
+            attestations.push(Attestation {
+                source: spec.location.clone(),
+                descriptor: desc.clone(),
+            });
+        }
+        for entry in view.platform_entries().await? {
+            origin.insert(entry.descriptor.digest.clone(), id);
+            if let Some(wanted) = &req.platforms
+                && !wanted.iter().any(|w| w.matches(&entry.platform))
+                && spec.expected.is_none()
+            {
+                continue; // not asked for: not even fetched
             }
-        };
-        let store = stores[idx].as_ref();
-        let selector = match location.selector() {
-            Some(s) => s,
-            None => store.default_selector().await?,
-        };
-        let top = store.get_manifest(&selector).await?;
-        match top.kind() {
-            ManifestKind::Image => {
-                let platform = config_platform(store, &top, &spec.location).await?;
-                origin.insert(top.digest.clone(), idx);
-                candidates.push(Candidate {
-                    source: spec.location.clone(),
-                    manifest: top,
-                    platform,
-                    claimed: None,
-                    expected: spec.expected.clone(),
-                    annotations: Default::default(),
-                });
-            }
-            ManifestKind::Index => {
-                let index = top.index(&spec.location)?;
-                for desc in index.manifests {
-                    let p = desc.platform.clone().unwrap_or_default();
-                    origin.insert(desc.digest.clone(), idx);
-                    if platform::is_attestation(&p.os, &p.architecture, &desc.annotations) {
-                        attestations.push(Attestation {
-                            source: spec.location.clone(),
-                            descriptor: desc,
-                        });
-                        continue;
-                    }
-                    let claimed = Platform::from_spec(&p.os, &p.architecture, p.variant.as_deref());
-                    if let Some(wanted) = &req.platforms
-                        && !wanted.iter().any(|w| w.matches(&claimed))
-                        && spec.expected.is_none()
-                    {
-                        continue; // not asked for: not even fetched
-                    }
-                    let manifest = store
-                        .get_manifest(&Selector::Digest(desc.digest.clone()))
-                        .await?;
-                    if manifest.kind() != ManifestKind::Image {
-                        return Err(Error::malformed(
-                            format!("{} entry {}", spec.location, desc.digest),
-                            "nested indexes are not supported",
-                        ));
-                    }
-                    let platform = config_platform(store, &manifest, &spec.location).await?;
-                    candidates.push(Candidate {
-                        source: spec.location.clone(),
-                        manifest,
-                        platform,
-                        claimed: Some(claimed),
-                        expected: spec.expected.clone(),
-                        annotations: desc.annotations,
-                    });
-                }
-            }
+            let image = view.image(&entry.descriptor).await?;
+            candidates.push(Candidate {
+                source: spec.location.clone(),
+                platform: image.stated_platform()?,
+                manifest: image.into_raw(),
+                claimed: Some(entry.platform),
+                expected: spec.expected.clone(),
+                annotations: entry.descriptor.annotations,
+            });
         }
     }
     let selection = plan::select(
@@ -231,36 +178,16 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
             a.source
         );
     }
-    let mut attestation_manifests = Vec::with_capacity(kept.len());
-    for a in &kept {
-        let src = stores[origin[&a.descriptor.digest]].as_ref();
-        let manifest = src
-            .get_manifest(&Selector::Digest(a.descriptor.digest.clone()))
-            .await?;
-        attestation_manifests.push(manifest);
-    }
-
-    // 2. Write: blobs, manifests by digest, the index by digest, tags last.
-    let target = store::open(&req.target, settings, true).await?;
-    let target = target.as_ref();
-    let mut written = Written::default();
+    // 2. The plan: every blob, the manifests, the index; nothing written yet.
+    let mut blobs = Vec::new();
+    let mut manifests = Vec::new();
     let mut entries = Vec::new();
     let mut merged = Vec::new();
     for (c, conv) in selection.images.iter().zip(&converted) {
-        let src = stores[origin[&c.manifest.digest]].as_ref();
-        copy_blobs(
-            src,
-            target,
-            &c.manifest,
-            &c.source,
-            settings.network.concurrency,
-            &mut written,
-        )
-        .await?;
+        let from = BlobFrom::Store(pool.get(origin[&c.manifest.digest]));
+        push_blobs(&mut blobs, &from, &c.manifest, &c.source)?;
         let manifest = conv.as_ref().unwrap_or(&c.manifest);
-        if put_manifest_if_missing(target, manifest).await? {
-            written.manifests += 1;
-        }
+        manifests.push(manifest.clone());
         entries.push(plan::entry(c, manifest));
         merged.push(MergedPlatform {
             platform: c.platform.to_string(),
@@ -270,32 +197,22 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
             converted_from: conv.as_ref().map(|_| c.manifest.digest.clone()),
         });
     }
-    for (a, manifest) in kept.iter().zip(&attestation_manifests) {
-        let src = stores[origin[&a.descriptor.digest]].as_ref();
-        copy_blobs(
-            src,
-            target,
-            manifest,
-            &a.source,
-            settings.network.concurrency,
-            &mut written,
-        )
-        .await?;
-        if put_manifest_if_missing(target, manifest).await? {
-            written.manifests += 1;
-        }
+    for a in &kept {
+        let src = pool.get(origin[&a.descriptor.digest]);
+        let manifest = src
+            .get_manifest(&Selector::Digest(a.descriptor.digest.clone()))
+            .await?;
+        push_blobs(&mut blobs, &BlobFrom::Store(src), &manifest, &a.source)?;
+        manifests.push(manifest);
         entries.push(a.descriptor.clone());
     }
-    let index = plan::index(entries, req.format)?;
-    written.index = put_manifest_if_missing(target, &index).await?;
+    let index = manifest::index(entries, req.format)?;
+
+    // 3. Write: blobs, manifests by digest, the index by digest, tags last.
     let mut tags = vec![target_tag];
-    for t in &req.extra_tags {
-        if !tags.contains(t) {
-            tags.push(t.clone());
-        }
-    }
-    written.tags = crate::publish::tag(target, &index, &tags).await?;
-    target.commit().await?;
+    tags.extend(req.extra_tags.iter().cloned());
+    let (tags, written) =
+        publish::write_index(&req.target, settings, blobs, manifests, &index, tags).await?;
     Ok(MergeOutcome {
         image: req.target.with_digest(&index.digest).to_string(),
         index_digest: index.digest.clone(),
@@ -308,63 +225,18 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
     })
 }
 
-/// What identifies one source store: the registry repository, or the layout path.
-fn store_key(location: &Location) -> String {
-    match location {
-        Location::Registry(r) => r.name(),
-        Location::Layout { path, .. } => format!("oci:{}", path.display()),
-        Location::Archive { path, .. } => format!("oci-archive:{}", path.display()),
-    }
-}
-
-/// The platform an image's config blob states.
-pub(crate) async fn config_platform(
-    store: &dyn Store,
+/// Adds the blobs `manifest` references, to be taken `from` its source.
+fn push_blobs<'a>(
+    blobs: &mut Vec<Blob<'a>>,
+    from: &BlobFrom<'a>,
     manifest: &RawManifest,
     source: &str,
-) -> Result<Platform> {
-    let what = format!("{source} manifest {}", manifest.digest);
-    let parsed = manifest.image(&what)?;
-    let cfg_what = format!("{source} config {}", parsed.config.digest);
-    let bytes = store::read_blob(store, &parsed.config, &cfg_what).await?;
-    let config = ImageConfig::parse(&bytes, &cfg_what)?;
-    if config.architecture.is_empty() || config.os.is_empty() {
-        return Err(Error::malformed(
-            cfg_what,
-            "the config names no os/architecture; rebuild the image",
-        ));
-    }
-    Ok(Platform::from_spec(
-        &config.os,
-        &config.architecture,
-        config.variant.as_deref(),
-    ))
-}
-
-/// Copies a manifest's config and layers, at most `concurrency` at a time.
-async fn copy_blobs(
-    src: &dyn Store,
-    dst: &dyn Store,
-    manifest: &RawManifest,
-    source: &str,
-    concurrency: usize,
-    written: &mut Written,
 ) -> Result<()> {
     let parsed = manifest.image(&format!("{source} manifest {}", manifest.digest))?;
-    let mut blobs = vec![parsed.config.clone()];
-    blobs.extend(parsed.layers.iter().filter(|l| l.urls.is_empty()).cloned());
-    let results: Vec<BlobPut> =
-        futures_util::stream::iter(blobs.iter().map(|d| store::copy_blob(src, dst, d)))
-            .buffer_unordered(concurrency.max(1))
-            .try_collect()
-            .await?;
-    for r in results {
-        match r {
-            BlobPut::Present => written.blobs_present += 1,
-            BlobPut::Mounted => written.blobs_mounted += 1,
-            BlobPut::Written => written.blobs_uploaded += 1,
-        }
-    }
+    blobs.extend(parsed.blobs().map(|d| Blob {
+        descriptor: d.clone(),
+        from: from.clone(),
+    }));
     Ok(())
 }
 

@@ -1,15 +1,16 @@
 //! The pure part of `merge`: choosing one manifest per platform from what the
 //! sources hold, checking that every label tells the truth, converting media
-//! types on request, and writing the index bytes deterministically.
+//! types on request (the family table is `image::media`'s), and each chosen
+//! image's index entry (the index itself is `image::manifest::index`).
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::image::manifest::{REFERENCE_DIGEST_ANNOTATION, REFERENCE_TYPE_ANNOTATION};
-use crate::image::media::{self, Format};
-use crate::image::{Descriptor, Digest, Index, PlatformSpec, RawManifest};
+use crate::image::manifest::{self, REFERENCE_DIGEST_ANNOTATION, REFERENCE_TYPE_ANNOTATION};
+use crate::image::media::Format;
+use crate::image::{Descriptor, Digest, PlatformSpec, RawManifest};
 use crate::platform::Platform;
 
 /// One image manifest a source offers.
@@ -154,42 +155,13 @@ pub fn split_replaced(
     })
 }
 
-/// The index entry for one chosen image.
+/// The index entry for one chosen image: the platform its config states,
+/// the source entry's annotations but the attestation marker.
 pub fn entry(c: &Candidate, manifest: &RawManifest) -> Descriptor {
-    let mut annotations = c.annotations.clone();
-    annotations.remove(REFERENCE_TYPE_ANNOTATION);
-    Descriptor {
-        media_type: manifest.media_type.clone(),
-        digest: manifest.digest.clone(),
-        size: manifest.bytes.len() as u64,
-        platform: Some(PlatformSpec {
-            architecture: c.platform.architecture.clone(),
-            os: c.platform.os.clone(),
-            variant: c.platform.variant.clone(),
-            os_version: None,
-            os_features: None,
-        }),
-        annotations,
-        urls: Vec::new(),
-    }
-}
-
-/// The index document: entries in the given order, compact JSON with a fixed
-/// key order, so the same inputs always give the same digest.
-pub fn index(entries: Vec<Descriptor>, format: Format) -> Result<RawManifest> {
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(format.index_media_type().to_string()),
-        manifests: entries,
-        annotations: BTreeMap::new(),
-    };
-    let bytes = serde_json::to_vec(&index)
-        .map_err(|e| Error::Internal(format!("cannot encode the index: {e}")))?;
-    Ok(RawManifest {
-        digest: Digest::of(&bytes),
-        bytes: bytes.into(),
-        media_type: format.index_media_type().to_string(),
-    })
+    let mut entry = manifest::platform_entry(manifest, PlatformSpec::from(&c.platform));
+    entry.annotations = c.annotations.clone();
+    entry.annotations.remove(REFERENCE_TYPE_ANNOTATION);
+    entry
 }
 
 /// Rewrites an image manifest into the other family (Docker v2s2 ⇄ OCI): the
@@ -242,35 +214,19 @@ pub fn convert(manifest: &RawManifest, format: Format, what: &str) -> Result<Opt
 }
 
 fn convert_blob_type(mt: &str, format: Format, what: &str) -> Result<String> {
-    const FOREIGN_DOCKER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
-    const FOREIGN_OCI: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
-    let out = match (format, mt) {
-        (Format::Oci, media::DOCKER_CONFIG) => media::OCI_CONFIG,
-        (Format::Oci, media::DOCKER_LAYER_GZIP) => media::OCI_LAYER_GZIP,
-        (Format::Oci, media::DOCKER_LAYER_TAR) => media::OCI_LAYER_TAR,
-        (Format::Oci, FOREIGN_DOCKER) => FOREIGN_OCI,
-        (Format::Docker, media::OCI_CONFIG) => media::DOCKER_CONFIG,
-        (Format::Docker, media::OCI_LAYER_GZIP) => media::DOCKER_LAYER_GZIP,
-        (Format::Docker, media::OCI_LAYER_TAR) => media::DOCKER_LAYER_TAR,
-        (Format::Docker, FOREIGN_OCI) => FOREIGN_DOCKER,
-        (Format::Oci, m) if m.starts_with("application/vnd.oci.") => m,
-        (Format::Docker, m) if m.starts_with("application/vnd.docker.") => m,
-        (_, m) => {
-            return Err(Error::Invalid(format!(
-                "{what}: cannot convert blob media type `{m}` to the {} format; merge without --convert",
-                match format {
-                    Format::Oci => "OCI",
-                    Format::Docker => "Docker",
-                }
-            )));
-        }
-    };
-    Ok(out.to_string())
+    format.blob_media_type(mt).map(str::to_string).ok_or_else(|| {
+        Error::Invalid(format!(
+            "{what}: cannot convert blob media type `{mt}` to the {} format; merge without --convert",
+            format.name()
+        ))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::manifest::index;
+    use crate::image::{Index, media};
     use bytes::Bytes;
 
     fn manifest(media_type: &str, seed: &str) -> RawManifest {

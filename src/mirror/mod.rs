@@ -16,22 +16,16 @@ pub mod plan;
 use std::collections::HashSet;
 use std::time::Instant;
 
-use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
-use crate::image::manifest::REF_NAME_ANNOTATION;
 use crate::image::media::ManifestKind;
 use crate::image::{Descriptor, Digest, Location, RawManifest, Selector};
 use crate::inspect::human_size;
-use crate::merge::{Written, config_platform};
 use crate::platform::Platform;
-use crate::publish::put_manifest_if_missing;
-use crate::store::{self, BlobPut, Store};
-
-/// Blobs at least this large get their throughput logged.
-const LARGE_BLOB: u64 = 1 << 20;
+use crate::publish::{self, Blob, Written};
+use crate::store::{self, BlobFrom, IndexView, Store};
 
 /// One image to move.
 #[derive(Debug, Clone)]
@@ -95,21 +89,25 @@ pub async fn mirror(req: &MirrorRequest, settings: &Settings) -> Result<MirrorOu
     let started = Instant::now();
     let source = Location::parse(&req.source)?;
     let target = Location::parse(&req.target)?;
-    let target_tag = explicit_tag(&target, &req.target)?;
+    let target_tag = publish::named_tag(
+        &target,
+        "mirror",
+        "name a tag, or none to keep the source's",
+    )?;
 
     // 1. Read and check everything before writing.
-    let src = store::open(&source, settings, false).await?;
-    let (selector, source_tag) = source_selector(&source, src.as_ref()).await?;
-    let plan = read_plan(src.as_ref(), &selector, req).await?;
-    let tag = match (target_tag, source_tag) {
-        (Some(t), _) | (None, Some(t)) => Some(t),
-        (None, None) if matches!(target, Location::Registry(_)) => None,
-        (None, None) => {
+    let opened = store::open_image(&source, settings).await?;
+    let src = opened.store.as_ref();
+    let plan = read_plan(src, &opened.selector, req).await?;
+    let tag = match target_tag.or(opened.tag) {
+        Some(t) => Some(t),
+        None if store::needs_tag(&target) => {
             return Err(Error::Invalid(format!(
                 "mirror target `{}` names no tag and the source names its image by digest: write e.g. `{}:v1`",
                 req.target, req.target
             )));
         }
+        None => None,
     };
 
     // 2. Write: blobs, manifests by digest, the index by digest, the tag last.
@@ -123,33 +121,27 @@ pub async fn mirror(req: &MirrorRequest, settings: &Settings) -> Result<MirrorOu
         plan.blobs.len(),
         human_size(plan.blobs.iter().map(|b| b.size).sum())
     );
-    let mut written = Written::default();
-    let bytes_copied = copy_blobs(
-        src.as_ref(),
+    let tags: Vec<String> = tag.into_iter().collect();
+    let written = publish::write(
         dst,
-        &plan.blobs,
-        settings.network.concurrency,
-        &mut written,
+        publish::Plan {
+            blobs: plan
+                .blobs
+                .iter()
+                .map(|d| Blob {
+                    descriptor: d.clone(),
+                    from: BlobFrom::Store(src),
+                })
+                .collect(),
+            manifests: plan.manifests,
+            head: plan.head.clone(),
+            tags: tags.clone(),
+            concurrency: settings.network.concurrency,
+            log_each_blob: true,
+        },
     )
     .await?;
-    for m in &plan.manifests {
-        if put_manifest_if_missing(dst, m).await? {
-            written.manifests += 1;
-        }
-    }
-    if plan.head.kind() == ManifestKind::Index {
-        written.index = put_manifest_if_missing(dst, &plan.head).await?;
-    }
-    let mut tags = Vec::new();
-    if let Some(tag) = tag {
-        if store::set_tag(dst, &plan.head, &tag).await? {
-            written.tags += 1;
-        }
-        tags.push(tag);
-    } else if put_manifest_if_missing(dst, &plan.head).await? {
-        written.manifests += 1;
-    }
-    dst.commit().await?;
+    let bytes_copied = written.bytes_uploaded;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(
         "mirrored {} to {} in {seconds:.2} s: {} copied",
@@ -173,53 +165,17 @@ pub async fn mirror(req: &MirrorRequest, settings: &Settings) -> Result<MirrorOu
     })
 }
 
-/// The tag the target location names itself; a digest there is an error.
-fn explicit_tag(target: &Location, written: &str) -> Result<Option<String>> {
-    let selector = match target {
-        Location::Registry(r) if r.digest.is_some() => r.digest.clone().map(Selector::Digest),
-        Location::Registry(r) => r.tag.clone().map(Selector::Tag),
-        Location::Layout { selector, .. } | Location::Archive { selector, .. } => selector.clone(),
-    };
-    match selector {
-        Some(Selector::Digest(_)) => Err(Error::Invalid(format!(
-            "mirror target `{written}` names a digest: name a tag, or none to keep the source's"
-        ))),
-        Some(Selector::Tag(t)) => Ok(Some(t)),
-        None => Ok(None),
-    }
-}
-
-/// What to read from the source, and its tag when it has one (kept for the target).
-async fn source_selector(
-    location: &Location,
-    store: &dyn Store,
-) -> Result<(Selector, Option<String>)> {
-    if let Some(selector) = match location {
-        Location::Registry(_) => location.selector(),
-        Location::Layout { selector, .. } | Location::Archive { selector, .. } => selector.clone(),
-    } {
-        let tag = match &selector {
-            Selector::Tag(t) => Some(t.clone()),
-            Selector::Digest(_) => None,
-        };
-        return Ok((selector, tag));
-    }
-    // A layout's single entry: keep its ref.name as the tag.
-    let selector = store.default_selector().await?;
-    let desc = store.resolve(&selector).await?;
-    Ok((selector, desc.annotations.get(REF_NAME_ANNOTATION).cloned()))
-}
-
 /// Reads the top manifest and everything under it, filtered to the requested platforms.
 async fn read_plan(src: &dyn Store, selector: &Selector, req: &MirrorRequest) -> Result<Plan> {
-    let top = src.get_manifest(selector).await?;
-    let what = |d: &Digest| format!("{} manifest {d}", req.source);
-    let (head, manifests, platforms, attestations, filtered) = match top.kind() {
-        ManifestKind::Image => {
-            let platform = match (
-                &req.platforms,
-                config_platform(src, &top, &req.source).await,
-            ) {
+    let view = IndexView::read(src, selector, &req.source).await?;
+    let top = view.raw().clone();
+    let (head, manifests, platforms, attestations, filtered) = match view.index() {
+        None => {
+            let stated = match view.image(&top.descriptor()).await {
+                Ok(image) => image.stated_platform(),
+                Err(e) => Err(e),
+            };
+            let platform = match (&req.platforms, stated) {
                 // Copied as it is: a config that names no platform is shown, not refused.
                 (None, Err(e)) => {
                     tracing::debug!("{}: no platform shown: {e}", req.source);
@@ -249,7 +205,7 @@ async fn read_plan(src: &dyn Store, selector: &Selector, req: &MirrorRequest) ->
             }];
             (top.clone(), Vec::new(), platforms, 0, false)
         }
-        ManifestKind::Index => {
+        Some(_) => {
             let f = plan::filter(&top, req.platforms.as_deref(), &req.source)?;
             let mut manifests = Vec::new();
             let descriptors = f
@@ -258,16 +214,7 @@ async fn read_plan(src: &dyn Store, selector: &Selector, req: &MirrorRequest) ->
                 .map(|e| &e.descriptor)
                 .chain(&f.attestations);
             for desc in descriptors {
-                let m = src
-                    .get_manifest(&Selector::Digest(desc.digest.clone()))
-                    .await?;
-                if m.kind() != ManifestKind::Image {
-                    return Err(Error::malformed(
-                        what(&desc.digest),
-                        "nested indexes are not supported",
-                    ));
-                }
-                manifests.push(m);
+                manifests.push(view.manifest(desc).await?);
             }
             let platforms = f
                 .images
@@ -294,11 +241,10 @@ async fn read_plan(src: &dyn Store, selector: &Selector, req: &MirrorRequest) ->
         .iter()
         .chain((head.kind() == ManifestKind::Image).then_some(&head));
     for m in images {
-        let parsed = m.image(&what(&m.digest))?;
-        for d in std::iter::once(parsed.config).chain(parsed.layers) {
-            // Foreign layers (`urls`) stay where they are, as registries expect.
-            if d.urls.is_empty() && seen.insert(d.digest.clone()) {
-                blobs.push(d);
+        let parsed = m.image(&format!("{} manifest {}", req.source, m.digest))?;
+        for d in parsed.blobs() {
+            if seen.insert(d.digest.clone()) {
+                blobs.push(d.clone());
             }
         }
     }
@@ -311,68 +257,6 @@ async fn read_plan(src: &dyn Store, selector: &Selector, req: &MirrorRequest) ->
         filtered,
         blobs,
     })
-}
-
-/// Copies the blobs, at most `concurrency` at a time, logging each; returns the bytes copied.
-async fn copy_blobs(
-    src: &dyn Store,
-    dst: &dyn Store,
-    blobs: &[Descriptor],
-    concurrency: usize,
-    written: &mut Written,
-) -> Result<u64> {
-    let results: Vec<(BlobPut, u64)> =
-        futures_util::stream::iter(blobs.iter().map(|d| copy_blob_logged(src, dst, d)))
-            .buffer_unordered(concurrency.max(1))
-            .try_collect()
-            .await?;
-    let mut bytes = 0;
-    for (put, size) in results {
-        match put {
-            BlobPut::Present => written.blobs_present += 1,
-            BlobPut::Mounted => written.blobs_mounted += 1,
-            BlobPut::Written => {
-                written.blobs_uploaded += 1;
-                bytes += size;
-            }
-        }
-    }
-    Ok(bytes)
-}
-
-/// One blob, with a log line saying what happened (and how fast, for large ones).
-async fn copy_blob_logged(
-    src: &dyn Store,
-    dst: &dyn Store,
-    desc: &Descriptor,
-) -> Result<(BlobPut, u64)> {
-    let started = Instant::now();
-    let put = store::copy_blob(src, dst, desc).await.map_err(|e| match e.kind() {
-        // Wrong bytes in the source: say so, and what a re-run will and will not redo.
-        crate::ErrorKind::Content => Error::malformed(
-            e.to_string(),
-            format!(
-                "{} holds a damaged copy; nothing was tagged: replace the source (fetch or carry it again) and re-run — blobs that arrived intact are kept",
-                src.name()
-            ),
-        ),
-        _ => e,
-    })?;
-    let size = human_size(desc.size);
-    match put {
-        BlobPut::Present => tracing::info!("blob {} ({size}): already present", desc.digest),
-        BlobPut::Mounted => tracing::info!("blob {} ({size}): mounted", desc.digest),
-        BlobPut::Written if desc.size >= LARGE_BLOB => {
-            let secs = started.elapsed().as_secs_f64().max(1e-6);
-            tracing::info!(
-                "blob {} ({size}): copied in {secs:.2} s, {}/s",
-                desc.digest,
-                human_size((desc.size as f64 / secs) as u64)
-            );
-        }
-        BlobPut::Written => tracing::info!("blob {} ({size}): copied", desc.digest),
-    }
-    Ok((put, desc.size))
 }
 
 /// The human summary.

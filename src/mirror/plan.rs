@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::image::manifest::REFERENCE_DIGEST_ANNOTATION;
 use crate::image::{Descriptor, Digest, RawManifest};
-use crate::platform::{self, Platform};
+use crate::platform::Platform;
 
 /// One entry of the source index and what it is.
 #[derive(Debug, Clone)]
@@ -46,14 +46,9 @@ pub fn entries(index: &crate::image::Index) -> Vec<Entry> {
     index
         .manifests
         .iter()
-        .map(|d| {
-            let p = d.platform.clone().unwrap_or_default();
-            let platform = (!platform::is_attestation(&p.os, &p.architecture, &d.annotations))
-                .then(|| Platform::from_spec(&p.os, &p.architecture, p.variant.as_deref()));
-            Entry {
-                descriptor: d.clone(),
-                platform,
-            }
+        .map(|d| Entry {
+            descriptor: d.clone(),
+            platform: (!d.is_attestation()).then(|| d.claimed_platform()),
         })
         .collect()
 }
@@ -183,6 +178,7 @@ fn shorten(bytes: &[u8], keep: &[&Digest], source: &str) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::image::media;
+    use crate::platform;
     use serde_json::json;
 
     fn index(extra_attestation_for: Option<usize>) -> RawManifest {

@@ -5,9 +5,17 @@
 //! A store is opened for one repository (a registry repository, or one layout)
 //! and works in digests: manifests are raw bytes with their media type, blobs
 //! are streams verified against their digest as they are read.
+//!
+//! Above the trait, and the same for every store: [`open_image`] (what a
+//! location naming no tag or digest reads), [`Pool`] (one store per source
+//! repository), the read-only [`view`]s of indexes and images, and
+//! [`copy_blob`] / [`put_blob_from`], which own the present / mount / stream
+//! decision. Only this module and `image` look at the kind of a location.
 
 pub mod layout;
+pub mod pool;
 pub mod registry;
+pub mod view;
 
 use std::pin::Pin;
 
@@ -16,7 +24,11 @@ use tokio::io::AsyncRead;
 
 use crate::config::Settings;
 use crate::error::Result;
+use crate::image::manifest::REF_NAME_ANNOTATION;
 use crate::image::{Descriptor, Digest, Location, RawManifest, Selector};
+
+pub use pool::{Pool, StoreId};
+pub use view::{ImageView, IndexView, PlatformEntry};
 
 /// A stream of blob bytes. Streams returned by [`Store::get_blob`] fail at EOF
 /// when the bytes do not match the requested digest.
@@ -139,6 +151,69 @@ pub async fn open(
     }
 }
 
+/// A location opened for reading: its store, what to read there, and the tag
+/// that read goes through (kept by `mirror` for its target).
+pub struct Opened {
+    pub store: Box<dyn Store>,
+    /// The location's own tag or digest, else the store's default.
+    pub selector: Selector,
+    /// The tag `selector` reads through (named, or the store's default: a
+    /// registry's `latest`, a layout's single entry's `ref.name`); `None` when
+    /// the image is named by digest.
+    pub tag: Option<String>,
+}
+
+/// Opens a location to read the image it names: the one place that decides
+/// what a location naming no tag or digest means (`latest` in a registry; the
+/// single entry of a layout, an error when it has several).
+pub async fn open_image(location: &Location, settings: &Settings) -> Result<Opened> {
+    let store = open(location, settings, false).await?;
+    let (selector, tag) = choose(location, store.as_ref()).await?;
+    Ok(Opened {
+        store,
+        selector,
+        tag,
+    })
+}
+
+/// What to read in `store` for `location`, and the tag it reads through.
+async fn choose(location: &Location, store: &dyn Store) -> Result<(Selector, Option<String>)> {
+    let selector = match location.selector() {
+        Some(s) => s,
+        None => store.default_selector().await?,
+    };
+    let tag = match &selector {
+        Selector::Tag(t) => Some(t.clone()),
+        // A digest named by the location is the user's choice; a layout's
+        // single entry (its default) keeps its ref.name, when it has one.
+        Selector::Digest(_) if location.selector().is_some() => None,
+        Selector::Digest(_) => store
+            .resolve(&selector)
+            .await?
+            .annotations
+            .get(REF_NAME_ANNOTATION)
+            .cloned(),
+    };
+    Ok((selector, tag))
+}
+
+/// The tag a write to `location` moves when the location names none:
+/// `latest` in a registry (as a push does); `None` for a layout, whose
+/// entries are found by the tag they are given.
+pub fn default_tag(location: &Location) -> Option<&'static str> {
+    match location {
+        Location::Registry(_) => Some("latest"),
+        Location::Layout { .. } | Location::Archive { .. } => None,
+    }
+}
+
+/// Whether a manifest written to `location` needs a tag to be found again: a
+/// registry keeps what is pushed by digest alone; archgate's layouts are read
+/// by tag (or their single entry), so an untagged write would be lost.
+pub fn needs_tag(location: &Location) -> bool {
+    default_tag(location).is_none()
+}
+
 /// Opens a location to write into so that an interrupted write can resume: an
 /// `oci-archive:` target is staged in `FILE.partial/` (see
 /// [`layout::LayoutStore::open_archive_resumable`]); registries and layout
@@ -152,19 +227,55 @@ pub async fn open_resumable(location: &Location, settings: &Settings) -> Result<
     }
 }
 
-/// Points `tag` at `manifest` unless it already does; true when the tag moved.
-/// Call it last, once everything the manifest references is in place.
-pub async fn set_tag(target: &dyn Store, manifest: &RawManifest, tag: &str) -> Result<bool> {
-    let current = match target.resolve(&Selector::Tag(tag.to_string())).await {
-        Ok(d) => Some(d.digest),
-        Err(crate::Error::NotFound { .. }) => None,
-        Err(e) => return Err(e),
-    };
-    if current.as_ref() == Some(&manifest.digest) {
-        return Ok(false);
+/// Where a blob's bytes come from when it is written to a store.
+#[derive(Clone)]
+pub enum BlobFrom<'a> {
+    /// Another store (copied, mounted or found present: [`copy_blob`]).
+    Store(&'a dyn Store),
+    /// A file on this machine (a layer in the build cache).
+    File(std::path::PathBuf),
+    /// Bytes in memory (a config just written).
+    Bytes(bytes::Bytes),
+}
+
+impl std::fmt::Debug for BlobFrom<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlobFrom::Store(s) => write!(f, "Store({})", s.name()),
+            BlobFrom::File(p) => write!(f, "File({})", p.display()),
+            BlobFrom::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+        }
     }
-    target.put_manifest(manifest, Some(tag)).await?;
-    Ok(true)
+}
+
+/// Puts one blob into `dst` from wherever it is: skipped when present, and
+/// from another store as [`copy_blob`] decides.
+pub async fn put_blob_from(
+    from: &BlobFrom<'_>,
+    dst: &dyn Store,
+    desc: &Descriptor,
+) -> Result<BlobPut> {
+    let (digest, size) = (&desc.digest, desc.size);
+    match from {
+        BlobFrom::Store(src) => copy_blob(*src, dst, desc).await,
+        _ if dst.blob_exists(digest).await? => Ok(BlobPut::Present),
+        BlobFrom::File(path) => {
+            put_blob_restarting(dst, digest, size, || async {
+                let f = tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| crate::Error::io(path, e))?;
+                Ok(Box::pin(f) as BlobReader)
+            })
+            .await
+        }
+        BlobFrom::Bytes(bytes) => {
+            put_blob_restarting(dst, digest, size, || {
+                let reader: BlobReader = Box::pin(std::io::Cursor::new(bytes.clone()));
+                std::future::ready(Ok(reader))
+            })
+            .await
+        }
+    }
 }
 
 /// Copies one blob from `src` to `dst`: skipped when present, mounted when
