@@ -17,6 +17,7 @@ pub mod cache;
 pub mod check;
 pub mod elf;
 pub mod java;
+mod request;
 pub mod rootfs;
 pub mod runner;
 
@@ -64,8 +65,8 @@ impl Policy {
     fn from_settings(settings: &Settings) -> Result<Policy> {
         let v = &settings.verify;
         let java = java::VersionPolicy::from_settings(
-            v.java.min_version.as_deref(),
-            v.java.version.as_deref(),
+            v.java.min_version.as_ref().map(|n| n.as_str()),
+            v.java.version.as_ref().map(|n| n.as_str()),
         )
         .map_err(|e| Error::Config(format!("[verify.java]: {e}")))?;
         let mut commands = Vec::new();
@@ -81,7 +82,7 @@ impl Policy {
                     "{key}: `args` is empty; give the command, e.g. args = [\"/opt/app/bin/app\", \"--version\"]"
                 )));
             }
-            let pattern = c.output.as_deref().unwrap_or("");
+            let pattern = c.output.as_ref().map_or("", |p| p.as_str());
             let re = regex::Regex::new(pattern).map_err(|e| {
                 // regex errors span lines (pattern, caret, reason): keep one line.
                 let why = e
@@ -93,18 +94,7 @@ impl Policy {
                     "{key}: `output` is not a valid regular expression: {why}"
                 ))
             })?;
-            let platforms = c
-                .platforms
-                .iter()
-                .map(|p| {
-                    Platform::parse(p)
-                        .map_err(|e| Error::Config(format!("{key}: `platforms`: {e}")))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            commands.push((c.clone(), re, platforms));
-        }
-        for key in v.runners.keys() {
-            Platform::parse(key).map_err(|e| Error::Config(format!("[verify.runners]: {e}")))?;
+            commands.push((c.clone(), re, c.platforms.clone()));
         }
         if v.timeout == 0 {
             return Err(Error::Config(
@@ -822,11 +812,7 @@ fn runner_setting(settings: &Settings, platform: &Platform) -> crate::config::Ru
         .verify
         .runners
         .iter()
-        .find(|(k, _)| {
-            Platform::parse(k)
-                .map(|p| p.matches(platform))
-                .unwrap_or(false)
-        })
+        .find(|(k, _)| k.matches(platform))
         .map(|(_, r)| *r)
         .unwrap_or(settings.verify.runner)
 }
