@@ -446,12 +446,6 @@ fn format_error(
                     .unwrap_or_default();
                 format!("{source}: {first}: {}", last.trim())
             }
-            // serde's words for an untagged enum say nothing to a user.
-            figment::error::Kind::Message(m) if m.contains("untagged enum MergeSources") => {
-                format!(
-                    "{source}: key `{key}`: expected a list of image locations, or a table \"os/arch\" = \"LOCATION\""
-                )
-            }
             other if key.is_empty() => format!("{source}: {other}"),
             other => format!("{source}: key `{key}`: {other}"),
         };
