@@ -172,3 +172,70 @@ async fn produce(
     progress.end(phase);
     produced.map_err(|e| (phase.name(), e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Sources, load};
+
+    /// Records the phases a run went through.
+    #[derive(Default)]
+    struct Recorder(Vec<String>);
+
+    impl Progress for Recorder {
+        fn start(&mut self, phase: Phase) {
+            self.0.push(format!("start {}", phase.name()));
+        }
+        fn output(&mut self, phase: Phase, _text: &str) {
+            self.0.push(format!("output {}", phase.name()));
+        }
+        fn end(&mut self, phase: Phase) {
+            self.0.push(format!("end {}", phase.name()));
+        }
+    }
+
+    fn loaded_in(dir: &std::path::Path, toml: &str) -> Loaded {
+        std::fs::write(dir.join("archgate.toml"), toml).unwrap();
+        load(&Sources {
+            cwd: dir.to_path_buf(),
+            ..Sources::default()
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn nothing_to_produce_stops_in_config_before_any_phase() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = loaded_in(
+            dir.path(),
+            &format!(
+                "[build]\ndockerfile = \"{}\"\n",
+                dir.path().join("absent").display()
+            ),
+        );
+        let mut progress = Recorder::default();
+        let report = run(&loaded, None, &mut progress).await;
+        assert!(progress.0.is_empty(), "{:?}", progress.0);
+        let e = report.error.as_ref().expect("an error");
+        assert_eq!(
+            (e.phase.as_str(), e.kind),
+            ("config", crate::ErrorKind::Usage)
+        );
+        assert_eq!(report.exit_code, crate::ExitStatus::Usage);
+        assert!(e.message.contains("--image"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn a_phase_that_fails_is_ended_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let loaded = loaded_in(dir.path(), "");
+        let mut progress = Recorder::default();
+        let image = format!("oci:{}:v1", missing.display());
+        let report = run(&loaded, Some(&image), &mut progress).await;
+        assert_eq!(progress.0, ["start verify", "end verify"]);
+        assert_eq!(report.error.as_ref().unwrap().phase, "verify");
+        assert_ne!(report.exit_code, crate::ExitStatus::Success);
+        assert!(report.produced.is_none() && report.gate.is_none());
+    }
+}

@@ -429,3 +429,31 @@ fn to_json(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string_pretty(value)
         .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    /// "Only `src/cli` knows clap" (STYLE.md): no other library file names it.
+    #[test]
+    fn clap_appears_only_in_src_cli() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.ends_with("cli") {
+                    continue;
+                }
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    && std::fs::read_to_string(&path).unwrap().contains("clap")
+                {
+                    out.push(path.display().to_string());
+                }
+            }
+        }
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = Vec::new();
+        walk(&src, &mut offenders);
+        assert!(src.join("cli/mod.rs").is_file(), "walked the real tree");
+        assert!(offenders.is_empty(), "clap outside src/cli: {offenders:?}");
+    }
+}
