@@ -4,11 +4,18 @@
 //! where there is one, the way out. Variants are grouped by *whose* fault it is,
 //! because a release gate must tell "the configuration is wrong" (exit 2) from
 //! "the infrastructure failed" (exit 3) from "the image is wrong" (exit 1).
+//! [`ExitStatus`] is that mapping, once: the CLI's process exit code and
+//! `report.json`'s `exit_code` are both this value.
 
+use std::fmt;
 use std::path::PathBuf;
 
+use serde::{Serialize, Serializer};
+
 /// What kind of failure this is, for exit codes and retry decisions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// In `report.json` (`error.kind`) it is the lower-case name: `usage`, …
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ErrorKind {
     /// The user's configuration, flags or input names something invalid (exit 2).
     Usage,
@@ -16,6 +23,61 @@ pub enum ErrorKind {
     Infrastructure,
     /// The content itself is wrong: digest mismatch, malformed manifest (exit 1).
     Content,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Usage => "usage",
+            ErrorKind::Infrastructure => "infrastructure",
+            ErrorKind::Content => "content",
+        })
+    }
+}
+
+/// Exit codes a release gate can trust (README "Exit codes", DESIGN.md "Outputs").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum ExitStatus {
+    /// Everything required passed.
+    #[default]
+    Success = 0,
+    /// The gate failed: the image is wrong.
+    Failed = 1,
+    /// The configuration or the invocation is wrong.
+    Usage = 2,
+    /// Infrastructure failed (registry, network, disk, emulator): we could not tell.
+    Infrastructure = 3,
+}
+
+impl ExitStatus {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<ErrorKind> for ExitStatus {
+    fn from(kind: ErrorKind) -> Self {
+        match kind {
+            ErrorKind::Usage => ExitStatus::Usage,
+            ErrorKind::Infrastructure => ExitStatus::Infrastructure,
+            ErrorKind::Content => ExitStatus::Failed,
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code())
+    }
+}
+
+/// `report.json` keeps the number (`"exit_code": 2`): the field's JSON type is
+/// part of schema version 1, and scripts compare it with `$?`.
+impl Serialize for ExitStatus {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_u8(self.code())
+    }
 }
 
 /// archgate's library error.
@@ -135,3 +197,34 @@ impl Error {
 
 /// archgate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_status_serialises_as_its_code_and_kind_as_its_name() {
+        for (status, code) in [
+            (ExitStatus::Success, 0),
+            (ExitStatus::Failed, 1),
+            (ExitStatus::Usage, 2),
+            (ExitStatus::Infrastructure, 3),
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), code);
+            assert_eq!(status.to_string(), code.to_string());
+        }
+        for (kind, name, status) in [
+            (ErrorKind::Usage, "usage", ExitStatus::Usage),
+            (ErrorKind::Content, "content", ExitStatus::Failed),
+            (
+                ErrorKind::Infrastructure,
+                "infrastructure",
+                ExitStatus::Infrastructure,
+            ),
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), name);
+            assert_eq!(kind.to_string(), name);
+            assert_eq!(ExitStatus::from(kind), status);
+        }
+    }
+}

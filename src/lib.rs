@@ -1,7 +1,9 @@
 //! archgate publishes multi-architecture container images and gates releases
 //! on proof that every architecture really works.
 //!
-//! The library holds everything; `main.rs` only calls [`cli::main`].
+//! The library holds everything; `main.rs` only calls [`cli::main`], and
+//! `cli` only parses flags, calls the library ([`pipeline::run`] for the
+//! whole job) and maps outcomes to exit codes.
 
 pub mod build;
 pub mod cache_lock;
@@ -13,10 +15,11 @@ pub mod image;
 pub mod inspect;
 pub mod merge;
 pub mod mirror;
+pub mod pipeline;
 pub mod platform;
 pub mod publish;
 pub mod report;
 pub mod store;
 pub mod verify;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, ExitStatus, Result};

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, ExitStatus, Result};
 use crate::gate::Verdict;
 use crate::image::Digest;
 use crate::verify::{CheckId, Outcome, PlatformResult, Verification};
@@ -49,8 +49,9 @@ pub struct RunReport {
     /// Why the run stopped before a verdict (configuration, registry, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<RunError>,
-    /// The process exit code: 0 passed, 1 gate failed, 2 usage, 3 infrastructure.
-    pub exit_code: u8,
+    /// The process exit code: 0 passed, 1 gate failed, 2 usage, 3 infrastructure
+    /// (serialised as the number).
+    pub exit_code: ExitStatus,
     /// The effective configuration with its origins; secrets print as `***`.
     pub config: serde_json::Value,
 }
@@ -90,11 +91,21 @@ pub struct RunError {
     /// `config`, `build`, `merge` or `verify`.
     pub phase: String,
     /// `usage`, `content` or `infrastructure`.
-    pub kind: String,
+    pub kind: ErrorKind,
     pub message: String,
 }
 
 impl RunReport {
+    /// Records that the run stopped in `phase` with `e`: the exit code follows the error's kind.
+    pub fn stop(&mut self, phase: &str, e: &Error) {
+        self.exit_code = ExitStatus::from(e.kind());
+        self.error = Some(RunError {
+            phase: phase.into(),
+            kind: e.kind(),
+            message: e.to_string(),
+        });
+    }
+
     /// The image the verdict is about, pinned (`name@sha256:…`), if known.
     pub fn pinned_image(&self) -> Option<&str> {
         self.verification
@@ -117,7 +128,7 @@ impl RunReport {
                 Outcome::Failed => "failed",
                 _ => "error",
             },
-            (1, _) => "failed",
+            (ExitStatus::Failed, _) => "failed",
             _ => "error",
         }
     }
@@ -227,7 +238,12 @@ pub fn junit_xml(report: &RunReport) -> Result<Vec<u8>> {
     }
     if let Some(e) = &report.error {
         let mut suite = TestSuiteBuilder::new("archgate");
-        let mut tc = TestCase::error(&e.phase, JDuration::ZERO, &e.kind, &sanitize(&e.message));
+        let mut tc = TestCase::error(
+            &e.phase,
+            JDuration::ZERO,
+            &e.kind.to_string(),
+            &sanitize(&e.message),
+        );
         tc.set_classname("archgate.run");
         suite.add_testcase(tc);
         suites.push(suite.build());
@@ -434,10 +450,10 @@ mod tests {
             gate: None,
             error: Some(RunError {
                 phase: "config".into(),
-                kind: "usage".into(),
+                kind: ErrorKind::Usage,
                 message: "bad \"key\"\nline".into(),
             }),
-            exit_code: 2,
+            exit_code: ExitStatus::Usage,
             config: serde_json::Value::Null,
         };
         let env = dotenv(&r);

@@ -440,3 +440,57 @@ fn verify_right_after_build_downloads_no_layer() {
         "verify downloaded layers the build had just written: {layer_gets:?}"
     );
 }
+
+/// Regression (issue 19, settings validated after publishing): an invalid
+/// `[[verify.commands]] output` regex used to be found by `verify`, after
+/// `run` had built and published the image. Now it is exit 2 from
+/// `config::load`, before anything is built or published.
+#[test]
+fn an_invalid_command_pattern_stops_run_before_anything_is_published() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("hello.txt"), "hello\n").unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /hello.txt\n",
+    )
+    .unwrap();
+    let target = dir.path().join("out");
+    let body = |pattern: &str| {
+        format!(
+            "platforms = [\"linux/amd64\"]\n\
+             image = \"oci:{}:v1\"\n\
+             [build]\ndockerfile = \"{}\"\ncontext = \"{}\"\n\
+             [[verify.commands]]\nname = \"hello\"\nargs = [\"/hello\"]\noutput = \"{pattern}\"\n",
+            target.display(),
+            dir.path().join("Dockerfile").display(),
+            dir.path().display(),
+        )
+    };
+    let report_dir = dir.path().join("report");
+    let report_arg = ["--report-dir", report_dir.to_str().unwrap()];
+
+    let config = write_config(dir.path(), &body("(unclosed"));
+    let out = run(&config, &report_arg);
+    assert_eq!(out.code(), Some(2), "{}", out.stderr());
+    assert!(
+        !target.exists(),
+        "nothing may be published before the settings are valid"
+    );
+    let r = reports(&report_dir);
+    assert_eq!(r.json["error"]["phase"], "config");
+    assert_eq!(r.json["error"]["kind"], "usage");
+    assert_eq!(r.json["exit_code"], 2);
+    let m = r.json["error"]["message"].as_str().unwrap();
+    assert!(
+        m.contains("verify.commands") && m.contains("not a valid regular expression"),
+        "names the key and the problem: {m}"
+    );
+    assert!(r.json.get("produced").is_none(), "{}", r.json);
+
+    // The same job with a valid pattern does publish: what the first run
+    // skipped was real work, not a job that would have failed anyway.
+    let config = write_config(dir.path(), &body("hello"));
+    let out = run(&config, &report_arg);
+    assert_ne!(out.code(), Some(2), "{}", out.stderr());
+    assert!(target.join("index.json").is_file(), "{}", out.stderr());
+}

@@ -8,6 +8,7 @@ pub mod context;
 pub mod dockerfile;
 pub mod layer;
 pub mod plan;
+mod request;
 pub mod subst;
 
 use std::collections::{BTreeMap, HashMap};

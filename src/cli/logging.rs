@@ -1,9 +1,12 @@
 //! Log lines on stderr: text (colour only on a terminal, never with NO_COLOR)
 //! or JSON. `-v` raises archgate's level; `ARCHGATE_LOG` takes a full filter.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
+
+use crate::config::env;
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -12,19 +15,19 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber once.
-pub fn init(verbose: u8, format: LogFormat) {
+/// Installs the global subscriber once; `environment` is the process's, as read into `Sources`.
+pub fn init(verbose: u8, format: LogFormat, environment: &BTreeMap<String, String>) {
     let default = match verbose {
         0 => "warn,archgate=info,rustls_platform_verifier=off",
         1 => "info,archgate=debug,rustls_platform_verifier=off",
         _ => "trace",
     };
-    let filter = std::env::var("ARCHGATE_LOG")
-        .ok()
+    let filter = environment
+        .get(env::LOG)
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
     let ansi = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        && environment.get(env::NO_COLOR).is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,6 +1,7 @@
 //! The command line: the only module that knows clap. It parses, resolves the
 //! settings once, calls the library and maps the outcome to an exit code.
 
+mod flags;
 mod logging;
 mod run;
 
@@ -9,33 +10,17 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::build::BuildRequest;
 use crate::config::{self, Sources};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::image::Location;
+use crate::merge::MergeRequest;
+use crate::mirror::MirrorRequest;
 use crate::store;
+use crate::verify::VerifyRequest;
 
-/// Exit codes a release gate can trust (see README "Exit codes").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// Everything required passed.
-    Success = 0,
-    /// The gate failed: the image is wrong.
-    Failed = 1,
-    /// The configuration or the invocation is wrong.
-    Usage = 2,
-    /// Infrastructure failed (registry, network, disk, emulator): we could not tell.
-    Infrastructure = 3,
-}
-
-impl From<ErrorKind> for ExitStatus {
-    fn from(kind: ErrorKind) -> Self {
-        match kind {
-            ErrorKind::Usage => ExitStatus::Usage,
-            ErrorKind::Infrastructure => ExitStatus::Infrastructure,
-            ErrorKind::Content => ExitStatus::Failed,
-        }
-    }
-}
+pub use crate::error::ExitStatus;
+pub use flags::FormatArg;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -124,7 +109,7 @@ pub struct MergeArgs {
     pub platform: Option<String>,
     /// Index type: an OCI image index, or a Docker manifest list v2 for old clients.
     #[arg(long, value_enum)]
-    pub format: Option<crate::image::media::Format>,
+    pub format: Option<FormatArg>,
     /// Convert per-platform manifests to the index's family (Docker v2s2 <-> OCI); changes their digests.
     #[arg(long)]
     pub convert: bool,
@@ -203,7 +188,7 @@ pub struct BuildArgs {
     pub tags: Vec<String>,
     /// Manifest family: OCI, or Docker v2s2 with a manifest list.
     #[arg(long, value_enum)]
-    pub format: Option<crate::image::media::Format>,
+    pub format: Option<FormatArg>,
     /// Write a GitLab dotenv file for the next job: `ARCHGATE_IMAGE_<PLATFORM>=name@sha256:…`
     /// when one platform was built (fan-out), else `ARCHGATE_IMAGE=…`.
     #[arg(long, value_name = "FILE")]
@@ -236,20 +221,21 @@ pub struct ConfigArgs {
     pub json: bool,
 }
 
-/// Entry point used by `main.rs`.
+/// Entry point used by `main.rs`: the one place the process environment is read.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() {
-                ExitStatus::Usage as u8
+                ExitStatus::Usage.code()
             } else {
                 0
             });
         }
     };
-    logging::init(cli.global.verbose, cli.global.log_format);
+    let sources = Sources::from_process(cli.global.config.clone());
+    logging::init(cli.global.verbose, cli.global.log_format, &sources.env);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -257,27 +243,28 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(ExitStatus::Infrastructure as u8);
+            return ExitCode::from(ExitStatus::Infrastructure.code());
         }
     };
-    let status = match runtime.block_on(run(cli)) {
+    let status = match runtime.block_on(run(cli, sources)) {
         Ok(status) => status,
         Err(e) => {
             eprintln!("error: {e}");
             ExitStatus::from(e.kind())
         }
     };
-    ExitCode::from(status as u8)
+    ExitCode::from(status.code())
 }
 
-/// Runs one parsed command line.
-pub async fn run(cli: Cli) -> Result<ExitStatus> {
-    let mut sources = Sources::from_process(cli.global.config.clone());
+/// Runs one parsed command line: its flags become the top settings layer over
+/// `sources`, the settings are loaded (and validated) once, and the library does the rest.
+pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
     match cli.command {
         Command::Merge(args) => {
-            add_merge_flags(&mut sources, &args);
-            let loaded = config::load(&sources)?;
-            let request = merge_request(&loaded, &args)?;
+            flags::merge(&mut sources, &args);
+            let mut loaded = config::load(&sources)?;
+            loaded.settings.tags.extend(args.tags.iter().cloned());
+            let request = MergeRequest::from_settings(&loaded.settings)?;
             let outcome = crate::merge::merge(&request, &loaded.settings).await?;
             if let Some(path) = &args.dotenv {
                 crate::report::write_dotenv(
@@ -292,9 +279,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
                 )?;
             }
             if args.json {
-                let json = serde_json::to_string_pretty(&outcome)
-                    .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))?;
-                println!("{json}");
+                println!("{}", to_json(&outcome)?);
             } else {
                 print!("{}", crate::merge::render_text(&outcome));
             }
@@ -302,59 +287,60 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
         }
         Command::Mirror(args) => {
             if let Some(p) = &args.platform {
-                flag(&mut sources, &["platforms"], split_list(p), "--platform");
+                flags::set(
+                    &mut sources,
+                    &["platforms"],
+                    flags::split_list(p),
+                    "--platform",
+                );
             }
             let loaded = config::load(&sources)?;
-            let requests = mirror_requests(&loaded, &args)?;
+            let s = &loaded.settings;
+            let requests = match (&args.source, &args.target) {
+                (Some(source), Some(target)) => vec![MirrorRequest {
+                    source: source.clone(),
+                    target: target.clone(),
+                    platforms: s.explicit_platforms(),
+                }],
+                _ => {
+                    let mut all = MirrorRequest::from_settings(s)?;
+                    // `--platform` beats an entry's own list.
+                    if args.platform.is_some() {
+                        all.iter_mut()
+                            .for_each(|r| r.platforms = Some(s.platforms.clone()));
+                    }
+                    all
+                }
+            };
             let mut outcomes = Vec::new();
             for request in &requests {
-                let outcome = crate::mirror::mirror(request, &loaded.settings).await?;
+                let outcome = crate::mirror::mirror(request, s).await?;
                 if !args.json {
                     print!("{}", crate::mirror::render_text(&outcome));
                 }
                 outcomes.push(outcome);
             }
             if args.json {
-                let json = serde_json::to_string_pretty(&outcomes)
-                    .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))?;
-                println!("{json}");
+                println!("{}", to_json(&outcomes)?);
             }
             Ok(ExitStatus::Success)
         }
         Command::Verify(args) => {
-            if let Some(p) = &args.platform {
-                flag(&mut sources, &["platforms"], split_list(p), "--platform");
-            }
-            if let Some(r) = &args.runner {
-                flag(&mut sources, &["verify", "runner"], r.clone(), "--runner");
-            }
-            if let Some(t) = args.timeout {
-                flag(&mut sources, &["verify", "timeout"], t, "--timeout");
-            }
+            flags::verify(&mut sources, &args);
             let loaded = config::load(&sources)?;
             let s = &loaded.settings;
-            let image = match &args.image {
-                Some(i) => i.clone(),
-                None => s.render(&s.image, "image")?,
-            };
-            let request = crate::verify::VerifyRequest {
-                image,
-                platforms: explicit_platforms(&loaded)?,
-            };
-            let policy = crate::gate::GatePolicy::from_settings(&s.gate)?;
+            let request = VerifyRequest::from_settings(s, args.image.as_deref())?;
             let verification = crate::verify::verify(&request, s).await?;
-            let verdict = crate::gate::evaluate(&verification, &policy);
+            let verdict = crate::gate::evaluate(&verification, &s.gate);
             if args.json {
-                let json = serde_json::to_string_pretty(&verification)
-                    .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))?;
-                println!("{json}");
+                println!("{}", to_json(&verification)?);
             } else {
                 print!("{}", crate::verify::render_text(&verification));
             }
-            let status = gate_status(verdict.outcome);
+            let status = verdict.exit_code;
             if let Some(dir) = &args.report_dir {
-                let mut report = run::new_report("verify", Some(&loaded));
-                report.exit_code = status as u8;
+                let mut report = crate::pipeline::new_report("verify", Some(&loaded));
+                report.exit_code = status;
                 report.verification = Some(verification);
                 report.gate = Some(verdict);
                 crate::report::write_all(dir, &report)?;
@@ -362,38 +348,20 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             Ok(status)
         }
         Command::Run(args) => {
-            if let Some(p) = &args.platform {
-                flag(
-                    &mut sources,
-                    &["gate", "required_platforms"],
-                    split_list(p),
-                    "--platform",
-                );
-            }
-            if let Some(r) = &args.runner {
-                flag(&mut sources, &["verify", "runner"], r.clone(), "--runner");
-            }
-            if let Some(d) = &args.report_dir {
-                flag(
-                    &mut sources,
-                    &["report", "dir"],
-                    d.display().to_string(),
-                    "--report-dir",
-                );
-            }
-            let opts = run::RunOptions {
-                image: args.image.clone(),
-                command: "run",
-            };
+            flags::run(&mut sources, &args);
             let (report, dir) = match config::load(&sources) {
-                Ok(loaded) => (
-                    run::run(&loaded, &opts).await,
-                    loaded.settings.report.dir.clone(),
-                ),
+                Ok(loaded) => {
+                    let mut sections = run::Sections {
+                        gitlab: loaded.settings.host.gitlab_ci,
+                    };
+                    let report =
+                        crate::pipeline::run(&loaded, args.image.as_deref(), &mut sections).await;
+                    (report, loaded.settings.report.dir.clone())
+                }
                 Err(e) => {
                     // A bad configuration still leaves a report saying why.
-                    let mut report = run::new_report("run", None);
-                    run::stopped(&mut report, "config", &e);
+                    let mut report = crate::pipeline::new_report("run", None);
+                    report.stop("config", &e);
                     let dir = args
                         .report_dir
                         .clone()
@@ -404,9 +372,10 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             Ok(run::finish(&report, &dir))
         }
         Command::Build(args) => {
-            add_build_flags(&mut sources, &args)?;
-            let loaded = config::load(&sources)?;
-            let request = build_request(&loaded, &args)?;
+            flags::build(&mut sources, &args)?;
+            let mut loaded = config::load(&sources)?;
+            loaded.settings.build.tags.extend(args.tags.iter().cloned());
+            let request = BuildRequest::from_settings(&loaded.settings)?;
             let outcome = crate::build::build(&request, &loaded.settings).await?;
             if let Some(path) = &args.dotenv {
                 let key = match outcome.platforms.as_slice() {
@@ -416,9 +385,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
                 crate::report::write_dotenv(path, &[(key, outcome.image.clone())])?;
             }
             if args.json {
-                let json = serde_json::to_string_pretty(&outcome)
-                    .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))?;
-                println!("{json}");
+                println!("{}", to_json(&outcome)?);
             } else {
                 print!("{}", crate::build::render_text(&outcome));
             }
@@ -445,9 +412,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
                 crate::inspect::inspect(opened.store.as_ref(), &opened.selector, &args.image)
                     .await?;
             if args.json {
-                let json = serde_json::to_string_pretty(&inspection)
-                    .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))?;
-                println!("{json}");
+                println!("{}", to_json(&inspection)?);
             } else {
                 print!("{}", crate::inspect::render_text(&inspection));
             }
@@ -456,286 +421,36 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
     }
 }
 
-fn flag(sources: &mut Sources, path: &[&str], value: impl Into<figment::value::Value>, name: &str) {
-    sources.flags.push((
-        path.iter().map(|s| s.to_string()).collect(),
-        value.into(),
-        name.to_string(),
-    ));
+/// A command's `--json` output.
+fn to_json(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string_pretty(value)
+        .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))
 }
 
-/// A comma-separated flag value as a list.
-fn split_list(value: &str) -> Vec<String> {
-    value.split(',').map(|s| s.trim().to_string()).collect()
-}
-
-/// Platforms set explicitly (flag, file or environment) are required; `None`:
-/// take what the image or the sources hold.
-fn explicit_platforms(loaded: &config::Loaded) -> Result<Option<Vec<crate::platform::Platform>>> {
-    if loaded.origins.contains_key(&vec!["platforms".to_string()]) {
-        Ok(Some(loaded.settings.platform_list()?))
-    } else {
-        Ok(None)
-    }
-}
-
-/// The exit status for a verdict.
-fn gate_status(outcome: crate::verify::Outcome) -> ExitStatus {
-    use crate::verify::Outcome;
-    match outcome {
-        Outcome::Passed => ExitStatus::Success,
-        Outcome::Failed => ExitStatus::Failed,
-        Outcome::Error | Outcome::Skipped => ExitStatus::Infrastructure,
-    }
-}
-
-/// `merge` flags become the top configuration layer.
-fn add_merge_flags(sources: &mut Sources, args: &MergeArgs) {
-    if let Some(p) = &args.platform {
-        flag(sources, &["platforms"], split_list(p), "--platform");
-    }
-    if let Some(t) = &args.target {
-        flag(sources, &["merge", "target"], t.clone(), "--target");
-    }
-    if let Some(f) = args.format {
-        flag(sources, &["merge", "format"], format_name(f), "--format");
-    }
-    if args.convert {
-        flag(sources, &["merge", "convert"], true, "--convert");
-    }
-    if args.keep_attestations {
-        flag(
-            sources,
-            &["merge", "keep_attestations"],
-            true,
-            "--keep-attestations",
-        );
-    }
-    if !args.sources.is_empty() {
-        flag(
-            sources,
-            &["merge", "sources"],
-            args.sources.clone(),
-            "SOURCE arguments",
-        );
-    }
-}
-
-/// The merge request from the resolved settings.
-fn merge_request(loaded: &config::Loaded, args: &MergeArgs) -> Result<crate::merge::MergeRequest> {
-    use crate::config::MergeSources;
-    use crate::platform::Platform;
-    let s = &loaded.settings;
-    let sources = match &s.merge.sources {
-        MergeSources::List(list) => list
-            .iter()
-            .map(|l| crate::merge::SourceSpec {
-                location: l.clone(),
-                expected: None,
-            })
-            .collect(),
-        MergeSources::ByPlatform(table) => table
-            .iter()
-            .map(|(p, l)| {
-                let expected = Platform::parse(p)
-                    .map_err(|e| Error::Config(format!("[merge.sources] key \"{p}\": {e}")))?;
-                Ok(crate::merge::SourceSpec {
-                    location: l.clone(),
-                    expected: Some(expected),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?,
-    };
-    let target = match &s.merge.target {
-        Some(t) => s.render(t, "merge.target")?,
-        None => s.render(&s.image, "image")?,
-    };
-    let target = Location::parse(&target)?;
-    let platforms = explicit_platforms(loaded)?;
-    let mut extra_tags = Vec::new();
-    for (i, t) in s.tags.iter().chain(args.tags.iter()).enumerate() {
-        let tag = s.render(t, &format!("tags[{i}]"))?;
-        crate::image::reference::validate_tag(&tag).map_err(Error::Invalid)?;
-        extra_tags.push(tag);
-    }
-    Ok(crate::merge::MergeRequest {
-        sources,
-        target,
-        platforms,
-        format: s.merge.format,
-        convert: s.merge.convert,
-        keep_attestations: s.merge.keep_attestations,
-        extra_tags,
-    })
-}
-
-fn format_name(f: crate::image::media::Format) -> &'static str {
-    match f {
-        crate::image::media::Format::Oci => "oci",
-        crate::image::media::Format::Docker => "docker",
-    }
-}
-
-/// `build` flags become the top configuration layer.
-fn add_build_flags(sources: &mut Sources, args: &BuildArgs) -> Result<()> {
-    if let Some(p) = &args.platform {
-        let list: Vec<String> = p.split(',').map(|s| s.trim().to_string()).collect();
-        flag(sources, &["build", "platforms"], list, "--platform");
-    }
-    if let Some(f) = &args.file {
-        flag(
-            sources,
-            &["build", "dockerfile"],
-            f.display().to_string(),
-            "--file",
-        );
-    }
-    if let Some(c) = &args.context {
-        flag(
-            sources,
-            &["build", "context"],
-            c.display().to_string(),
-            "CONTEXT",
-        );
-    }
-    if let Some(i) = &args.image {
-        flag(sources, &["build", "image"], i.clone(), "--image");
-    }
-    if let Some(f) = args.format {
-        flag(sources, &["build", "format"], format_name(f), "--format");
-    }
-    for kv in &args.build_args {
-        // `--build-arg KEY` takes KEY's value from the environment, as docker does.
-        let (k, v) = match kv.split_once('=') {
-            Some((k, v)) => (k, v.to_string()),
-            None => match std::env::var(kv) {
-                Ok(v) => (kv.as_str(), v),
-                Err(_) => {
-                    return Err(Error::Invalid(format!(
-                        "--build-arg {kv}: write KEY=VALUE, or set {kv} in the environment"
-                    )));
+#[cfg(test)]
+mod tests {
+    /// "Only `src/cli` knows clap" (STYLE.md): no other library file names it.
+    #[test]
+    fn clap_appears_only_in_src_cli() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.ends_with("cli") {
+                    continue;
                 }
-            },
-        };
-        if k.is_empty() {
-            return Err(Error::Invalid(format!(
-                "--build-arg {kv}: the name is empty"
-            )));
-        }
-        flag(sources, &["build", "args", k], v, "--build-arg");
-    }
-    Ok(())
-}
-
-/// `SOURCE_DATE_EPOCH` (reproducible builds), else 0.
-fn source_date_epoch() -> Result<i64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse::<i64>().map_err(|_| {
-            Error::Invalid(format!(
-                "SOURCE_DATE_EPOCH={v} is not a Unix time in seconds"
-            ))
-        }),
-        _ => Ok(0),
-    }
-}
-
-/// The build request from the resolved settings.
-fn build_request(loaded: &config::Loaded, args: &BuildArgs) -> Result<crate::build::BuildRequest> {
-    let s = &loaded.settings;
-    let b = &s.build;
-    let platforms = match &b.platforms {
-        Some(list) => {
-            let mut out = Vec::new();
-            for p in list {
-                let parsed = crate::platform::Platform::parse(p)
-                    .map_err(|e| Error::Config(format!("`build.platforms`: {e}")))?;
-                if !out.contains(&parsed) {
-                    out.push(parsed);
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    && std::fs::read_to_string(&path).unwrap().contains("clap")
+                {
+                    out.push(path.display().to_string());
                 }
             }
-            out
         }
-        None => s.platform_list()?,
-    };
-    let target = match &b.image {
-        Some(t) => s.render(t, "build.image")?,
-        None => s.render(&s.image, "image")?,
-    };
-    let mut extra_tags = Vec::new();
-    for (i, t) in s
-        .tags
-        .iter()
-        .chain(b.tags.iter())
-        .chain(args.tags.iter())
-        .enumerate()
-    {
-        let tag = s.render(t, &format!("tags[{i}]"))?;
-        crate::image::reference::validate_tag(&tag).map_err(Error::Invalid)?;
-        extra_tags.push(tag);
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = Vec::new();
+        walk(&src, &mut offenders);
+        assert!(src.join("cli/mod.rs").is_file(), "walked the real tree");
+        assert!(offenders.is_empty(), "clap outside src/cli: {offenders:?}");
     }
-    Ok(crate::build::BuildRequest {
-        dockerfile: b.dockerfile.clone(),
-        context: b.context.clone(),
-        args: b.args.clone(),
-        platforms,
-        target: Location::parse(&target)?,
-        extra_tags,
-        format: b.format,
-        epoch: source_date_epoch()?,
-        driver: b.driver,
-    })
-}
-
-/// The images to mirror: SOURCE TARGET from the command line, else every `[[mirror]]` entry.
-fn mirror_requests(
-    loaded: &config::Loaded,
-    args: &MirrorArgs,
-) -> Result<Vec<crate::mirror::MirrorRequest>> {
-    let s = &loaded.settings;
-    // `--platform` beats an entry's own list; the configured `platforms` only fills in.
-    let from_flag = match &args.platform {
-        Some(_) => Some(s.platform_list()?),
-        None => None,
-    };
-    let fallback = explicit_platforms(loaded)?;
-    if let (Some(source), Some(target)) = (&args.source, &args.target) {
-        return Ok(vec![crate::mirror::MirrorRequest {
-            source: source.clone(),
-            target: target.clone(),
-            platforms: fallback,
-        }]);
-    }
-    if s.mirror.is_empty() {
-        return Err(Error::Invalid(
-            "nothing to mirror: pass SOURCE TARGET, or list [[mirror]] entries (source, target, platforms) in archgate.toml".into(),
-        ));
-    }
-    s.mirror
-        .iter()
-        .enumerate()
-        .map(|(i, entry)| {
-            let key = |k: &str| format!("mirror[{i}].{k}");
-            if entry.source.is_empty() || entry.target.is_empty() {
-                return Err(Error::Config(format!(
-                    "[[mirror]] entry `mirror.{i}` needs both `source` and `target`"
-                )));
-            }
-            let platforms = if from_flag.is_some() {
-                from_flag.clone()
-            } else if entry.platforms.is_empty() {
-                fallback.clone()
-            } else {
-                let list = entry.platforms.join(",");
-                Some(
-                    crate::platform::parse_list(&list)
-                        .map_err(|e| Error::Config(format!("`{}`: {e}", key("platforms"))))?,
-                )
-            };
-            Ok(crate::mirror::MirrorRequest {
-                source: s.render(&entry.source, &key("source"))?,
-                target: s.render(&entry.target, &key("target"))?,
-                platforms,
-            })
-        })
-        .collect()
 }

@@ -9,24 +9,21 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Value};
 use figment::{Figment, Profile, Provider};
 
-use super::Settings;
+use super::env::{self, *};
 use super::template::slugify;
+use super::{HostEnv, Settings};
 use crate::error::{Error, Result};
 use crate::image::reference::validate_host;
 
-/// Environment variable naming the configuration file.
-pub const ENV_CONFIG: &str = "ARCHGATE_CONFIG";
-/// Prefix of environment overrides (`ARCHGATE_NETWORK__RETRIES=8`).
-pub const ENV_PREFIX: &str = "ARCHGATE_";
 /// Variables that start with the prefix but are not settings: the CLI's own,
 /// and what `archgate.env` (GitLab dotenv) hands to later jobs — a downstream
 /// archgate job must not read a report value as an unknown key.
 /// (`ARCHGATE_IMAGE` and `ARCHGATE_PLATFORMS` from that file *are* settings on
 /// purpose: the next job verifies or promotes exactly that pinned image.)
 const ENV_NOT_SETTINGS: &[&str] = &[
-    "ARCHGATE_CONFIG",
-    "ARCHGATE_LOG",
-    "ARCHGATE_LOG_FORMAT",
+    env::CONFIG,
+    env::LOG,
+    env::LOG_FORMAT,
     "ARCHGATE_INDEX_DIGEST",
     "ARCHGATE_COVERAGE",
     "ARCHGATE_VERDICT",
@@ -45,20 +42,20 @@ pub const DEFAULT_FILE: &str = "archgate.toml";
 /// CI variables and the `[ci]` key each one sets. GitLab's come first, so
 /// they win when a job somehow has both.
 const CI_VARIABLES: &[(&str, &str)] = &[
-    ("CI_REGISTRY", "registry"),
-    ("CI_REGISTRY_IMAGE", "registry_image"),
-    ("CI_REGISTRY_USER", "registry_user"),
-    ("CI_REGISTRY_PASSWORD", "registry_password"),
-    ("CI_JOB_TOKEN", "job_token"),
-    ("CI_COMMIT_TAG", "commit_tag"),
-    ("CI_COMMIT_SHA", "commit_sha"),
-    ("CI_COMMIT_SHORT_SHA", "commit_short_sha"),
-    ("CI_COMMIT_REF_SLUG", "ref_slug"),
-    ("CI_PIPELINE_ID", "pipeline_id"),
-    ("TAG_NAME", "commit_tag"),
-    ("GIT_COMMIT", "commit_sha"),
-    ("BRANCH_NAME", "ref_slug"),
-    ("BUILD_NUMBER", "pipeline_id"),
+    (CI_REGISTRY, "registry"),
+    (CI_REGISTRY_IMAGE, "registry_image"),
+    (CI_REGISTRY_USER, "registry_user"),
+    (CI_REGISTRY_PASSWORD, "registry_password"),
+    (CI_JOB_TOKEN, "job_token"),
+    (CI_COMMIT_TAG, "commit_tag"),
+    (CI_COMMIT_SHA, "commit_sha"),
+    (CI_COMMIT_SHORT_SHA, "commit_short_sha"),
+    (CI_COMMIT_REF_SLUG, "ref_slug"),
+    (CI_PIPELINE_ID, "pipeline_id"),
+    (TAG_NAME, "commit_tag"),
+    (GIT_COMMIT, "commit_sha"),
+    (BRANCH_NAME, "ref_slug"),
+    (BUILD_NUMBER, "pipeline_id"),
 ];
 
 /// Everything the loader reads, passed in so that loading is testable.
@@ -75,7 +72,8 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// Sources from the real process environment and working directory.
+    /// Sources from the real process environment and working directory: the
+    /// one place the environment is read (the CLI calls it).
     pub fn from_process(config_file: Option<PathBuf>) -> Self {
         Sources {
             config_file,
@@ -105,7 +103,9 @@ pub fn load(sources: &Sources) -> Result<Loaded> {
     if let Some(path) = &file {
         let toml = Toml::file_exact(path);
         // Read it once ourselves for a clear "cannot read" error and for provenance.
-        let data = toml.data().map_err(|e| format_error(e, Some(path)))?;
+        let data = toml
+            .data()
+            .map_err(|e| format_error(e, Some(path), &sources.env))?;
         if let Some(dict) = data.get(&Profile::Default) {
             record(
                 dict,
@@ -132,10 +132,12 @@ pub fn load(sources: &Sources) -> Result<Loaded> {
     }
     figment = figment.merge(Serialized::defaults(flag_dict));
 
-    let settings: Settings = figment
+    let mut settings: Settings = figment
         .extract()
-        .map_err(|e| format_error(e, file.as_deref()))?;
+        .map_err(|e| format_error(e, file.as_deref(), &sources.env))?;
     validate(&settings, &origins)?;
+    settings.platforms_explicit = origins.contains_key(&vec!["platforms".to_string()]);
+    settings.host = host_env(&sources.env);
     Ok(Loaded {
         settings,
         file,
@@ -152,9 +154,9 @@ fn config_file(sources: &Sources) -> Result<Option<PathBuf>> {
         .or_else(|| {
             sources
                 .env
-                .get(ENV_CONFIG)
+                .get(env::CONFIG)
                 .filter(|s| !s.is_empty())
-                .map(|p| (PathBuf::from(p), ENV_CONFIG))
+                .map(|p| (PathBuf::from(p), env::CONFIG))
         });
     if let Some((path, how)) = named {
         let path = if path.is_absolute() {
@@ -180,7 +182,7 @@ fn env_layer(env: &BTreeMap<String, String>) -> Result<(Dict, BTreeMap<Vec<Strin
     let mut dict = Dict::new();
     let mut origins = BTreeMap::new();
     for (name, raw) in env {
-        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+        let Some(rest) = name.strip_prefix(env::PREFIX) else {
             continue;
         };
         if ENV_NOT_SETTINGS.contains(&name.as_str())
@@ -234,7 +236,7 @@ fn ci_layer(env: &BTreeMap<String, String>) -> (Dict, BTreeMap<Vec<String>, Stri
         if ci.contains_key(*key) {
             continue; // GitLab's variable already set it
         }
-        let value = if *var == "BRANCH_NAME" {
+        let value = if *var == BRANCH_NAME {
             slugify(value)
         } else {
             value.clone()
@@ -290,14 +292,41 @@ fn record(
     }
 }
 
-/// Checks what serde cannot: registry hosts, platform names.
+/// What the loader reads from the environment besides settings.
+fn host_env(environment: &BTreeMap<String, String>) -> HostEnv {
+    let non_empty = |k: &str| environment.get(k).filter(|v| !v.is_empty());
+    let default_cache = non_empty(XDG_CACHE_HOME)
+        .map(|x| PathBuf::from(x).join("archgate"))
+        .or_else(|| non_empty(HOME).map(|h| PathBuf::from(h).join(".cache").join("archgate")));
+    HostEnv {
+        default_cache,
+        source_date_epoch: non_empty(SOURCE_DATE_EPOCH).cloned(),
+        gitlab_ci: non_empty(GITLAB_CI).is_some(),
+    }
+}
+
+/// Checks what the types cannot: registry hosts, duplicate platforms, and the
+/// verify, gate and report policy — all before any command does any work, so
+/// that nothing is discovered after publishing. Each error names its key and,
+/// where known, the file or variable that set it.
 fn validate(settings: &Settings, origins: &BTreeMap<Vec<String>, String>) -> Result<()> {
-    settings
-        .platform_list()
-        .map_err(|e| match origins.get(&vec!["platforms".to_string()]) {
-            Some(o) => Error::Config(format!("{o}: {e}")),
-            None => e,
-        })?;
+    let fail = |key: &[&str], message: String| {
+        let path: Vec<String> = key.iter().map(|k| k.to_string()).collect();
+        Error::Config(match origins.get(&path) {
+            Some(o) => format!("{o}: {message}"),
+            None => message,
+        })
+    };
+    let mut seen: Vec<&crate::platform::Platform> = Vec::new();
+    for p in &settings.platforms {
+        if seen.contains(&p) {
+            return Err(fail(
+                &["platforms"],
+                format!("`platforms`: {p} is listed twice"),
+            ));
+        }
+        seen.push(p);
+    }
     for host in settings.registries.keys() {
         if let Err(why) = validate_host(host) {
             let origin = origins
@@ -310,11 +339,52 @@ fn validate(settings: &Settings, origins: &BTreeMap<Vec<String>, String>) -> Res
             )));
         }
     }
+    let v = &settings.verify;
+    for (i, c) in v.commands.iter().enumerate() {
+        let key = format!("[[verify.commands]] #{} ({:?})", i + 1, c.name);
+        if c.name.trim().is_empty() {
+            return Err(fail(
+                &["verify", "commands"],
+                format!("{key}: `name` is empty; name the check (it titles the report line)"),
+            ));
+        }
+        if c.args.first().is_none_or(|a| a.is_empty()) {
+            return Err(fail(
+                &["verify", "commands"],
+                format!(
+                    "{key}: `args` is empty; give the command, e.g. args = [\"/opt/app/bin/app\", \"--version\"]"
+                ),
+            ));
+        }
+    }
+    if v.timeout == 0 {
+        return Err(fail(
+            &["verify", "timeout"],
+            "[verify] timeout = 0: give the seconds a command may run, e.g. 120".into(),
+        ));
+    }
+    if v.java.min_version.is_some() && v.java.version.is_some() {
+        return Err(fail(
+            &["verify", "java", "version"],
+            "[verify.java]: both `min_version` and `version` are set; keep one (`version` pins an exact release)".into(),
+        ));
+    }
+    if settings.report.dir.as_os_str().is_empty() {
+        return Err(fail(
+            &["report", "dir"],
+            "[report] dir is empty: name the directory for the reports, e.g. \"archgate-report\""
+                .into(),
+        ));
+    }
     Ok(())
 }
 
 /// One line per figment error: where (file or variable), which key, what was expected.
-fn format_error(err: figment::Error, file: Option<&Path>) -> Error {
+fn format_error(
+    err: figment::Error,
+    file: Option<&Path>,
+    environment: &BTreeMap<String, String>,
+) -> Error {
     let mut lines = Vec::new();
     for e in err {
         let source = match (&e.metadata, file) {
@@ -332,8 +402,8 @@ fn format_error(err: figment::Error, file: Option<&Path>) -> Error {
                 {
                     full.push(found.clone());
                 }
-                let var = format!("{ENV_PREFIX}{}", full.join("__").to_ascii_uppercase());
-                if std::env::var_os(&var).is_some() {
+                let var = format!("{}{}", env::PREFIX, full.join("__").to_ascii_uppercase());
+                if environment.contains_key(&var) {
                     format!("environment variable {var}")
                 } else {
                     "the environment or command line".into()
@@ -375,12 +445,6 @@ fn format_error(err: figment::Error, file: Option<&Path>) -> Error {
                     .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('|'))
                     .unwrap_or_default();
                 format!("{source}: {first}: {}", last.trim())
-            }
-            // serde's words for an untagged enum say nothing to a user.
-            figment::error::Kind::Message(m) if m.contains("untagged enum MergeSources") => {
-                format!(
-                    "{source}: key `{key}`: expected a list of image locations, or a table \"os/arch\" = \"LOCATION\""
-                )
             }
             other if key.is_empty() => format!("{source}: {other}"),
             other => format!("{source}: key `{key}`: {other}"),
@@ -527,7 +591,9 @@ mod tests {
             ],
         );
         let l = load(&s).unwrap();
-        assert_eq!(l.settings.platforms, vec!["linux/amd64", "linux/arm64"]);
+        let names: Vec<String> = l.settings.platforms.iter().map(|p| p.to_string()).collect();
+        assert_eq!(names, ["linux/amd64", "linux/arm64"]);
+        assert!(l.settings.platforms_explicit);
         assert_eq!(l.settings.ci.ref_slug.as_deref(), Some("feature-x"));
     }
 
@@ -586,6 +652,156 @@ mod tests {
         }
     }
 
+    /// Every rule `validate` and the typed values enforce, each with the key
+    /// (and the file) it names: these are exit 2 before any command works.
+    #[test]
+    fn policy_errors_name_their_key_at_load() {
+        let mut wrong = Vec::new();
+        for (toml, want) in [
+            ("platforms = [\"linux/\"]\n", "key `platforms.0`"),
+            (
+                "platforms = [\"linux/arm64\", \"linux/arm64/v8\"]\n",
+                "`platforms`: linux/arm64 is listed twice",
+            ),
+            (
+                "[build]\nplatforms = [\"linux/sparc\"]\n",
+                "key `build.platforms.0`",
+            ),
+            (
+                "[[mirror]]\nsource = \"a\"\ntarget = \"b\"\nplatforms = [\"x\"]\n",
+                "mirror",
+            ),
+            (
+                "[gate]\nrequired_platforms = [\"linux/\"]\n",
+                "key `gate.required_platforms.0`",
+            ),
+            (
+                "[gate]\nallow_missing = [\"windows/amd64\"]\n",
+                "key `gate.allow_missing.0`",
+            ),
+            (
+                "[verify.runners]\n\"linux/nope\" = \"qemu\"\n",
+                "verify.runners",
+            ),
+            (
+                "[merge.sources]\n\"linux/nope\" = \"oci:a:v1\"\n",
+                "key \"linux/nope\": platform",
+            ),
+            (
+                "[[verify.commands]]\nname = \"x\"\nargs = [\"java\"]\noutput = \"(\"\n",
+                "not a valid regular expression",
+            ),
+            (
+                "[[verify.commands]]\nname = \"x\"\nargs = [\"java\"]\nplatforms = [\"linux/\"]\n",
+                "verify.commands",
+            ),
+            (
+                "[[verify.commands]]\nname = \" \"\nargs = [\"java\"]\n",
+                "[[verify.commands]] #1 (\" \"): `name` is empty",
+            ),
+            (
+                "[[verify.commands]]\nname = \"x\"\nargs = []\n",
+                "[[verify.commands]] #1 (\"x\"): `args` is empty",
+            ),
+            (
+                "[[verify.commands]]\nname = \"x\"\nargs = [\"\"]\n",
+                "`args` is empty",
+            ),
+            ("[verify]\ntimeout = 0\n", "[verify] timeout = 0"),
+            (
+                "[verify.java]\nmin_version = \"eight\"\n",
+                "\"eight\" is not a Java version",
+            ),
+            (
+                "[verify.java]\nversion = \"17\"\n",
+                "both `min_version` and `version` are set",
+            ),
+            ("[report]\ndir = \"\"\n", "[report] dir is empty"),
+            ("[gate]\nerror_fails = \"sometimes\"\n", "gate.error_fails"),
+        ] {
+            let (s, _d) = sources(Some(toml), &[]);
+            let e = load(&s).unwrap_err().to_string();
+            if !(e.contains(want) && e.contains("archgate.toml") && !e.contains('\n')) {
+                wrong.push(format!(
+                    "{toml:?}: want {want:?} and the file, one line: {e}"
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn typed_values_are_normalised_and_compiled() {
+        let (s, _d) = sources(
+            Some(
+                "platforms = [\"x86_64\", \"linux/arm64/v8\"]\n\
+                 [verify.runners]\n\"arm64\" = \"qemu\"\n\
+                 [verify.java]\nmin_version = \"11\"\n\
+                 [[verify.commands]]\nname = \"v\"\nargs = [\"app\"]\noutput = \"^app \\\\d+\"\n",
+            ),
+            &[],
+        );
+        let l = load(&s).unwrap();
+        let names: Vec<String> = l.settings.platforms.iter().map(|p| p.to_string()).collect();
+        assert_eq!(names, ["linux/amd64", "linux/arm64"]);
+        let runner_keys: Vec<String> = l
+            .settings
+            .verify
+            .runners
+            .keys()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(runner_keys, ["linux/arm64"]);
+        assert_eq!(
+            l.settings
+                .verify
+                .java
+                .min_version
+                .as_ref()
+                .unwrap()
+                .as_str(),
+            "11"
+        );
+        let pattern = l.settings.verify.commands[0].output.as_ref().unwrap();
+        assert!(pattern.regex().is_match("app 3"), "{pattern}");
+    }
+
+    #[test]
+    fn the_environment_is_read_only_through_sources() {
+        let (s, _d) = sources(
+            None,
+            &[
+                ("XDG_CACHE_HOME", "/x/cache"),
+                ("HOME", "/home/u"),
+                ("SOURCE_DATE_EPOCH", "1700000000"),
+                ("GITLAB_CI", "true"),
+            ],
+        );
+        let l = load(&s).unwrap();
+        assert_eq!(l.settings.cache_dir(), PathBuf::from("/x/cache/archgate"));
+        assert_eq!(
+            l.settings.host.source_date_epoch.as_deref(),
+            Some("1700000000")
+        );
+        assert!(l.settings.host.gitlab_ci);
+        assert!(!l.settings.platforms_explicit, "platforms defaulted");
+        let (s, _d) = sources(None, &[("HOME", "/home/u"), ("XDG_CACHE_HOME", "")]);
+        let l = load(&s).unwrap();
+        assert_eq!(
+            l.settings.cache_dir(),
+            PathBuf::from("/home/u/.cache/archgate")
+        );
+        assert!(!l.settings.host.gitlab_ci);
+        // An unknown ARCHGATE_ key is named as the variable only when the injected
+        // environment holds it (not the process's).
+        let (s, _d) = sources(None, &[("ARCHGATE_NETWORK__RETRYS", "3")]);
+        let e = load(&s).unwrap_err().to_string();
+        assert!(
+            e.contains("environment variable ARCHGATE_NETWORK__RETRYS"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn missing_named_file() {
         let (mut s, _d) = sources(None, &[]);
@@ -631,9 +847,9 @@ mod example_file {
         );
         settings.ci.registry = Some("x".into());
         settings.cache = Some("x".into());
-        settings.verify.java.version = Some("x".into());
+        settings.verify.java.version = Some(crate::config::VersionNumber::parse("17").unwrap());
         settings.verify.commands.push(crate::config::CommandCheck {
-            output: Some("x".into()),
+            output: Some(crate::config::Pattern::new("x").unwrap()),
             ..Default::default()
         });
         settings.mirror.push(crate::config::MirrorEntry::default());

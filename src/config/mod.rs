@@ -2,9 +2,17 @@
 //! built-in defaults < `archgate.toml` < `ARCHGATE_*` environment < CI
 //! variables (GitLab `CI_*`, Jenkins) < command-line flags.
 //!
-//! `Settings` is the whole schema; unknown keys are errors everywhere.
+//! `Settings` is the whole schema; unknown keys are errors everywhere. Values
+//! are typed where they have a syntax (platforms, patterns, Java versions), so
+//! a malformed one is an error of `load` naming its key, before any command
+//! writes anything; what serde cannot express is checked by `load`'s
+//! `validate`. Nothing after `load` re-parses a setting.
 
+pub mod env;
+pub mod java;
 pub mod load;
+pub mod merge_sources;
+pub mod pattern;
 pub mod render;
 pub mod secret;
 pub mod template;
@@ -14,15 +22,20 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::platform::Platform;
+
+pub use java::VersionNumber;
 pub use load::{Loaded, Sources, load};
+pub use merge_sources::MergeSources;
+pub use pattern::Pattern;
 pub use secret::Secret;
 
 /// The effective configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
-    /// Platforms to build, merge or verify, `os/arch[/variant]`.
-    pub platforms: Vec<String>,
+    /// Platforms to build, merge or verify, `os/arch[/variant]` (normalised).
+    pub platforms: Vec<Platform>,
     /// The image location to publish to (template), e.g. `oci:archgate-out/app:{tag}`
     /// or `registry.internal:5000/team/app:{git_short_sha}`.
     pub image: String,
@@ -50,16 +63,35 @@ pub struct Settings {
     pub cache: Option<PathBuf>,
     /// Values read from the CI system (GitLab, Jenkins); usually not set by hand.
     pub ci: CiContext,
+    /// Whether `platforms` was set (file, environment or flag) rather than
+    /// defaulted: set platforms are required, defaulted ones mean "what the image holds".
+    #[serde(skip)]
+    pub platforms_explicit: bool,
+    /// What the loader read from the process environment besides settings.
+    #[serde(skip)]
+    pub host: HostEnv,
+}
+
+/// Facts of the process environment the loader read from its injected
+/// [`Sources`]; not settings (never rendered, no key), so that nothing after
+/// `load` reads the environment itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostEnv {
+    /// `$XDG_CACHE_HOME/archgate`, else `$HOME/.cache/archgate`: the cache when `cache` is unset.
+    pub default_cache: Option<PathBuf>,
+    /// `SOURCE_DATE_EPOCH` as given (checked where a build needs it).
+    pub source_date_epoch: Option<String>,
+    /// `GITLAB_CI` is set: `archgate run` prints collapsible log sections.
+    pub gitlab_ci: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            platforms: vec![
-                "linux/amd64".into(),
-                "linux/arm64".into(),
-                "linux/mips64le".into(),
-            ],
+            platforms: ["linux/amd64", "linux/arm64", "linux/mips64le"]
+                .into_iter()
+                .map(|p| Platform::parse(p).expect("a supported platform"))
+                .collect(),
             image: "oci:archgate-out/image:{tag}".into(),
             tags: Vec::new(),
             registries: BTreeMap::new(),
@@ -72,46 +104,47 @@ impl Default for Settings {
             report: ReportSettings::default(),
             cache: None,
             ci: CiContext::default(),
+            platforms_explicit: false,
+            host: HostEnv::default(),
         }
     }
 }
 
 impl Settings {
-    /// `platforms`, parsed and normalised; an error names the key.
-    pub fn platform_list(&self) -> crate::Result<Vec<crate::platform::Platform>> {
-        let mut out: Vec<crate::platform::Platform> = Vec::new();
-        for p in &self.platforms {
-            let parsed = crate::platform::Platform::parse(p)
-                .map_err(|e| crate::Error::Config(format!("`platforms`: {e}")))?;
-            if out.contains(&parsed) {
-                return Err(crate::Error::Config(format!(
-                    "`platforms`: {parsed} is listed twice"
-                )));
-            }
-            out.push(parsed);
-        }
-        Ok(out)
+    /// The platforms set explicitly (flag, file or environment), which are
+    /// then required; `None`: take what the image or the sources hold.
+    pub fn explicit_platforms(&self) -> Option<Vec<Platform>> {
+        self.platforms_explicit.then(|| self.platforms.clone())
     }
 
     /// The cache directory: `cache`, else `$XDG_CACHE_HOME/archgate`, else
-    /// `$HOME/.cache/archgate`, else a directory under the system temp dir.
+    /// `$HOME/.cache/archgate` (both as the loader read them), else a
+    /// directory under the system temp dir.
     pub fn cache_dir(&self) -> PathBuf {
-        if let Some(c) = &self.cache {
-            return c.clone();
-        }
-        let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-        if let Some(x) = non_empty("XDG_CACHE_HOME") {
-            return PathBuf::from(x).join("archgate");
-        }
-        if let Some(h) = non_empty("HOME") {
-            return PathBuf::from(h).join(".cache").join("archgate");
-        }
-        std::env::temp_dir().join("archgate-cache")
+        self.cache
+            .clone()
+            .or_else(|| self.host.default_cache.clone())
+            .unwrap_or_else(|| std::env::temp_dir().join("archgate-cache"))
     }
 
     /// A template setting rendered with the CI context; `key` names it in errors.
     pub fn render(&self, template: &str, key: &str) -> crate::Result<String> {
         template::render(template, &self.ci, key)
+    }
+
+    /// The top-level `tags` followed by `more`, rendered and checked as tags;
+    /// errors name `tags[i]`.
+    pub fn render_tags<'a>(
+        &'a self,
+        more: impl IntoIterator<Item = &'a String>,
+    ) -> crate::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for (i, t) in self.tags.iter().chain(more).enumerate() {
+            let tag = self.render(t, &format!("tags[{i}]"))?;
+            crate::image::reference::validate_tag(&tag).map_err(crate::Error::Invalid)?;
+            out.push(tag);
+        }
+        Ok(out)
     }
 }
 
@@ -210,7 +243,7 @@ pub struct BuildSettings {
     pub args: BTreeMap<String, String>,
     /// Platforms to build; default: the top-level `platforms`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub platforms: Option<Vec<String>>,
+    pub platforms: Option<Vec<Platform>>,
     /// Where the index goes (template); default: the top-level `image`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -265,20 +298,6 @@ pub struct MergeSettings {
     pub keep_attestations: bool,
 }
 
-/// `[merge] sources`: a list, or a table keyed by platform.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(untagged)]
-pub enum MergeSources {
-    List(Vec<String>),
-    ByPlatform(BTreeMap<String, String>),
-}
-
-impl Default for MergeSources {
-    fn default() -> Self {
-        MergeSources::List(Vec::new())
-    }
-}
-
 /// One `[[mirror]]` entry: an image `archgate mirror` moves.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -289,7 +308,7 @@ pub struct MirrorEntry {
     pub target: String,
     /// Platforms to keep; empty: `--platform`, else the configured `platforms`
     /// when set explicitly, else every platform the source holds.
-    pub platforms: Vec<String>,
+    pub platforms: Vec<Platform>,
 }
 
 /// How a platform's commands are executed by `archgate verify`.
@@ -325,8 +344,8 @@ pub struct VerifySettings {
     /// The runner for every platform not named in `runners`.
     pub runner: Runner,
     /// Per-platform runners: `"linux/amd64" = "native"`.
-    pub runners: BTreeMap<String, Runner>,
-    /// Seconds before a command in the image (`java -version`, extra commands) is killed.
+    pub runners: BTreeMap<Platform, Runner>,
+    /// Seconds before a command in the image (`java -version`, extra commands) is killed; > 0.
     pub timeout: u64,
     /// Platforms verified at once; 0 = the number of CPU cores.
     pub concurrency: usize,
@@ -360,17 +379,17 @@ pub struct JavaPolicy {
     pub required: bool,
     /// The lowest acceptable version, `1.8` / `8` / `17.0.9`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_version: Option<String>,
-    /// An exact version (prefix match: `17` accepts `17.0.9`).
+    pub min_version: Option<VersionNumber>,
+    /// An exact version (prefix match: `17` accepts `17.0.9`); not with `min_version`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
+    pub version: Option<VersionNumber>,
 }
 
 impl Default for JavaPolicy {
     fn default() -> Self {
         JavaPolicy {
             required: true,
-            min_version: Some("1.8".into()),
+            min_version: Some(VersionNumber::parse("1.8").expect("a version number")),
             version: None,
         }
     }
@@ -380,17 +399,17 @@ impl Default for JavaPolicy {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CommandCheck {
-    /// The check's name in reports.
+    /// The check's name in reports; not empty.
     pub name: String,
-    /// The command and its arguments (exec form; no shell unless you name one).
+    /// The command and its arguments (exec form; no shell unless you name one); not empty.
     pub args: Vec<String>,
     /// The exit code expected.
     pub exit_code: i32,
-    /// A regular expression that stdout or stderr must match.
+    /// A regular expression that stdout or stderr must match (compiled at load).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
+    pub output: Option<Pattern>,
     /// Platforms this command applies to (empty: all).
-    pub platforms: Vec<String>,
+    pub platforms: Vec<Platform>,
 }
 
 /// `[gate]`: the release gate's policy.
@@ -398,10 +417,10 @@ pub struct CommandCheck {
 #[serde(deny_unknown_fields, default)]
 pub struct GateSettings {
     /// Platforms that must pass; empty: every platform verified (the configured `platforms`).
-    pub required_platforms: Vec<String>,
+    pub required_platforms: Vec<Platform>,
     /// Platforms that may be missing from the index without failing the gate
     /// (present but broken still fails).
-    pub allow_missing: Vec<String>,
+    pub allow_missing: Vec<Platform>,
     /// Whether a platform that could not be verified (registry down, emulator
     /// missing: outcome `error`) stops the gate with exit 3.
     pub error_fails: bool,
@@ -421,7 +440,7 @@ impl Default for GateSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReportSettings {
-    /// Directory for `junit.xml`, `report.json`, `archgate.env`, `coverage.md`.
+    /// Directory for `junit.xml`, `report.json`, `archgate.env`, `coverage.md`; not empty.
     pub dir: PathBuf,
 }
 

@@ -5,6 +5,7 @@
 //! nothing that is already there.
 
 pub mod plan;
+mod request;
 
 use std::collections::HashMap;
 

@@ -12,6 +12,7 @@
 //! until the archive is written at the end.
 
 pub mod plan;
+mod request;
 
 use std::collections::HashSet;
 use std::time::Instant;

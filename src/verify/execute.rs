@@ -475,12 +475,12 @@ impl<'a> Execution<'a> {
                     out.tail(3)
                 ),
             )
-        } else if !c.output.is_match(&text) {
+        } else if let Some(re) = c.output.as_ref().filter(|re| !re.is_match(&text)) {
             Check::failed(
                 CheckId::Command,
                 format!(
                     "`{shown}` output does not match /{}/: {}",
-                    c.output.as_str(),
+                    re.as_str(),
                     out.tail(3)
                 ),
             )

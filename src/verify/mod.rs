@@ -25,6 +25,7 @@ pub mod execute;
 pub mod java;
 pub mod plan;
 pub mod policy;
+mod request;
 pub mod rootfs;
 pub mod runner;
 pub mod unpack;

@@ -30,70 +30,33 @@ pub struct Policy {
 #[derive(Debug)]
 pub struct CommandPolicy {
     pub check: CommandCheck,
-    /// `output`, compiled (empty: anything matches).
-    pub output: regex::Regex,
+    /// `output`, compiled (`None`: anything matches).
+    pub output: Option<regex::Regex>,
     /// The platforms it applies to (empty: every platform).
     pub platforms: Vec<Platform>,
 }
 
 impl Policy {
+    /// Converts the settings, which `config::load` has already validated
+    /// (patterns compiled, platforms parsed, timeout and commands checked);
+    /// only the Java rule is built here, from its checked version numbers.
     pub fn from_settings(settings: &Settings) -> Result<Policy> {
         let v = &settings.verify;
         let java = java::VersionPolicy::from_settings(
-            v.java.min_version.as_deref(),
-            v.java.version.as_deref(),
+            v.java.min_version.as_ref().map(|n| n.as_str()),
+            v.java.version.as_ref().map(|n| n.as_str()),
         )
         .map_err(|e| Error::Config(format!("[verify.java]: {e}")))?;
-        let mut commands = Vec::new();
-        for (i, c) in v.commands.iter().enumerate() {
-            let key = format!("[[verify.commands]] #{} ({:?})", i + 1, c.name);
-            if c.name.trim().is_empty() {
-                return Err(Error::Config(format!(
-                    "{key}: `name` is empty; name the check (it titles the report line)"
-                )));
-            }
-            if c.args.is_empty() || c.args[0].is_empty() {
-                return Err(Error::Config(format!(
-                    "{key}: `args` is empty; give the command, e.g. args = [\"/opt/app/bin/app\", \"--version\"]"
-                )));
-            }
-            let pattern = c.output.as_deref().unwrap_or("");
-            let output = regex::Regex::new(pattern).map_err(|e| {
-                // regex errors span lines (pattern, caret, reason): keep one line.
-                let why = e
-                    .to_string()
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                Error::Config(format!(
-                    "{key}: `output` is not a valid regular expression: {why}"
-                ))
-            })?;
-            let platforms = c
-                .platforms
-                .iter()
-                .map(|p| {
-                    Platform::parse(p)
-                        .map_err(|e| Error::Config(format!("{key}: `platforms`: {e}")))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            commands.push(CommandPolicy {
+        let commands = v
+            .commands
+            .iter()
+            .map(|c| CommandPolicy {
                 check: c.clone(),
-                output,
-                platforms,
-            });
-        }
-        let mut runners = Vec::new();
-        for (key, runner) in &v.runners {
-            let p = Platform::parse(key)
-                .map_err(|e| Error::Config(format!("[verify.runners]: {e}")))?;
-            runners.push((p, *runner));
-        }
-        if v.timeout == 0 {
-            return Err(Error::Config(
-                "[verify] timeout = 0: give the seconds a command may run, e.g. 120".into(),
-            ));
-        }
+                output: c.output.as_ref().map(|p| p.regex().clone()),
+                platforms: c.platforms.clone(),
+            })
+            .collect();
+        let runners = v.runners.iter().map(|(p, r)| (p.clone(), *r)).collect();
         Ok(Policy {
             java,
             java_required: v.java.required,
