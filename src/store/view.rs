@@ -57,6 +57,11 @@ impl<'s> IndexView<'s> {
         })
     }
 
+    /// The store the image is read from (its blobs are fetched there).
+    pub fn store(&self) -> &'s dyn Store {
+        self.store
+    }
+
     /// The index (or single manifest) exactly as stored.
     pub fn raw(&self) -> &RawManifest {
         &self.raw

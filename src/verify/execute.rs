@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::image::media::ManifestKind;
-use crate::image::{Digest, ImageConfig, ImageManifest, Selector};
+use crate::image::{Digest, ImageConfig, ImageManifest};
 use crate::platform::Platform;
-use crate::store::{self, Store};
+use crate::store::view::IndexView;
 
 use super::cache::Cache;
 use super::check::{Check, CheckId, Outcome};
@@ -28,7 +27,8 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 /// Everything the platform tasks share.
 pub struct Context<'a> {
-    pub store: &'a dyn Store,
+    /// The image being verified, read once through its index digest.
+    pub view: &'a IndexView<'a>,
     pub policy: Policy,
     pub cache: Cache,
 }
@@ -130,7 +130,7 @@ impl<'a> Execution<'a> {
             [one] => {
                 self.entry = Some(*one);
                 self.manifest_digest = Some(one.descriptor.digest.clone());
-                let msg = if one.single.is_some() {
+                let msg = if one.single {
                     format!(
                         "single-platform manifest {} (no index)",
                         one.descriptor.digest
@@ -176,7 +176,7 @@ impl<'a> Execution<'a> {
             return not_found_before(CheckId::Manifest);
         };
         let t = Instant::now();
-        let check = match fetch(self.subject.ctx.store, entry).await {
+        let check = match fetch(self.subject.ctx.view, entry).await {
             Ok((manifest, config)) => {
                 let msg = format!(
                     "manifest {} ({} layers), config {}",
@@ -228,7 +228,7 @@ impl<'a> Execution<'a> {
         let ctx = self.subject.ctx;
         let opened = unpack::root_for(
             &ctx.cache,
-            ctx.store,
+            ctx.view.store(),
             &manifest.layers,
             ctx.policy.max_unpacked_bytes,
         )
@@ -512,28 +512,11 @@ fn outcome_of(e: &Error) -> Outcome {
     }
 }
 
-/// The manifest and config of one entry, by digest, digests verified.
-async fn fetch(store: &dyn Store, entry: &Entry) -> Result<(ImageManifest, ImageConfig)> {
-    let what = format!("manifest {}", entry.descriptor.digest);
-    let raw = match &entry.single {
-        Some(m) => m.clone(),
-        None => {
-            store
-                .get_manifest(&Selector::Digest(entry.descriptor.digest.clone()))
-                .await?
-        }
-    };
-    if raw.kind() != ManifestKind::Image {
-        return Err(Error::malformed(
-            &what,
-            "the index entry points at another index, not an image manifest",
-        ));
-    }
-    let manifest = raw.image(&what)?;
-    let cwhat = format!("config {} of {what}", manifest.config.digest);
-    let bytes = store::read_blob(store, &manifest.config, &cwhat).await?;
-    let config = ImageConfig::parse(&bytes, &cwhat)?;
-    Ok((manifest, config))
+/// The manifest and config of one entry, by digest, digests verified
+/// (nested indexes refused by the view).
+async fn fetch(view: &IndexView<'_>, entry: &Entry) -> Result<(ImageManifest, ImageConfig)> {
+    let image = view.image(&entry.descriptor).await?;
+    Ok((image.manifest().clone(), image.config().clone()))
 }
 
 /// The command line that shows the version and `os.arch` at once.

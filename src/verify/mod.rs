@@ -38,7 +38,7 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::image::Location;
 use crate::platform::Platform;
-use crate::store;
+use crate::store::{self, view::IndexView};
 
 pub use check::{Check, CheckId, Outcome, PlatformResult, Verification, render_text};
 pub use policy::Policy;
@@ -63,15 +63,12 @@ pub struct VerifyRequest {
 pub async fn verify(req: &VerifyRequest, settings: &Settings) -> Result<Verification> {
     let policy = Policy::from_settings(settings)?;
     let location = Location::parse(&req.image)?;
-    let store = store::open(&location, settings, false).await?;
-    let selector = match location.selector() {
-        Some(s) => s,
-        None => store.default_selector().await?,
-    };
+    let opened = store::open_image(&location, settings).await?;
     // Resolve once: from here on everything is addressed by digest.
-    let top = store.get_manifest(&selector).await?;
+    let view = IndexView::read(opened.store.as_ref(), &opened.selector, &req.image).await?;
+    let top = view.raw().clone();
     let pinned = location.with_digest(&top.digest).to_string();
-    let entries = entries_of(store.as_ref(), &top, &req.image).await?;
+    let entries = entries_of(&view).await?;
 
     let listed: Vec<Platform> = entries.iter().map(|e| e.platform.clone()).collect();
     let required = match &req.platforms {
@@ -99,7 +96,7 @@ pub async fn verify(req: &VerifyRequest, settings: &Settings) -> Result<Verifica
         .collect();
 
     let ctx = Context {
-        store: store.as_ref(),
+        view: &view,
         policy,
         cache: Cache::new(settings.cache_dir()),
     };

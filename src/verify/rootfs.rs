@@ -46,40 +46,8 @@ impl Default for Limits {
     }
 }
 
-/// How a layer blob is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-}
-
-impl Compression {
-    /// From a layer media type (OCI and Docker, including the
-    /// non-distributable variants).
-    pub fn from_media_type(media_type: &str) -> std::result::Result<Compression, String> {
-        let m = media_type.trim();
-        if m.ends_with("+zstd") || m.ends_with(".zstd") {
-            return Err(format!(
-                "layer media type {m} (zstd) is not supported yet; push gzip layers (the default of docker, buildah and archgate)"
-            ));
-        }
-        if m.ends_with("tar+gzip")
-            || m.ends_with(".tar.gzip")
-            || m == "application/vnd.docker.image.rootfs.diff.tar.gzip"
-        {
-            return Ok(Compression::Gzip);
-        }
-        if m.ends_with(".tar")
-            || m.ends_with("layer.v1.tar")
-            || m == "application/vnd.docker.image.rootfs.diff.tar"
-        {
-            return Ok(Compression::None);
-        }
-        Err(format!(
-            "{m:?} is not a layer media type archgate can unpack"
-        ))
-    }
-}
+/// How a layer blob is compressed: one table for every command, in `image::media`.
+pub use crate::image::media::LayerCompression as Compression;
 
 /// An unpacked root file system.
 #[derive(Debug)]
@@ -922,29 +890,6 @@ mod tests {
             "the non-executable /usr/bin/java is skipped"
         );
         assert_eq!(root.find_in_path("javac", "/usr/bin"), None);
-    }
-
-    #[test]
-    fn media_types() {
-        assert_eq!(
-            Compression::from_media_type("application/vnd.oci.image.layer.v1.tar+gzip").unwrap(),
-            Compression::Gzip
-        );
-        assert_eq!(
-            Compression::from_media_type("application/vnd.oci.image.layer.v1.tar").unwrap(),
-            Compression::None
-        );
-        assert_eq!(
-            Compression::from_media_type("application/vnd.docker.image.rootfs.diff.tar.gzip")
-                .unwrap(),
-            Compression::Gzip
-        );
-        assert!(
-            Compression::from_media_type("application/vnd.oci.image.layer.v1.tar+zstd")
-                .unwrap_err()
-                .contains("zstd")
-        );
-        assert!(Compression::from_media_type("text/plain").is_err());
     }
 
     #[test]

@@ -57,7 +57,7 @@ fn unpack(
     let mut root = rootfs::RootFs::new_named(dir, prefix, limits)?;
     for (desc, file) in layers {
         let what = format!("layer {}", desc.digest);
-        let compression = rootfs::Compression::from_media_type(&desc.media_type)
+        let compression = crate::image::media::layer_compression(&desc.media_type)
             .map_err(|e| Error::malformed(&what, e))?;
         let f = std::fs::File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
         let mut reader = HashingReader {
