@@ -61,6 +61,8 @@ pub struct VerifyRequest {
 /// check outcome inside the returned [`Verification`].
 pub async fn verify(req: &VerifyRequest, settings: &Settings) -> Result<Verification> {
     let policy = Policy::from_settings(settings)?;
+    let cache_bound = crate::cache_prune::max_size_setting(&settings.cache_max_size)?;
+    crate::cache_prune::run_started();
     let location = Location::parse(&req.image)?;
     let store = store::open(&location, settings, false).await?;
     let selector = match location.selector() {
@@ -112,6 +114,7 @@ pub async fn verify(req: &VerifyRequest, settings: &Settings) -> Result<Verifica
         .collect()
         .await;
     let outcome = Verification::summarise(&platforms);
+    crate::cache_prune::enforce(settings.cache_dir(), cache_bound).await;
     Ok(Verification {
         image: req.image.clone(),
         pinned,
