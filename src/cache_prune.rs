@@ -231,6 +231,10 @@ pub fn prune(cache: &Path, bound: &Bound, dry_run: bool) -> Result<PruneReport> 
     let chosen = select(&entries, &mut usage, bound, SystemTime::now(), |e| {
         dry_run || remove_entry(cache, e, &mut in_use)
     });
+    if !dry_run && !chosen.is_empty() {
+        // What the removed roots shared is now only the pool's: counted freed above.
+        sweep_pool(&cache.join(POOL_DIR));
+    }
     let removed = chosen
         .into_iter()
         .map(|(i, bytes)| Removed {
@@ -349,6 +353,15 @@ fn remove_entry(cache: &Path, e: &Entry, in_use: &mut Vec<PathBuf>) -> bool {
             false
         }
     }
+}
+
+/// Removes the pool files no root links to.
+fn sweep_pool(pool: &Path) {
+    let _ = walk(pool, &mut |p, m| {
+        if m.is_file() && m.nlink() <= 1 {
+            let _ = std::fs::remove_file(p);
+        }
+    });
 }
 
 /// The name prefix of the directories `key`'s root is unpacked into.

@@ -25,6 +25,7 @@ pub mod execute;
 pub mod java;
 pub mod plan;
 pub mod policy;
+pub mod pool;
 pub mod rootfs;
 pub mod runner;
 pub mod unpack;

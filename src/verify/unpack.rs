@@ -13,6 +13,7 @@ use crate::image::digest::Hasher;
 use crate::store::Store;
 
 use super::cache::{BlobFile, Cache, use_lock};
+use super::pool::Pool;
 use super::{rootfs, runner};
 use crate::cache_lock::KeyLock;
 
@@ -51,7 +52,8 @@ pub async fn root_for(
         ..rootfs::Limits::default()
     };
     let prefix = crate::cache_prune::staging_prefix(&key);
-    let staged = tokio::task::spawn_blocking(move || unpack(&dir, &prefix, &files, limits))
+    let pool = Pool::new(cache.dir().join(crate::cache_prune::POOL_DIR));
+    let staged = tokio::task::spawn_blocking(move || unpack(&dir, &prefix, &files, limits, pool))
         .await
         .map_err(|e| Error::Internal(format!("unpacking layers: {e}")))??;
     let path = cache.install_root(&held, &staged, &key)?;
@@ -59,15 +61,18 @@ pub async fn root_for(
     Ok(CachedRoot { path, in_use })
 }
 
-/// Applies layers in order into a fresh directory `dir/PREFIX*`; returns it.
+/// Applies layers in order into a fresh directory `dir/PREFIX*`, sharing
+/// regular files with other roots through `pool`; returns it.
 fn unpack(
     dir: &Path,
     prefix: &str,
     layers: &[(Descriptor, BlobFile)],
     limits: rootfs::Limits,
+    pool: Pool,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut root = rootfs::RootFs::new_named(dir, prefix, limits)?;
+    root.share_files(pool);
     for (desc, file) in layers {
         let what = format!("layer {}", desc.digest);
         let compression = rootfs::Compression::from_media_type(&desc.media_type)
