@@ -21,7 +21,7 @@ use super::context::{Entries, Kind};
 use crate::cache_lock::KeyLock;
 use crate::error::{Error, Result};
 use crate::image::Digest;
-use crate::image::digest::Hasher;
+use crate::image::digest::{HashWriter, Hasher};
 
 /// The gzip level (zlib-rs; its output is pinned to it, so changing it changes digests).
 const LEVEL: u32 = 6;
@@ -162,23 +162,6 @@ pub fn fingerprint(entries: &Entries, epoch: i64) -> String {
         ));
     }
     h.finish().hex().to_string()
-}
-
-/// A writer that hashes what passes through.
-struct HashWriter<W> {
-    inner: W,
-    hasher: Hasher,
-}
-
-impl<W: Write> Write for HashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// A reader that fails unless exactly `left` bytes come (a file changed while read).

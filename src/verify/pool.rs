@@ -16,7 +16,7 @@
 //! keeps its own copy. `archgate cache prune` removes pool files no root
 //! links to any more ([`crate::cache_prune`]).
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::image::digest::Hasher;
@@ -64,23 +64,5 @@ impl Pool {
                 tracing::debug!(file = %dest.display(), "keeps its own copy: {e}");
             }
         }
-    }
-}
-
-/// Writes through to `inner` and hashes what it wrote.
-pub struct HashingWriter<W> {
-    pub inner: W,
-    pub hasher: Hasher,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }

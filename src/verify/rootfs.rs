@@ -20,9 +20,9 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
 use std::path::{Component, Path, PathBuf};
 
-use super::pool::{HashingWriter, Pool};
+use super::pool::Pool;
 use crate::error::{Error, Result};
-use crate::image::digest::Hasher;
+use crate::image::digest::{HashWriter, Hasher};
 
 /// Symlinks followed in one lookup before it is declared a loop (Linux: 40).
 const MAX_SYMLINK_HOPS: usize = 40;
@@ -258,7 +258,7 @@ impl RootFs {
                         .open(&dest)
                         .map_err(|e| fail(e.to_string()))?;
                     let room = self.limits.max_total_bytes.saturating_sub(self.total_bytes);
-                    let mut out = HashingWriter {
+                    let mut out = HashWriter {
                         inner: &mut file,
                         hasher: Hasher::new(),
                     };
