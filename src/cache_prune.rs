@@ -257,8 +257,8 @@ pub fn prune(cache: &Path, bound: &Bound, dry_run: bool) -> Result<PruneReport> 
 /// bound keeps every entry used since, so a run never prunes its own inputs.
 pub fn run_started() -> SystemTime {
     static STARTED: std::sync::OnceLock<SystemTime> = std::sync::OnceLock::new();
-    // A second of slack: mtimes may be coarser than the clock.
-    *STARTED.get_or_init(|| SystemTime::now() - Duration::from_secs(1))
+    // Slack: file times come from the kernel's coarse clock, a tick behind.
+    *STARTED.get_or_init(|| SystemTime::now() - Duration::from_millis(100))
 }
 
 /// The automatic bound at the end of a run: `cache_max_size` (already
@@ -403,6 +403,21 @@ fn scan(cache: &Path) -> Result<(Vec<Entry>, Usage)> {
         }
     })?;
     let blobs = cache.join("blobs");
+    // The directories holding the entries count too (as `du` counts them), never freed.
+    let mut holders = vec![
+        cache.join("rootfs"),
+        cache.join("layers"),
+        cache.join("layers").join("index"),
+        blobs.clone(),
+    ];
+    holders.extend(read_dir(&blobs)?);
+    for d in holders {
+        if let Ok(m) = std::fs::symlink_metadata(&d) {
+            usage
+                .inodes
+                .insert((m.dev(), m.ino()), (m.blocks() * 512, 1));
+        }
+    }
     for alg in read_dir(&blobs)? {
         for (path, name) in read_dir(&alg)?.into_iter().map(named) {
             let locks = if name.starts_with(".tmp-") {
