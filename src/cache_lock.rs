@@ -33,14 +33,7 @@ impl KeyLock {
     /// Blocks the thread: call it from blocking code or through [`KeyLock::acquire`].
     pub fn acquire_blocking(cache: &Path, kind: &str, key: &str) -> Result<KeyLock> {
         let path = lock_path(cache, kind, key);
-        let dir = cache.join("locks");
-        std::fs::create_dir_all(&dir).map_err(|e| not_writable(&dir, e))?;
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| not_writable(&path, e))?;
+        let file = open_lock(cache, kind, key)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -57,6 +50,26 @@ impl KeyLock {
         Ok(KeyLock { _file: file })
     }
 
+    /// The lock on `kind`-`key` when nobody holds it now, else `None`: how
+    /// `archgate cache prune` skips entries in use instead of waiting.
+    pub fn try_acquire(cache: &Path, kind: &str, key: &str) -> Result<Option<KeyLock>> {
+        let file = open_lock(cache, kind, key)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(KeyLock { _file: file })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(not_lockable(&lock_path(cache, kind, key), e)),
+        }
+    }
+
+    /// A shared hold on `kind`-`key`: any number of readers use the entry at
+    /// once, and [`KeyLock::try_acquire`] (prune) finds it busy until they let go.
+    pub fn acquire_shared_blocking(cache: &Path, kind: &str, key: &str) -> Result<KeyLock> {
+        let file = open_lock(cache, kind, key)?;
+        file.lock_shared()
+            .map_err(|e| not_lockable(&lock_path(cache, kind, key), e))?;
+        Ok(KeyLock { _file: file })
+    }
+
     /// [`KeyLock::acquire_blocking`] on a blocking thread, so waiting for
     /// another process does not stall the async runtime.
     pub async fn acquire(cache: &Path, kind: &str, key: &str) -> Result<KeyLock> {
@@ -65,6 +78,19 @@ impl KeyLock {
             .await
             .map_err(|e| Error::Internal(format!("waiting for a cache lock: {e}")))?
     }
+}
+
+/// Opens (creating) the lock file of `kind`-`key`.
+fn open_lock(cache: &Path, kind: &str, key: &str) -> Result<File> {
+    let path = lock_path(cache, kind, key);
+    let dir = cache.join("locks");
+    std::fs::create_dir_all(&dir).map_err(|e| not_writable(&dir, e))?;
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| not_writable(&path, e))
 }
 
 /// The directory of the cache's blobs hashed with `algorithm` (`sha256`).
@@ -132,6 +158,31 @@ mod tests {
         assert!(!waiter.is_finished(), "acquired while held");
         drop(held);
         assert!(waiter.join().unwrap().is_ok());
+    }
+
+    #[test]
+    fn try_acquire_skips_a_held_key_and_shared_holds_exclude_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = KeyLock::acquire_blocking(dir.path(), "rootfs", "k").unwrap();
+        assert!(
+            KeyLock::try_acquire(dir.path(), "rootfs", "k")
+                .unwrap()
+                .is_none()
+        );
+        drop(held);
+        let a = KeyLock::acquire_shared_blocking(dir.path(), "use", "k").unwrap();
+        let b = KeyLock::acquire_shared_blocking(dir.path(), "use", "k").unwrap();
+        assert!(
+            KeyLock::try_acquire(dir.path(), "use", "k")
+                .unwrap()
+                .is_none()
+        );
+        drop((a, b));
+        assert!(
+            KeyLock::try_acquire(dir.path(), "use", "k")
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod common;
 
 mod build;
+mod cache;
 mod ci_templates;
 mod cli;
 mod faults;

@@ -21,7 +21,7 @@ use super::context::{Entries, Kind};
 use crate::cache_lock::KeyLock;
 use crate::error::{Error, Result};
 use crate::image::Digest;
-use crate::image::digest::Hasher;
+use crate::image::digest::{HashWriter, Hasher};
 
 /// The gzip level (zlib-rs; its output is pinned to it, so changing it changes digests).
 const LEVEL: u32 = 6;
@@ -69,8 +69,15 @@ impl LayerCache {
     pub fn lookup(&self, fingerprint: &str) -> Option<LayerBlob> {
         let bytes = std::fs::read(self.index_path(fingerprint)).ok()?;
         let blob: LayerBlob = serde_json::from_slice(&bytes).ok()?;
-        let md = std::fs::metadata(self.blob_path(&blob.digest)).ok()?;
-        (md.len() == blob.size).then_some(blob)
+        let path = self.blob_path(&blob.digest);
+        let md = std::fs::metadata(&path).ok()?;
+        if md.len() != blob.size {
+            return None;
+        }
+        // A use, for `archgate cache prune`'s least-recently-used order.
+        crate::cache_prune::touch(&path);
+        crate::cache_prune::touch(&self.index_path(fingerprint));
+        Some(blob)
     }
 
     /// Writes the layer for `entries` (or finds it in the index). `what` names
@@ -102,14 +109,18 @@ impl LayerCache {
         for d in [&blobs, &index] {
             std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
         }
-        let tmp = tempfile::NamedTempFile::new_in(&blobs).map_err(|e| Error::io(&blobs, e))?;
+        // Named for the lock, so prune can tell a live write from a dead one.
+        let prefix = crate::cache_prune::temp_prefix("layer", &fp);
+        let mut temp = tempfile::Builder::new();
+        temp.prefix(&prefix);
+        let tmp = temp.tempfile_in(&blobs).map_err(|e| Error::io(&blobs, e))?;
         let file = tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?;
         let blob = write(entries, epoch, file, what)?;
         let path = self.blob_path(&blob.digest);
         tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         let record = serde_json::to_vec(&blob).map_err(|e| Error::Internal(e.to_string()))?;
         let ipath = self.index_path(&fp);
-        let mut itmp = tempfile::NamedTempFile::new_in(&index).map_err(|e| Error::io(&index, e))?;
+        let mut itmp = temp.tempfile_in(&index).map_err(|e| Error::io(&index, e))?;
         itmp.write_all(&record)
             .map_err(|e| Error::io(itmp.path(), e))?;
         itmp.persist(&ipath)
@@ -151,23 +162,6 @@ pub fn fingerprint(entries: &Entries, epoch: i64) -> String {
         ));
     }
     h.finish().hex().to_string()
-}
-
-/// A writer that hashes what passes through.
-struct HashWriter<W> {
-    inner: W,
-    hasher: Hasher,
-}
-
-impl<W: Write> Write for HashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// A reader that fails unless exactly `left` bytes come (a file changed while read).

@@ -84,6 +84,34 @@ pub enum Command {
     Run(RunArgs),
     /// Print the effective configuration and where each value came from (secrets as ***).
     Config(ConfigArgs),
+    /// Manage the cache of blobs, unpacked roots and built layers (`cache`, ARCHGATE_CACHE).
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+/// `archgate cache …`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Remove least recently used entries (blobs, unpacked roots, layer records) until
+    /// the bound holds, and what dead processes left; entries in use are kept.
+    /// Without --max-size or --older-than the bound is `cache_max_size`.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Keep at most this much on disk, e.g. `5GiB`, `500MB` (`0`: remove every entry not in use).
+    #[arg(long, value_name = "SIZE")]
+    pub max_size: Option<String>,
+    /// Remove entries not used for more than DAYS days (fractions allowed).
+    #[arg(long, value_name = "DAYS")]
+    pub older_than: Option<f64>,
+    /// Only print what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +287,7 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command line: its flags become the top settings layer over
 /// `sources`, the settings are loaded (and validated) once, and the library does the rest.
 pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
+    crate::cache_prune::run_started();
     match cli.command {
         Command::Merge(args) => {
             flags::merge(&mut sources, &args);
@@ -376,7 +405,9 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
             let mut loaded = config::load(&sources)?;
             loaded.settings.build.tags.extend(args.tags.iter().cloned());
             let request = BuildRequest::from_settings(&loaded.settings)?;
+            let bound = crate::cache_prune::max_size_setting(&loaded.settings.cache_max_size)?;
             let outcome = crate::build::build(&request, &loaded.settings).await?;
+            crate::cache_prune::enforce(loaded.settings.cache_dir(), bound).await;
             if let Some(path) = &args.dotenv {
                 let key = match outcome.platforms.as_slice() {
                     [one] => crate::report::platform_key(&one.platform),
@@ -404,6 +435,25 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
             }
             Ok(ExitStatus::Success)
         }
+        Command::Cache(CacheCommand::Prune(args)) => {
+            let loaded = config::load(&sources)?;
+            let bound = prune_bound(&loaded.settings, &args)?;
+            let cache = loaded.settings.cache_dir();
+            let dry_run = args.dry_run;
+            let report = tokio::task::spawn_blocking(move || {
+                crate::cache_prune::prune(&cache, &bound, dry_run)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("pruning the cache: {e}")))??;
+            if args.json {
+                let json = serde_json::to_string_pretty(&report)
+                    .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))?;
+                println!("{json}");
+            } else {
+                print!("{}", crate::cache_prune::render_text(&report));
+            }
+            Ok(ExitStatus::Success)
+        }
         Command::Inspect(args) => {
             let loaded = config::load(&sources)?;
             let location = Location::parse(&args.image)?;
@@ -425,6 +475,36 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
 fn to_json(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string_pretty(value)
         .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))
+}
+
+/// `cache prune`'s bound: the flags, else `cache_max_size`.
+fn prune_bound(s: &config::Settings, args: &PruneArgs) -> Result<crate::cache_prune::Bound> {
+    let max_size = match &args.max_size {
+        Some(text) => Some(
+            crate::cache_prune::parse_size(text)
+                .map_err(|e| Error::Invalid(format!("--max-size: {e}")))?,
+        ),
+        None if args.older_than.is_none() => {
+            crate::cache_prune::max_size_setting(&s.cache_max_size)?
+        }
+        None => None,
+    };
+    let older_than = match args.older_than {
+        Some(d) if d.is_finite() && d >= 0.0 => {
+            Some(std::time::Duration::from_secs_f64(d * 86400.0))
+        }
+        Some(d) => {
+            return Err(Error::Invalid(format!(
+                "--older-than {d}: write a number of days, 0 or more"
+            )));
+        }
+        None => None,
+    };
+    Ok(crate::cache_prune::Bound {
+        max_size,
+        older_than,
+        keep_used_since: None,
+    })
 }
 
 #[cfg(test)]

@@ -339,6 +339,11 @@ fn validate(settings: &Settings, origins: &BTreeMap<Vec<String>, String>) -> Res
             )));
         }
     }
+    let max = settings.cache_max_size.trim();
+    if !max.eq_ignore_ascii_case("off") {
+        super::size::parse_size(max)
+            .map_err(|e| fail(&["cache_max_size"], format!("`cache_max_size`: {e}")))?;
+    }
     let v = &settings.verify;
     for (i, c) in v.commands.iter().enumerate() {
         let key = format!("[[verify.commands]] #{} ({:?})", i + 1, c.name);

@@ -15,6 +15,7 @@ pub mod merge_sources;
 pub mod pattern;
 pub mod render;
 pub mod secret;
+pub mod size;
 pub mod template;
 
 use std::collections::BTreeMap;
@@ -61,6 +62,10 @@ pub struct Settings {
     /// default `$XDG_CACHE_HOME/archgate`, else `~/.cache/archgate`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<PathBuf>,
+    /// The automatic bound on the cache (`5GiB`, `500MB`; `0` or `off`: none),
+    /// applied least recently used first when `verify`, `build` and `run` end.
+    #[serde(deserialize_with = "size_text")]
+    pub cache_max_size: String,
     /// Values read from the CI system (GitLab, Jenkins); usually not set by hand.
     pub ci: CiContext,
     /// Whether `platforms` was set (file, environment or flag) rather than
@@ -103,6 +108,7 @@ impl Default for Settings {
             gate: GateSettings::default(),
             report: ReportSettings::default(),
             cache: None,
+            cache_max_size: "4GiB".into(),
             ci: CiContext::default(),
             platforms_explicit: false,
             host: HostEnv::default(),
@@ -146,6 +152,20 @@ impl Settings {
         }
         Ok(out)
     }
+}
+
+/// A size written as text (`"4GiB"`) or a bare number of bytes (`0`).
+fn size_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        S(String),
+        N(u64),
+    }
+    Ok(match Text::deserialize(d)? {
+        Text::S(s) => s,
+        Text::N(n) => n.to_string(),
+    })
 }
 
 /// `[registries."HOST:PORT"]`.

@@ -136,6 +136,23 @@ impl Hasher {
     }
 }
 
+/// A writer that hashes what passes through (layers as written, files as unpacked).
+pub struct HashWriter<W> {
+    pub inner: W,
+    pub hasher: Hasher,
+}
+
+impl<W: std::io::Write> std::io::Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Wraps a reader of blob bytes; at end of stream it fails with
 /// `InvalidData` unless the bytes had the expected digest (and size, when known).
 /// Callers write to a temporary file and rename only after a clean EOF.

@@ -19,8 +19,10 @@
 //!   and then find the entry in place. So a key is unpacked once, and a staged
 //!   root found under the lock belongs to a process that died: it is removed.
 //!
-//! Nothing is evicted automatically: delete the directory to reclaim space,
-//! when no archgate process is using it.
+//! Every hit records a use (the entry's mtime, [`crate::cache_prune::touch`])
+//! and readers hold the entry's use lock shared while they read it, so
+//! `archgate cache prune` and the `cache_max_size` bound remove least
+//! recently used entries first and never one in use.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +47,8 @@ pub struct Cache {
 pub struct BlobFile {
     pub path: PathBuf,
     pub verified: bool,
+    /// The shared use lock on a cache entry, so prune leaves it while it is read.
+    pub in_use: Option<Arc<KeyLock>>,
 }
 
 impl Cache {
@@ -81,15 +85,10 @@ impl Cache {
         p.is_dir().then_some(p)
     }
 
-    /// The name prefix of the directories `key`'s root is unpacked into.
-    pub fn staging_prefix(key: &str) -> String {
-        format!(".unpack-{key}-")
-    }
-
     /// Removes what a process that died while unpacking `key` left behind.
     /// Only under `key`'s lock: then no living process is unpacking it.
     pub fn remove_stale_staging(&self, _held: &RootLock, key: &str) {
-        let prefix = Cache::staging_prefix(key);
+        let prefix = crate::cache_prune::staging_prefix(key);
         let Ok(read) = std::fs::read_dir(self.rootfs_dir()) else {
             return;
         };
@@ -149,24 +148,27 @@ impl Cache {
             return Ok(BlobFile {
                 path,
                 verified: false,
+                in_use: None,
             });
         }
         let dir = crate::cache_lock::blob_dir(&self.dir, desc.digest.algorithm());
         let path = crate::cache_lock::blob_path(&self.dir, &desc.digest);
-        if let Some(hit) = cached_blob(&path, desc.size).await {
+        let key = format!("{}-{}", desc.digest.algorithm(), desc.digest.hex());
+        // Held from before the lookup: prune cannot take the blob away between.
+        let in_use = Arc::new(use_lock(&self.dir, crate::cache_prune::USE_BLOB, &key).await?);
+        if let Some(hit) = cached_blob(&path, desc.size, &in_use).await {
             return Ok(hit);
         }
         // One download per blob across processes; whoever waited finds it in place.
-        let key = format!("{}-{}", desc.digest.algorithm(), desc.digest.hex());
         let _held = KeyLock::acquire(&self.dir, "blob", &key).await?;
-        if let Some(hit) = cached_blob(&path, desc.size).await {
+        if let Some(hit) = cached_blob(&path, desc.size, &in_use).await {
             return Ok(hit);
         }
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| Error::io(&dir, e))?;
         let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
+            .prefix(&crate::cache_prune::temp_prefix("blob", &key))
             .tempfile_in(&dir)
             .map_err(|e| Error::io(&dir, e))?;
         let started = std::time::Instant::now();
@@ -192,17 +194,31 @@ impl Cache {
         Ok(BlobFile {
             path,
             verified: true,
+            in_use: Some(in_use),
         })
     }
 }
 
+/// A shared hold on `kind`-`key`, taken on a blocking thread.
+pub async fn use_lock(cache: &Path, kind: &str, key: &str) -> Result<KeyLock> {
+    let (cache, kind, key) = (cache.to_path_buf(), kind.to_string(), key.to_string());
+    tokio::task::spawn_blocking(move || KeyLock::acquire_shared_blocking(&cache, &kind, &key))
+        .await
+        .map_err(|e| Error::Internal(format!("waiting for a cache lock: {e}")))?
+}
+
 /// The cache entry at `path` when it is there whole (entries are renamed into
-/// place only after their bytes hashed to their name).
-async fn cached_blob(path: &Path, size: u64) -> Option<BlobFile> {
+/// place only after their bytes hashed to their name), its use recorded.
+async fn cached_blob(path: &Path, size: u64, in_use: &Arc<KeyLock>) -> Option<BlobFile> {
     let m = tokio::fs::metadata(path).await.ok()?;
-    (m.len() == size).then(|| BlobFile {
+    if m.len() != size {
+        return None;
+    }
+    crate::cache_prune::touch(path);
+    Some(BlobFile {
         path: path.to_path_buf(),
         verified: true,
+        in_use: Some(in_use.clone()),
     })
 }
 
@@ -241,7 +257,7 @@ mod tests {
     fn staged(cache: &Cache, key: &str, marker: &str) -> PathBuf {
         std::fs::create_dir_all(cache.rootfs_dir()).unwrap();
         let dir = tempfile::Builder::new()
-            .prefix(&Cache::staging_prefix(key))
+            .prefix(&crate::cache_prune::staging_prefix(key))
             .tempdir_in(cache.rootfs_dir())
             .unwrap()
             .keep();

@@ -70,6 +70,8 @@ struct Root {
     env: Vec<String>,
     /// `Err`: the runner cannot execute this platform (why, for an `error`).
     sandbox: std::result::Result<Sandbox, String>,
+    /// Keeps `cache prune` off the root while the checks read and run it.
+    _in_use: crate::cache_lock::KeyLock,
 }
 
 /// Where `java` is.
@@ -233,8 +235,8 @@ impl<'a> Execution<'a> {
             ctx.policy.max_unpacked_bytes,
         )
         .await
-        .and_then(|path| Ok((RootFs::open(&path)?, path)));
-        let (fs, path) = match opened {
+        .and_then(|root| Ok((RootFs::open(&root.path)?, root)));
+        let (fs, cached) = match opened {
             Ok(v) => v,
             Err(e) => {
                 return Check::new(CheckId::Layers, outcome_of(&e), e.to_string())
@@ -252,14 +254,19 @@ impl<'a> Execution<'a> {
             .filter(|w| w.starts_with('/') && fs.resolve(w).map(|p| p.is_dir()).unwrap_or(false))
             .unwrap_or_else(|| "/".into());
         let sandbox = self.subject.mode.clone().map(|mode| Sandbox {
-            root: path,
+            root: cached.path.clone(),
             mode,
             env: env.clone(),
             workdir,
             timeout: ctx.policy.timeout,
         });
         let check = Check::passed(CheckId::Layers, format!("{} layers", manifest.layers.len()));
-        self.root = Some(Root { fs, env, sandbox });
+        self.root = Some(Root {
+            fs,
+            env,
+            sandbox,
+            _in_use: cached.in_use,
+        });
         check.took(t.elapsed())
     }
 

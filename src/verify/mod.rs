@@ -25,6 +25,7 @@ pub mod execute;
 pub mod java;
 pub mod plan;
 pub mod policy;
+pub mod pool;
 mod request;
 pub mod rootfs;
 pub mod runner;
@@ -62,6 +63,8 @@ pub struct VerifyRequest {
 /// check outcome inside the returned [`Verification`].
 pub async fn verify(req: &VerifyRequest, settings: &Settings) -> Result<Verification> {
     let policy = Policy::from_settings(settings)?;
+    let cache_bound = crate::cache_prune::max_size_setting(&settings.cache_max_size)?;
+    crate::cache_prune::run_started();
     let location = Location::parse(&req.image)?;
     let opened = store::open_image(&location, settings).await?;
     // Resolve once: from here on everything is addressed by digest.
@@ -110,6 +113,7 @@ pub async fn verify(req: &VerifyRequest, settings: &Settings) -> Result<Verifica
         .collect()
         .await;
     let outcome = Verification::summarise(&platforms);
+    crate::cache_prune::enforce(settings.cache_dir(), cache_bound).await;
     Ok(Verification {
         image: req.image.clone(),
         pinned,

@@ -20,7 +20,9 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
 use std::path::{Component, Path, PathBuf};
 
+use super::pool::Pool;
 use crate::error::{Error, Result};
+use crate::image::digest::{HashWriter, Hasher};
 
 /// Symlinks followed in one lookup before it is declared a loop (Linux: 40).
 const MAX_SYMLINK_HOPS: usize = 40;
@@ -58,9 +60,16 @@ pub struct RootFs {
     limits: Limits,
     total_bytes: u64,
     entries: u64,
+    /// Where regular files are shared with other roots ([`Pool`]), if anywhere.
+    pool: Option<Pool>,
 }
 
 impl RootFs {
+    /// Shares the regular files this root unpacks with other roots through `pool`.
+    pub fn share_files(&mut self, pool: Pool) {
+        self.pool = Some(pool);
+    }
+
     /// A new, empty root in a fresh directory under `parent`, deleted on
     /// drop unless [`RootFs::keep`] is called.
     pub fn new_in(parent: &Path, limits: Limits) -> Result<RootFs> {
@@ -79,6 +88,7 @@ impl RootFs {
             limits,
             total_bytes: 0,
             entries: 0,
+            pool: None,
         })
     }
 
@@ -94,6 +104,7 @@ impl RootFs {
             limits: Limits::default(),
             total_bytes: 0,
             entries: 0,
+            pool: None,
         })
     }
 
@@ -215,9 +226,13 @@ impl RootFs {
                         .open(&dest)
                         .map_err(|e| fail(e.to_string()))?;
                     let room = self.limits.max_total_bytes.saturating_sub(self.total_bytes);
-                    let copied =
-                        io::copy(&mut (&mut entry).take(room.saturating_add(1)), &mut file)
-                            .map_err(|e| fail(format!("reading its content: {e}")))?;
+                    let mut out = HashWriter {
+                        inner: &mut file,
+                        hasher: Hasher::new(),
+                    };
+                    let copied = io::copy(&mut (&mut entry).take(room.saturating_add(1)), &mut out)
+                        .map_err(|e| fail(format!("reading its content: {e}")))?;
+                    let hasher = out.hasher;
                     if copied > room {
                         return Err(fail(format!(
                             "the image unpacks to more than {} bytes ([verify] max_unpacked_bytes)",
@@ -225,8 +240,12 @@ impl RootFs {
                         )));
                     }
                     self.total_bytes += copied;
+                    drop(file);
                     fs::set_permissions(&dest, fs::Permissions::from_mode(mode | 0o600))
                         .map_err(|e| fail(e.to_string()))?;
+                    if let Some(pool) = &self.pool {
+                        pool.share(&dest, hasher, mode | 0o600);
+                    }
                 }
                 tar::EntryType::Symlink => {
                     let target = entry
@@ -818,6 +837,51 @@ mod tests {
         )
         .unwrap();
         assert_eq!(fs::read(root.path().join("bin/b")).unwrap(), b"data");
+    }
+
+    #[test]
+    fn roots_share_pooled_files_and_later_layers_never_write_through_a_shared_inode() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Pool::new(dir.path().join("files"));
+        let base = Tar::new()
+            .file("lib/libjvm.so", b"the jvm")
+            .file("etc/conf", b"base")
+            .file("etc/gone", b"x")
+            .bytes();
+        let mut a = new_root(dir.path());
+        a.share_files(pool.clone());
+        apply(&mut a, base.clone()).unwrap();
+        let mut b = new_root(dir.path());
+        b.share_files(pool);
+        apply(&mut b, base).unwrap();
+        let ino = |r: &RootFs, p: &str| fs::metadata(r.path().join(p)).unwrap().ino();
+        assert_eq!(ino(&a, "lib/libjvm.so"), ino(&b, "lib/libjvm.so"));
+        assert_eq!(fs::metadata(a.path().join("etc/conf")).unwrap().nlink(), 3);
+        // b's next layer overrides one shared file and whites out another.
+        apply(
+            &mut b,
+            Tar::new()
+                .file("etc/conf", b"service")
+                .file("etc/.wh.gone", b"")
+                .bytes(),
+        )
+        .unwrap();
+        assert_eq!(fs::read(a.path().join("etc/conf")).unwrap(), b"base");
+        assert_eq!(fs::read(b.path().join("etc/conf")).unwrap(), b"service");
+        assert!(a.path().join("etc/gone").exists());
+        assert!(!b.path().join("etc/gone").exists());
+        assert_ne!(ino(&a, "etc/conf"), ino(&b, "etc/conf"));
+        // Mode is part of the inode: the same bytes with another mode are not shared.
+        let mut c = new_root(dir.path());
+        c.share_files(Pool::new(dir.path().join("files")));
+        let mut h = Tar::header(tar::EntryType::Regular, 0o644, 7);
+        h.set_cksum();
+        let mut t = tar::Builder::new(Vec::new());
+        t.append_data(&mut h, "lib/libjvm.so", &b"the jvm"[..])
+            .unwrap();
+        apply(&mut c, t.into_inner().unwrap()).unwrap();
+        assert_ne!(ino(&a, "lib/libjvm.so"), ino(&c, "lib/libjvm.so"));
     }
 
     #[test]

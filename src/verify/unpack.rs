@@ -12,22 +12,34 @@ use crate::image::Descriptor;
 use crate::image::digest::Hasher;
 use crate::store::Store;
 
-use super::cache::{BlobFile, Cache};
+use super::cache::{BlobFile, Cache, use_lock};
+use super::pool::Pool;
 use super::{rootfs, runner};
+use crate::cache_lock::KeyLock;
 
-/// The host path of the complete, cached root made by `layers`, unpacking it
-/// now when no process has yet; at most `max_unpacked_bytes` are written.
+/// A complete, cached root and the shared use lock that keeps prune off it.
+pub struct CachedRoot {
+    pub path: PathBuf,
+    pub in_use: KeyLock,
+}
+
+/// The complete, cached root made by `layers`, unpacking it now when no
+/// process has yet; at most `max_unpacked_bytes` are written. Its use is
+/// recorded and held until the returned value is dropped.
 pub async fn root_for(
     cache: &Cache,
     store: &dyn Store,
     layers: &[Descriptor],
     max_unpacked_bytes: u64,
-) -> Result<PathBuf> {
+) -> Result<CachedRoot> {
     let key = Cache::root_key(layers);
     let held = cache.lock(&key).await?;
+    // Taken under the key's lock, which prune needs too: no removal in between.
+    let in_use = use_lock(cache.dir(), crate::cache_prune::USE_ROOT, &key).await?;
     if let Some(path) = cache.cached_root(&key) {
         tracing::debug!(root = %path.display(), "unpacked root from the cache");
-        return Ok(path);
+        crate::cache_prune::touch(&path);
+        return Ok(CachedRoot { path, in_use });
     }
     cache.remove_stale_staging(&held, &key);
     let mut files = Vec::new();
@@ -39,22 +51,28 @@ pub async fn root_for(
         max_total_bytes: max_unpacked_bytes,
         ..rootfs::Limits::default()
     };
-    let prefix = Cache::staging_prefix(&key);
-    let staged = tokio::task::spawn_blocking(move || unpack(&dir, &prefix, &files, limits))
+    let prefix = crate::cache_prune::staging_prefix(&key);
+    let pool = Pool::new(cache.dir().join(crate::cache_prune::POOL_DIR));
+    let staged = tokio::task::spawn_blocking(move || unpack(&dir, &prefix, &files, limits, pool))
         .await
         .map_err(|e| Error::Internal(format!("unpacking layers: {e}")))??;
-    cache.install_root(&held, &staged, &key)
+    let path = cache.install_root(&held, &staged, &key)?;
+    crate::cache_prune::touch(&path);
+    Ok(CachedRoot { path, in_use })
 }
 
-/// Applies layers in order into a fresh directory `dir/PREFIX*`; returns it.
+/// Applies layers in order into a fresh directory `dir/PREFIX*`, sharing
+/// regular files with other roots through `pool`; returns it.
 fn unpack(
     dir: &Path,
     prefix: &str,
     layers: &[(Descriptor, BlobFile)],
     limits: rootfs::Limits,
+    pool: Pool,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut root = rootfs::RootFs::new_named(dir, prefix, limits)?;
+    root.share_files(pool);
     for (desc, file) in layers {
         let what = format!("layer {}", desc.digest);
         let compression = crate::image::media::layer_compression(&desc.media_type)
