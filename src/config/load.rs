@@ -138,8 +138,10 @@ pub fn load(sources: &Sources) -> Result<Loaded> {
     validate(&settings, &origins)?;
     // As `docker build CONTEXT` does: the Dockerfile is CONTEXT/Dockerfile
     // unless `--file` or `[build] dockerfile` names one.
-    if !origins.contains_key(&key(&["build", "dockerfile"])) {
-        settings.build.dockerfile = settings.build.context.join("Dockerfile");
+    // (`.` keeps the plain `Dockerfile` that `archgate config` shows.)
+    let context = &settings.build.context;
+    if !origins.contains_key(&key(&["build", "dockerfile"])) && context != Path::new(".") {
+        settings.build.dockerfile = context.join("Dockerfile");
     }
     settings.platforms_explicit = origins.contains_key(&vec!["platforms".to_string()]);
     settings.host = host_env(&sources.env);
