@@ -465,3 +465,49 @@ fn source_date_epoch_sets_every_timestamp() {
         .assert_code(2)
         .assert_stderr_contains("SOURCE_DATE_EPOCH=yesterday");
 }
+
+/// Hole 8: `archgate build CONTEXT` reads `CONTEXT/Dockerfile`, as `docker
+/// build` does; `--file` still names another one (relative to the working
+/// directory). The working directory's own Dockerfile would be refused (RUN).
+#[test]
+fn regression_hole_8_build_context_reads_the_contexts_dockerfile() {
+    let dir = crate::common::tempdir();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("hello.txt"), "hello\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /hello.txt\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nRUN echo wrong file\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("Other.dockerfile"),
+        "FROM scratch\nCOPY hello.txt /other.txt\n",
+    )
+    .unwrap();
+    let build = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "ctx",
+            "--platform",
+            "linux/amd64",
+            "--image",
+            "oci:out:v1",
+        ];
+        args.extend_from_slice(extra);
+        run(dir.path(), &args)
+    };
+    let out = build(&[]);
+    out.assert_code(0);
+    let out = build(&["--file", "Other.dockerfile"]);
+    out.assert_code(0);
+    // And the working directory's one, when named, is what is read.
+    let out = build(&["--file", "Dockerfile"]);
+    assert_eq!(out.code(), Some(2), "{out}");
+    out.assert_stderr_contains("RUN");
+}

@@ -169,3 +169,120 @@ fn harness_clears_archgate_log_format() {
     out.assert_code(2);
     assert!(out.stderr().starts_with("error: "), "{out}");
 }
+
+/// Hole 5: `UPPER/case` is a Docker Hub path (its first part holds no `.` or
+/// `:`), refused by the lowercase rule at parse time: exit 2, never a host
+/// name to look up (which took a DNS round trip and exited 3).
+#[test]
+fn regression_hole_5_uppercase_reference_is_a_usage_error_without_a_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    for reference in ["UPPER/case:tag", "team/App:v1"] {
+        let out = archgate_in(dir.path(), &["inspect", reference], &[]);
+        assert_eq!(out.code(), Some(2), "{out}");
+        let err = out.stderr();
+        assert!(
+            err.contains(&format!("`{reference}`")) && err.contains("must be lowercase"),
+            "{err}"
+        );
+        assert!(!err.contains("resolve"), "no lookup: {err}");
+    }
+}
+
+/// Holes 5 and 6: an unusable `--report-dir` is found when the settings are
+/// loaded (exit 2), before any phase runs or any verdict is printed.
+#[test]
+fn regression_hole_5_unusable_report_dir_is_a_usage_error_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a-file"), "not a directory\n").unwrap();
+    let out = archgate_in(
+        dir.path(),
+        &[
+            "run",
+            "--image",
+            "oci:missing:v1",
+            "--report-dir",
+            "a-file/reports",
+        ],
+        &[],
+    );
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(
+        out.stderr().contains("report directory `a-file/reports`")
+            && out.stderr().contains("--report-dir"),
+        "{out}"
+    );
+    assert!(
+        !out.stdout().contains("verify") && !out.stdout().contains("gate:"),
+        "nothing ran: {out}"
+    );
+    let out = archgate_in(
+        dir.path(),
+        &["verify", "oci:missing:v1", "--report-dir", "a-file"],
+        &[],
+    );
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(
+        out.stderr().contains("`a-file` is not a directory"),
+        "{out}"
+    );
+    assert!(!out.stderr().contains("not found"), "checked first: {out}");
+}
+
+/// Hole 11: every subcommand's help stands alone: the location forms, how to
+/// reach a plain-HTTP registry, one example.
+#[test]
+fn regression_hole_11_each_subcommand_help_lists_locations_http_and_an_example() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in [
+        "inspect", "build", "merge", "mirror", "verify", "run", "config",
+    ] {
+        let out = archgate_in(dir.path(), &[command, "--help"], &[]);
+        assert_eq!(out.code(), Some(0), "{out}");
+        for needle in [
+            "HOST[:PORT]/NAME[:TAG|@DIGEST]",
+            "oci:DIR[:TAG|@DIGEST]",
+            "oci-archive:FILE[:TAG|@DIGEST]",
+            "http = true",
+            "Example:",
+            &format!("archgate {command}"),
+        ] {
+            assert!(out.stdout().contains(needle), "{command}: {needle}\n{out}");
+        }
+    }
+}
+
+/// Hole 11: `archgate verify` without IMAGE says, in one stderr line, which
+/// image it took and where the `image` value came from.
+#[test]
+fn regression_hole_11_verify_without_image_names_the_default_and_its_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |out: &TestOutput| {
+        out.stderr()
+            .lines()
+            .filter(|l| l.contains("no IMAGE given"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let out = archgate_in(dir.path(), &["verify"], &[]);
+    let said = line(&out);
+    assert_eq!(said.len(), 1, "{out}");
+    assert!(
+        said[0].contains("`oci:archgate-out/image:latest`") && said[0].contains("default"),
+        "{out}"
+    );
+    std::fs::write(
+        dir.path().join("archgate.toml"),
+        "image = \"oci:from-file:v3\"\n",
+    )
+    .unwrap();
+    let out = archgate_in(dir.path(), &["verify"], &[]);
+    let said = line(&out);
+    assert!(
+        said.len() == 1
+            && said[0].contains("`oci:from-file:v3`")
+            && said[0].contains("archgate.toml"),
+        "{out}"
+    );
+    let out = archgate_in(dir.path(), &["verify", "oci:given:v1"], &[]);
+    assert!(line(&out).is_empty(), "{out}");
+}

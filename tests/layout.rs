@@ -812,3 +812,53 @@ async fn umoci_unpacks_what_we_write_and_we_read_what_umoci_writes() {
         read_blob(&store, layer).await.unwrap();
     }
 }
+
+/// Hole 5: an `oci-archive:` that is not a tar is the user's input (exit 2),
+/// named with what it is; none of its bytes reach the terminal.
+#[test]
+fn regression_hole_5_an_archive_that_is_not_a_tar_is_a_usage_error_without_raw_bytes() {
+    let dir = crate::common::tempdir();
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        (
+            "program.tar",
+            [
+                &b"\x7fELF\x02\x01\x01\0"[..],
+                &[0xff, 0x1b, b'[', b'2', b'J'],
+                &[0u8; 600],
+            ]
+            .concat(),
+            "ELF executable",
+        ),
+        (
+            "image.tar.gz",
+            [&[0x1f, 0x8b, 8, 0][..], &[0x9c; 600]].concat(),
+            "gunzip",
+        ),
+        (
+            "junk.tar",
+            [&[0x1b, b'[', b'3', b'1', b'm'][..], &[0xe9; 600]].concat(),
+            "not a tar header",
+        ),
+    ];
+    for (name, bytes, what) in cases {
+        let file = dir.path().join(name);
+        std::fs::write(&file, &bytes).unwrap();
+        let out = crate::common::archgate()
+            .args(["inspect", &format!("oci-archive:{}", file.display())])
+            .output();
+        assert_eq!(out.code(), Some(2), "{name}: {out}");
+        let err = out.stderr();
+        assert!(
+            err.contains(&format!(
+                "oci-archive:{}: not a tar archive",
+                file.display()
+            )) && err.contains(what),
+            "{name}: {err}"
+        );
+        assert!(
+            err.chars()
+                .all(|c| c == '\n' || (' '..='~').contains(&c) || c == '…'),
+            "{name}: raw bytes on stderr: {err:?}"
+        );
+    }
+}

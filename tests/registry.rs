@@ -501,12 +501,6 @@ async fn inspect_cli_shows_three_platforms_over_http_and_tls_without_leaking_the
 /// uses such a host says so once on stderr.
 #[tokio::test]
 async fn plain_http_and_insecure_only_for_listed_hosts_with_a_warning_each_run() {
-    let inspect = |dir: &std::path::Path, reference: &str| {
-        crate::common::archgate()
-            .current_dir(dir)
-            .args(["inspect", reference])
-            .output()
-    };
     let lines = |out: &crate::common::TestOutput, needle: &str| {
         out.stderr().lines().filter(|l| l.contains(needle)).count()
     };
@@ -517,7 +511,7 @@ async fn plain_http_and_insecure_only_for_listed_hosts_with_a_warning_each_run()
     let reference = http.repo("plain:v1");
     let dir = crate::common::tempdir();
     // Not listed: HTTPS, and the error says how to allow HTTP for this host.
-    let out = inspect(dir.path(), &reference);
+    let out = inspect_in(dir.path(), &reference);
     assert_ne!(out.code(), Some(0), "{out}");
     out.assert_stderr_contains(&format!(
         "set `[registries.\"{}\"] http = true`",
@@ -531,7 +525,7 @@ async fn plain_http_and_insecure_only_for_listed_hosts_with_a_warning_each_run()
     .unwrap();
     let warning = format!("speaking plain HTTP to {}", http.host());
     for _ in 0..2 {
-        let out = inspect(dir.path(), &reference);
+        let out = inspect_in(dir.path(), &reference);
         out.assert_code(0);
         assert_eq!(lines(&out, &warning), 1, "{out}");
     }
@@ -553,7 +547,7 @@ async fn plain_http_and_insecure_only_for_listed_hosts_with_a_warning_each_run()
     };
     // A self-signed certificate is refused unless its CA is named or the host is insecure.
     config("");
-    let out = inspect(dir.path(), &reference);
+    let out = inspect_in(dir.path(), &reference);
     assert_ne!(out.code(), Some(0), "{out}");
     let stderr = out.stderr();
     assert!(
@@ -563,8 +557,46 @@ async fn plain_http_and_insecure_only_for_listed_hosts_with_a_warning_each_run()
     config("insecure = true\n");
     let warning = format!("not verifying the TLS certificate of {}", tls.host());
     for _ in 0..2 {
-        let out = inspect(dir.path(), &reference);
+        let out = inspect_in(dir.path(), &reference);
         out.assert_code(0);
         assert_eq!(lines(&out, &warning), 1, "{out}");
     }
+}
+
+/// Hole 5: a plain-HTTP registry reached without `http = true` (and a TLS one
+/// reached with it) is a configuration error, exit 2, which CI does not
+/// retry; it was exit 3, "infrastructure".
+#[tokio::test]
+async fn regression_hole_5_plain_http_without_http_true_exits_2() {
+    let http = TestRegistry::start_http();
+    http.push_set("plain:v1", &image_set(Flavor::Oci, "plain"))
+        .await;
+    let dir = crate::common::tempdir();
+    let out = inspect_in(dir.path(), &http.repo("plain:v1"));
+    assert_eq!(out.code(), Some(2), "{out}");
+    out.assert_stderr_contains(&format!(
+        "set `[registries.\"{}\"] http = true`",
+        http.host()
+    ));
+
+    let tls = TestRegistry::start_tls_basic("u", "p");
+    std::fs::write(
+        dir.path().join("archgate.toml"),
+        format!(
+            "[registries.\"{}\"]\nhttp = true\nusername = \"u\"\npassword = \"p\"\n",
+            tls.host()
+        ),
+    )
+    .unwrap();
+    let out = inspect_in(dir.path(), &tls.repo("secure:v1"));
+    assert_eq!(out.code(), Some(2), "{out}");
+    out.assert_stderr_contains("remove `http = true`");
+}
+
+/// `archgate inspect REFERENCE` in `dir` (which may hold an archgate.toml).
+fn inspect_in(dir: &std::path::Path, reference: &str) -> crate::common::TestOutput {
+    crate::common::archgate()
+        .current_dir(dir)
+        .args(["inspect", reference])
+        .output()
 }

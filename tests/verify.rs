@@ -523,3 +523,30 @@ fn commands_whose_layers_failed_are_listed_skipped_with_the_cause() {
         );
     }
 }
+
+/// Hole 5: a command killed at `[verify] timeout` under QEMU says the runner
+/// was too slow to tell: an `error` naming the emulator and the elapsed time,
+/// exit 3 (infrastructure), never exit 1 blaming the image.
+#[test]
+fn regression_hole_5_a_qemu_timeout_is_an_infrastructure_error() {
+    let dir = tempdir();
+    let image = layout(dir.path(), &truthful(&["linux/mips64le"]));
+    let (code, v, stderr, _) = verify(
+        &["--runner", "qemu", "--timeout", "1", &image],
+        &shared_cache(),
+        &[],
+    );
+    assert_eq!(
+        outcome(&v, "linux/mips64le", "java-version"),
+        "error",
+        "{v:#}"
+    );
+    let m = message(&v, "linux/mips64le", "java-version");
+    assert!(
+        m.contains("qemu-mips64el")
+            && m.contains("killed after 1.")
+            && m.contains("[verify] timeout"),
+        "{m}"
+    );
+    assert_eq!(code, 3, "{stderr}\n{v:#}");
+}

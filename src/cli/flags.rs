@@ -96,6 +96,9 @@ pub fn verify(sources: &mut Sources, args: &VerifyArgs) {
     if let Some(t) = args.timeout {
         set(sources, &["verify", "timeout"], t, "--timeout");
     }
+    if let Some(d) = &args.report_dir {
+        report_dir(sources, d);
+    }
 }
 
 /// `run` flags: `--platform` names the gate's required platforms.
@@ -112,13 +115,19 @@ pub fn run(sources: &mut Sources, args: &RunArgs) {
         set(sources, &["verify", "runner"], r.clone(), "--runner");
     }
     if let Some(d) = &args.report_dir {
-        set(
-            sources,
-            &["report", "dir"],
-            d.display().to_string(),
-            "--report-dir",
-        );
+        report_dir(sources, d);
     }
+}
+
+/// `--report-dir` of `verify` and `run`: `[report] dir`, so that the loader
+/// records where it came from and `check_report_dir` can name it.
+fn report_dir(sources: &mut Sources, dir: &std::path::Path) {
+    set(
+        sources,
+        &["report", "dir"],
+        dir.display().to_string(),
+        "--report-dir",
+    );
 }
 
 /// `build` flags (`--tag` is added to the loaded settings: it extends `[build] tags`).

@@ -33,6 +33,30 @@ Configuration layers (later wins): defaults < archgate.toml < ARCHGATE_* environ
 < CI variables (GitLab CI_*, Jenkins BUILD_NUMBER, GIT_COMMIT, ...) < command line.
 Run `archgate config` to see the effective values and where each came from.";
 
+/// The `--help` epilogue of a subcommand: the location forms, how to reach
+/// a plain-HTTP registry and `$example`, so that each help page stands alone.
+/// A macro because clap's attributes take one literal (`concat!`).
+macro_rules! command_help {
+    ($example:literal) => {
+        concat!(
+            "Image locations:
+  HOST[:PORT]/NAME[:TAG|@DIGEST]  a registry, e.g. registry.example:5000/team/app:v1; the first
+                                  part is a host only with a `.` or `:` or as `localhost`
+                                  (else a Docker Hub path); names are lowercase
+  oci:DIR[:TAG|@DIGEST]           an OCI image layout directory, e.g. oci:out/app:v1
+  oci-archive:FILE[:TAG|@DIGEST]  a tar of an OCI image layout, e.g. oci-archive:app.tar:v1
+
+Registries are reached over HTTPS. For a plain-HTTP one (e.g. a local test registry), say so
+per host: `[registries.\"127.0.0.1:5000\"] http = true` in archgate.toml, or
+ARCHGATE_REGISTRIES='{\"127.0.0.1:5000\"={http=true}}'.
+
+Example:
+  ",
+            $example
+        )
+    };
+}
+
 /// archgate: publish multi-architecture images and gate releases on proof that
 /// every architecture works.
 #[derive(Debug, Parser)]
@@ -63,26 +87,33 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Show what an image location points at: digest, media type, and per platform
     /// the manifest, the config's own platform, layers and size.
+    #[command(after_help = command_help!("archgate inspect 127.0.0.1:5000/team/app:v1"))]
     Inspect(InspectArgs),
     /// Build a Dockerfile that executes nothing (FROM, ARG, ENV, WORKDIR, ADD/COPY, ...)
     /// for every platform, without a Docker engine, and publish one index.
+    #[command(after_help = command_help!("archgate build ./docker --platform linux/amd64,linux/arm64 --image 127.0.0.1:5000/team/app:v1"))]
     Build(BuildArgs),
     /// Assemble per-architecture images (or indexes) into one multi-arch index:
     /// checked first, then blobs, manifests and the index by digest, tags last.
+    #[command(after_help = command_help!("archgate merge 127.0.0.1:5000/team/app:v1-amd64 127.0.0.1:5000/team/app:v1-arm64 --target 127.0.0.1:5000/team/app:v1"))]
     Merge(MergeArgs),
     /// Copy an image between registries, OCI layouts and OCI archives (e.g. into an
     /// air-gapped network), digests preserved, optionally keeping only some platforms;
     /// blobs first, the tag last; a re-run resumes. Without SOURCE TARGET: every [[mirror]] entry.
+    #[command(after_help = command_help!("archgate mirror 127.0.0.1:5000/team/app:v1 oci-archive:app.tar:v1"))]
     Mirror(MirrorArgs),
     /// Prove, through the index digest, that every required platform runs its JDK:
     /// index entry, config platform, JDK location, ELF identity, `java -version`
     /// (natively or under QEMU, sandboxed) and the JVM's own os.arch.
+    #[command(after_help = command_help!("archgate verify 127.0.0.1:5000/team/app:v1 --platform linux/amd64,linux/arm64 --report-dir out"))]
     Verify(VerifyArgs),
     /// The whole job from configuration: merge the per-architecture images (or take
     /// --image), verify the index digest, apply [gate], write the reports
     /// (junit.xml, report.json, archgate.env, coverage.md) and exit with the verdict.
+    #[command(after_help = command_help!("archgate run --image 127.0.0.1:5000/team/app:v1 --report-dir archgate-report"))]
     Run(RunArgs),
     /// Print the effective configuration and where each value came from (secrets as ***).
+    #[command(after_help = command_help!("ARCHGATE_IMAGE=oci:out/app:v1 archgate config --json"))]
     Config(ConfigArgs),
     /// Manage the cache of blobs, unpacked roots and built layers (`cache`, ARCHGATE_CACHE).
     #[command(subcommand)]
@@ -357,8 +388,14 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
         Command::Verify(args) => {
             flags::verify(&mut sources, &args);
             let loaded = config::load(&sources)?;
+            if args.report_dir.is_some() {
+                config::load::check_report_dir(&loaded)?;
+            }
             let s = &loaded.settings;
             let request = VerifyRequest::from_settings(s, args.image.as_deref())?;
+            if args.image.is_none() {
+                eprintln!("{}", default_image_line(&loaded, &request.image));
+            }
             let verification = crate::verify::verify(&request, s).await?;
             let verdict = crate::gate::evaluate(&verification, &s.gate);
             if args.json {
@@ -378,7 +415,9 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
         }
         Command::Run(args) => {
             flags::run(&mut sources, &args);
-            let (report, dir) = match config::load(&sources) {
+            let loaded =
+                config::load(&sources).and_then(|l| config::load::check_report_dir(&l).map(|()| l));
+            let (report, dir) = match loaded {
                 Ok(loaded) => {
                     let mut sections = run::Sections {
                         gitlab: loaded.settings.host.gitlab_ci,
@@ -469,6 +508,16 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
     }
+}
+
+/// The one stderr line `archgate verify` without IMAGE prints: which image
+/// it verifies and where that `image` value came from.
+fn default_image_line(loaded: &config::Loaded, image: &str) -> String {
+    let from = match loaded.origins.get(&vec!["image".to_string()]) {
+        Some(origin) => format!("set by {origin}"),
+        None => "archgate's default; set `image` in archgate.toml or ARCHGATE_IMAGE".into(),
+    };
+    format!("no IMAGE given: verifying `{image}`, the `image` setting ({from})")
 }
 
 /// A command's `--json` output.

@@ -136,6 +136,13 @@ pub fn load(sources: &Sources) -> Result<Loaded> {
         .extract()
         .map_err(|e| format_error(e, file.as_deref(), &sources.env))?;
     validate(&settings, &origins)?;
+    // As `docker build CONTEXT` does: the Dockerfile is CONTEXT/Dockerfile
+    // unless `--file` or `[build] dockerfile` names one.
+    // (`.` keeps the plain `Dockerfile` that `archgate config` shows.)
+    let context = &settings.build.context;
+    if !origins.contains_key(&key(&["build", "dockerfile"])) && context != Path::new(".") {
+        settings.build.dockerfile = context.join("Dockerfile");
+    }
     settings.platforms_explicit = origins.contains_key(&vec!["platforms".to_string()]);
     settings.host = host_env(&sources.env);
     Ok(Loaded {
@@ -382,6 +389,49 @@ fn validate(settings: &Settings, origins: &BTreeMap<Vec<String>, String>) -> Res
         ));
     }
     Ok(())
+}
+
+/// A dotted key path as `origins` keys it.
+fn key(path: &[&str]) -> Vec<String> {
+    path.iter().map(|k| k.to_string()).collect()
+}
+
+/// Checks, before any work, that the reports can be written to `[report] dir`
+/// (`--report-dir`): an existing directory must be writable, else the nearest
+/// existing ancestor must be a writable directory. Nothing is created; the
+/// probe is an unnamed temporary file. A command that writes reports calls
+/// this right after [`load`], so an unusable directory is a usage error
+/// (exit 2) found before the verdict, not an infrastructure one after it.
+pub fn check_report_dir(loaded: &Loaded) -> Result<()> {
+    let dir = &loaded.settings.report.dir;
+    let origin = loaded
+        .origins
+        .get(&key(&["report", "dir"]))
+        .map(|o| format!(" (from {o})"))
+        .unwrap_or_default();
+    let fail = |why: String| {
+        Error::Config(format!(
+            "report directory `{}`{origin} is not usable: {why}; name a writable directory with --report-dir or [report] dir",
+            dir.display()
+        ))
+    };
+    let mut probe = dir.as_path();
+    loop {
+        match std::fs::metadata(probe) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => return Err(fail(format!("`{}` is not a directory", probe.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && probe != Path::new(".") => {
+                probe = match probe.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+            }
+            Err(e) => return Err(fail(format!("`{}`: {e}", probe.display()))),
+        }
+    }
+    tempfile::tempfile_in(probe)
+        .map(drop)
+        .map_err(|e| fail(format!("cannot write in `{}`: {e}", probe.display())))
 }
 
 /// One line per figment error: where (file or variable), which key, what was expected.

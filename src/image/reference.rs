@@ -62,12 +62,13 @@ impl ImageRef {
         if let Some(tag) = tag {
             validate_tag(tag).map_err(|why| bad(&why))?;
         }
+        // Docker's rule: the first component is a registry host only when it
+        // holds `.` or `:` or is `localhost`. Anything else is a repository
+        // path on Docker Hub and is checked as one, so `UPPER/case` is refused
+        // here instead of becoming a host name that someone resolves.
         let (registry, path) = match name.split_once('/') {
             Some((first, path))
-                if first.contains('.')
-                    || first.contains(':')
-                    || first == "localhost"
-                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
             {
                 validate_host(first).map_err(|why| bad(&why))?;
                 (first.to_string(), path.to_string())
@@ -214,6 +215,12 @@ pub fn validate_host(host: &str) -> std::result::Result<(), String> {
 
 /// Checks one path component: lowercase alphanumerics separated by `.`, `_`, `__` or `-`s.
 fn validate_component(c: &str) -> std::result::Result<(), String> {
+    if c.chars().any(|ch| ch.is_ascii_uppercase()) {
+        return Err(format!(
+            "repository names must be lowercase (`{c}`): write `{}`; a registry host needs a `.` or `:` (e.g. registry.example:5000/team/app) or is `localhost`",
+            c.to_ascii_lowercase()
+        ));
+    }
     let err = || {
         format!(
             "repository path component `{c}` is not valid: use lowercase letters and digits separated by `.`, `_`, `__` or `-`"
@@ -316,13 +323,16 @@ mod tests {
             ("host::5000/app:v1", "malformed registry host"),
             ("10.0.0.5:50x0/app", "malformed registry host"),
             ("10.0.0.5:99999/app", "malformed registry host"),
-            ("10.0.0.5:5000/App", "not valid"),
+            ("10.0.0.5:5000/App", "must be lowercase (`App`)"),
             ("10.0.0.5:5000/app:", "tag"),
             ("10.0.0.5:5000/app:-x", "tag"),
             ("10.0.0.5:5000/app@sha256:abc", "digest"),
             ("10.0.0.5:5000/", "empty"),
             ("app name", "whitespace"),
             ("a//b", "not valid"),
+            ("UPPER/case:tag", "must be lowercase (`UPPER`)"),
+            ("Team/app", "must be lowercase"),
+            ("reg.example/Team/app", "must be lowercase (`Team`)"),
         ] {
             let err = ImageRef::parse(input).unwrap_err().to_string();
             assert!(err.contains(why), "{input:?}: {err}");

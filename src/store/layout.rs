@@ -790,10 +790,106 @@ fn entry_kind_name(kind: tar::EntryType) -> &'static str {
     }
 }
 
+/// What a file that is not a tar archive looks like, from its first bytes,
+/// with the way out where there is one; `None` when it starts like a tar
+/// (a 512-byte header whose checksum adds up).
+fn not_a_tar(head: &[u8]) -> Option<&'static str> {
+    let starts = |magic: &[u8]| head.starts_with(magic);
+    // Empty, or an end-of-archive block first: a tar with no entries, as `tar` reads it.
+    if head.iter().all(|&b| b == 0) && (head.is_empty() || head.len() >= 512) {
+        return None;
+    }
+    let what = if starts(&[0x1f, 0x8b]) {
+        "it is gzip-compressed: decompress it first (gunzip), archgate reads plain tar"
+    } else if starts(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        "it is zstd-compressed: decompress it first (unzstd), archgate reads plain tar"
+    } else if starts(b"\x7fELF") {
+        "it is an ELF executable"
+    } else if starts(b"PK\x03\x04") {
+        "it is a zip archive"
+    } else if head.len() < 512 {
+        "it is shorter than one tar header (512 bytes)"
+    } else if tar_checksum_ok(&head[..512]) {
+        return None;
+    } else if head
+        .iter()
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+    {
+        "it is a text file"
+    } else {
+        "its first 512 bytes are not a tar header"
+    };
+    Some(what)
+}
+
+/// Whether a 512-byte tar header's checksum field matches its bytes (the
+/// field itself counted as spaces), the test `tar` itself applies.
+fn tar_checksum_ok(header: &[u8]) -> bool {
+    let field = &header[148..156];
+    let digits: String = field
+        .iter()
+        .map(|&b| b as char)
+        .filter(|c| c.is_digit(8))
+        .collect();
+    let Ok(stored) = u32::from_str_radix(&digits, 8) else {
+        return false;
+    };
+    let sum: u32 = header
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    sum == stored
+}
+
+/// Text safe to print from an error about untrusted bytes: control and
+/// non-ASCII characters become `?`, so a binary file never reaches a terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// Refuses a file that is not a tar before anything reads it as one: the
+/// user named the wrong file (exit 2), and its bytes never reach a message.
+fn check_is_tar(archive: &Path) -> Result<()> {
+    let mut head = Vec::with_capacity(512);
+    fs::File::open(archive)
+        .and_then(|f| io::Read::take(f, 512).read_to_end(&mut head))
+        .map_err(|e| Error::io(archive, e))?;
+    match not_a_tar(&head) {
+        None => Ok(()),
+        Some(what) => Err(Error::Invalid(format!(
+            "oci-archive:{}: not a tar archive ({what}); an `oci-archive:` location names a \
+             tar of an OCI image layout, e.g. one written by `skopeo copy … oci-archive:FILE` \
+             (use `oci:DIR` for a layout directory)",
+            archive.display()
+        ))),
+    }
+}
+
 /// Extracts the layout archive at `archive` into the empty directory `dest`.
 fn extract_archive(archive: &Path, dest: &Path) -> Result<()> {
+    check_is_tar(archive)?;
     let label = format!("OCI archive {}", archive.display());
-    let bad = |e: io::Error| Error::malformed(&label, format!("not a readable tar file: {e}"));
+    let bad = |e: io::Error| {
+        Error::malformed(
+            &label,
+            format!("not a readable tar file: {}", printable(&e.to_string())),
+        )
+    };
     let file = fs::File::open(archive).map_err(|e| Error::io(archive, e))?;
     let mut tar = tar::Archive::new(io::BufReader::with_capacity(CHUNK, file));
     for entry in tar.entries().map_err(bad)? {
@@ -809,7 +905,7 @@ fn extract_archive(archive: &Path, dest: &Path) -> Result<()> {
                 &label,
                 format!(
                     "refusing entry `{}`: {why}; the archive is not a plain OCI layout",
-                    raw.display()
+                    printable(&raw.display().to_string())
                 ),
             )
         })?;
@@ -828,7 +924,14 @@ fn extract_archive(archive: &Path, dest: &Path) -> Result<()> {
         }
         let mut out = fs::File::create(&target).map_err(|e| Error::io(&target, e))?;
         io::copy(&mut entry, &mut out).map_err(|e| {
-            Error::malformed(&label, format!("reading entry `{}`: {e}", raw.display()))
+            Error::malformed(
+                &label,
+                format!(
+                    "reading entry `{}`: {}",
+                    printable(&raw.display().to_string()),
+                    printable(&e.to_string())
+                ),
+            )
         })?;
     }
     Ok(())
@@ -962,6 +1065,38 @@ fn append_file<W: Write>(tar: &mut tar::Builder<W>, root: &Path, rel: &str) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tells_what_a_file_that_is_not_a_tar_is() {
+        let mut real = Vec::new();
+        {
+            let mut b = tar::Builder::new(&mut real);
+            let mut h = tar::Header::new_ustar();
+            h.set_size(0);
+            h.set_cksum();
+            b.append_data(&mut h, OCI_LAYOUT_FILE, io::empty()).unwrap();
+            b.finish().unwrap();
+        }
+        assert_eq!(not_a_tar(&real[..512]), None);
+        assert_eq!(
+            not_a_tar(b""),
+            None,
+            "an empty file is a tar with no entries"
+        );
+        assert_eq!(not_a_tar(&[0; 512]), None, "an end-of-archive block");
+        for (head, want) in [
+            (&b"\x7fELF\x02\x01\x01"[..], "ELF"),
+            (&[0x1f, 0x8b, 8, 0][..], "gunzip"),
+            (&[0x28, 0xb5, 0x2f, 0xfd][..], "unzstd"),
+            (&b"PK\x03\x04"[..], "zip"),
+            (&b"hello"[..], "shorter than one tar header"),
+            (&[b'a'; 600][..], "text file"),
+            (&[0xff; 600][..], "not a tar header"),
+        ] {
+            assert!(not_a_tar(head).is_some_and(|w| w.contains(want)), "{want}");
+        }
+        assert_eq!(printable("a\u{7f}b\nc\u{e9}"), "a?b?c?");
+    }
 
     fn desc(bytes: &[u8]) -> Descriptor {
         Descriptor {

@@ -357,14 +357,10 @@ impl<'a> Execution<'a> {
         let text = out.combined();
         let shown_cmd = java_argv(&java.path).join(" ");
         let check = if out.timed_out {
-            let runner = root.sandbox.as_ref().map_or("?", |s| s.mode.label());
-            Check::failed(
-                CheckId::JavaVersion,
-                format!(
-                    "`{shown_cmd}` did not finish within {} s under {runner} (raise [verify] timeout if the runner is slow)",
-                    policy.timeout.as_secs(),
-                ),
-            )
+            match &root.sandbox {
+                Ok(s) => timed_out(CheckId::JavaVersion, &s.mode, &shown_cmd, out),
+                Err(_) => Check::error(CheckId::JavaVersion, "timed out without a sandbox"),
+            }
         } else if out.code != Some(0) {
             let code = out
                 .code
@@ -464,13 +460,7 @@ impl<'a> Execution<'a> {
         let text = out.combined();
         let expected = c.check.exit_code;
         let check = if out.timed_out {
-            Check::failed(
-                CheckId::Command,
-                format!(
-                    "`{shown}` did not finish within {} s",
-                    sandbox.timeout.as_secs()
-                ),
-            )
+            timed_out(CheckId::Command, &sandbox.mode, &shown, &out)
         } else if out.code != Some(expected) {
             let code = out
                 .code
@@ -500,6 +490,23 @@ impl<'a> Execution<'a> {
 
 /// The check for an executor run without what an earlier check finds: the
 /// plan's needs make it unreachable, and it is an `error`, never a pass.
+/// The check for a command killed at `[verify] timeout`: an `error` naming
+/// the emulator and the elapsed time under QEMU (the runner was too slow to
+/// tell), `failed` natively (the program itself hung).
+fn timed_out(id: CheckId, mode: &Mode, shown: &str, out: &Output) -> Check {
+    let message = format!(
+        "`{shown}` did not finish: killed after {:.1} s under {} (`[verify] timeout`); \
+         raise [verify] timeout or use a faster runner",
+        out.duration.as_secs_f64(),
+        mode.runner_name()
+    );
+    if mode.timeout_is_infrastructure() {
+        Check::error(id, message)
+    } else {
+        Check::failed(id, message)
+    }
+}
+
 fn not_found_before(id: CheckId) -> Check {
     Check::error(
         id,

@@ -48,6 +48,25 @@ impl Mode {
             Mode::Static => "static",
         }
     }
+
+    /// The runner as messages name it: the emulator's file name
+    /// (`qemu-mips64el-static`), else the label.
+    pub fn runner_name(&self) -> String {
+        match self {
+            Mode::Qemu(path) => path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string()),
+            other => other.label().to_string(),
+        }
+    }
+
+    /// Whether a command that ran out of time says more about the runner than
+    /// the image: under emulation a slow or overloaded runner is the likely
+    /// cause, so the check is an `error` (exit 3), never a verdict on the image.
+    pub fn timeout_is_infrastructure(&self) -> bool {
+        matches!(self, Mode::Qemu(_))
+    }
 }
 
 /// Chooses the mode for `platform` under the configured runner. `Err` is a

@@ -343,17 +343,16 @@ impl Context {
         }
     }
 
-    /// The registry answered plain HTTP to our HTTPS request.
+    /// The registry answered plain HTTP to our HTTPS request. The registry
+    /// works; the configuration does not say how to reach it: a usage error
+    /// (exit 2), which CI must not retry.
     pub fn plain_http(&self) -> Error {
         let host = &self.host;
-        self.network(
-            format!(
-                "the registry answered plain HTTP to an HTTPS request: set \
-                 `[registries.\"{host}\"] http = true` in archgate.toml (or the variable \
-                 ARCHGATE_REGISTRIES='{{\"{host}\"={{http=true}}}}')"
-            ),
-            false,
-        )
+        Error::Config(format!(
+            "{host}: the registry answered plain HTTP to an HTTPS request: set \
+             `[registries.\"{host}\"] http = true` in archgate.toml (or the variable \
+             ARCHGATE_REGISTRIES='{{\"{host}\"={{http=true}}}}')"
+        ))
     }
 
     /// Maps an HTTP status (with the registry's body, possibly empty) on `what`.
@@ -373,14 +372,12 @@ impl Context {
                 )
             }
             400 if self.http && body.contains(HTTP_TO_HTTPS_SERVER) => {
+                // The mirror image of `plain_http`: the configuration is wrong (exit 2).
                 let host = &self.host;
-                self.network(
-                    format!(
-                        "the registry speaks HTTPS, but `[registries.\"{host}\"] http = true` \
-                         sends plain HTTP: remove `http = true`"
-                    ),
-                    false,
-                )
+                Error::Config(format!(
+                    "{host}: the registry speaks HTTPS, but `[registries.\"{host}\"] http = true` \
+                     sends plain HTTP: remove `http = true`"
+                ))
             }
             _ => Error::Registry {
                 registry: self.host.clone(),
