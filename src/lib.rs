@@ -7,6 +7,7 @@
 
 pub mod build;
 pub mod cache_lock;
+pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -4,6 +4,7 @@
 mod common;
 
 mod build;
+mod cancel;
 mod ci_templates;
 mod cli;
 mod faults;

@@ -40,9 +40,19 @@ pub async fn root_for(
         ..rootfs::Limits::default()
     };
     let prefix = Cache::staging_prefix(&key);
-    let staged = tokio::task::spawn_blocking(move || unpack(&dir, &prefix, &files, limits))
-        .await
-        .map_err(|e| Error::Internal(format!("unpacking layers: {e}")))??;
+    // `Busy` is taken here, before the task can be dropped with this future, so
+    // that `cancel::settle` waits until the staging directory is removed.
+    let busy = crate::cancel::Busy::start();
+    let staged = tokio::task::spawn_blocking(move || {
+        let staged = unpack(&dir, &prefix, &files, limits);
+        drop(busy);
+        staged
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("unpacking layers: {e}")))?;
+    // A cancelled unpack fails on a read error; the signal is the cause.
+    crate::cancel::check()?;
+    let staged = staged?;
     cache.install_root(&held, &staged, &key)
 }
 
@@ -99,6 +109,11 @@ struct HashingReader<R> {
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // The one place an unpack reads: stopping here removes its staging (`RootFs` on drop).
+        if let Some(signal) = crate::cancel::requested() {
+            // Not `ErrorKind::Interrupted`: readers retry that one.
+            return Err(std::io::Error::other(Error::Cancelled(signal)));
+        }
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
