@@ -30,6 +30,7 @@ Exit codes:
   1  the gate failed: the image is wrong (missing platform, mislabelled, bad digest)
   2  the configuration or the command line is wrong
   3  infrastructure failed (registry down, network, disk, emulator): nothing could be decided
+  130/143  cancelled by SIGINT/SIGTERM (reports say `cancelled by SIGTERM`)
 
 Configuration layers (later wins): defaults < archgate.toml < ARCHGATE_* environment
 < CI variables (GitLab CI_*, Jenkins BUILD_NUMBER, GIT_COMMIT, ...) < command line.
