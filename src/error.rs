@@ -23,6 +23,9 @@ pub enum ErrorKind {
     Infrastructure,
     /// The content itself is wrong: digest mismatch, malformed manifest (exit 1).
     Content,
+    /// A signal stopped the run before it could decide (exit 130 or 143). Not
+    /// `infrastructure`: nothing failed, and a retry policy must not see one.
+    Cancelled,
 }
 
 impl fmt::Display for ErrorKind {
@@ -31,6 +34,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Usage => "usage",
             ErrorKind::Infrastructure => "infrastructure",
             ErrorKind::Content => "content",
+            ErrorKind::Cancelled => "cancelled",
         })
     }
 }
@@ -47,6 +51,10 @@ pub enum ExitStatus {
     Usage = 2,
     /// Infrastructure failed (registry, network, disk, emulator): we could not tell.
     Infrastructure = 3,
+    /// Cancelled by SIGINT (128 + 2, the shell's convention).
+    Interrupted = 130,
+    /// Cancelled by SIGTERM (128 + 15): a GitLab cancel or job timeout.
+    Terminated = 143,
 }
 
 impl ExitStatus {
@@ -62,6 +70,8 @@ impl From<ErrorKind> for ExitStatus {
             ErrorKind::Usage => ExitStatus::Usage,
             ErrorKind::Infrastructure => ExitStatus::Infrastructure,
             ErrorKind::Content => ExitStatus::Failed,
+            // The kind alone does not say which signal; `Error::exit_status` does.
+            ErrorKind::Cancelled => ExitStatus::Terminated,
         }
     }
 }
@@ -141,6 +151,10 @@ pub enum Error {
     /// Something else went wrong inside archgate's own machinery.
     #[error("{0}")]
     Internal(String),
+
+    /// A signal asked the process to stop (see [`crate::cancel`]).
+    #[error("cancelled by {}", .0.name())]
+    Cancelled(crate::cancel::Signal),
 }
 
 fn hint_suffix(hint: &Option<String>) -> String {
@@ -166,6 +180,17 @@ impl Error {
                 ErrorKind::Infrastructure
             }
             Error::Internal(_) => ErrorKind::Infrastructure,
+            Error::Cancelled(_) => ErrorKind::Cancelled,
+        }
+    }
+
+    /// The exit status this error ends a command with: its kind's, and for a
+    /// cancellation the signal's (130 SIGINT, 143 SIGTERM).
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            Error::Cancelled(crate::cancel::Signal::Interrupt) => ExitStatus::Interrupted,
+            Error::Cancelled(crate::cancel::Signal::Terminate) => ExitStatus::Terminated,
+            _ => ExitStatus::from(self.kind()),
         }
     }
 
@@ -209,6 +234,8 @@ mod tests {
             (ExitStatus::Failed, 1),
             (ExitStatus::Usage, 2),
             (ExitStatus::Infrastructure, 3),
+            (ExitStatus::Interrupted, 130),
+            (ExitStatus::Terminated, 143),
         ] {
             assert_eq!(serde_json::to_value(status).unwrap(), code);
             assert_eq!(status.to_string(), code.to_string());

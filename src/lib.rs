@@ -8,6 +8,7 @@
 pub mod build;
 pub mod cache_lock;
 pub mod cache_prune;
+pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod error;

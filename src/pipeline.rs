@@ -12,6 +12,7 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::build::BuildRequest;
+use crate::cancel;
 use crate::config::{self, Loaded};
 use crate::error::Error;
 use crate::gate;
@@ -83,12 +84,58 @@ pub fn unix_now() -> u64 {
 
 /// Runs the job: verify `image` when given, else produce one first. Never
 /// `Err`: every failure is inside the report, with its phase.
+///
+/// On a signal ([`crate::cancel`]) the phase running stops (its children
+/// killed, its staging removed) or, after [`cancel::GRACE`], is dropped; the
+/// report then holds `cancelled by SIGTERM` (kind `cancelled`) for that phase
+/// and no verdict, whatever the phases had found so far.
 pub async fn run(loaded: &Loaded, image: Option<&str>, progress: &mut dyn Progress) -> RunReport {
     let started = Instant::now();
     let mut report = new_report("run", Some(loaded));
-    run_phases(loaded, image, progress, &mut report).await;
+    let mut tracked = Tracked {
+        inner: progress,
+        open: None,
+        last: None,
+    };
+    tokio::select! {
+        () = run_phases(loaded, image, &mut tracked, &mut report) => {}
+        _ = cancel::cancelled_after_grace() => {}
+    }
+    if let Some(signal) = cancel::requested() {
+        cancel::settle().await;
+        if let Some(open) = tracked.open {
+            tracked.end(open);
+        }
+        let phase = tracked.last.map_or("config", Phase::name);
+        report.gate = None;
+        report.stop(phase, &Error::Cancelled(signal));
+    }
     report.duration_ms = started.elapsed().as_millis() as u64;
     report
+}
+
+/// A [`Progress`] that remembers the phase a cancellation interrupts.
+struct Tracked<'a> {
+    inner: &'a mut dyn Progress,
+    /// Started and not yet ended.
+    open: Option<Phase>,
+    /// The last phase started.
+    last: Option<Phase>,
+}
+
+impl Progress for Tracked<'_> {
+    fn start(&mut self, phase: Phase) {
+        self.open = Some(phase);
+        self.last = Some(phase);
+        self.inner.start(phase);
+    }
+    fn output(&mut self, phase: Phase, text: &str) {
+        self.inner.output(phase, text);
+    }
+    fn end(&mut self, phase: Phase) {
+        self.open = None;
+        self.inner.end(phase);
+    }
 }
 
 async fn run_phases(

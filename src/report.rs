@@ -98,7 +98,7 @@ pub struct RunError {
 impl RunReport {
     /// Records that the run stopped in `phase` with `e`: the exit code follows the error's kind.
     pub fn stop(&mut self, phase: &str, e: &Error) {
-        self.exit_code = ExitStatus::from(e.kind());
+        self.exit_code = e.exit_status();
         self.error = Some(RunError {
             phase: phase.into(),
             kind: e.kind(),

@@ -5,6 +5,7 @@ mod common;
 
 mod build;
 mod cache;
+mod cancel;
 mod ci_templates;
 mod cli;
 mod faults;

@@ -4,6 +4,7 @@
 mod flags;
 mod logging;
 mod run;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::build::BuildRequest;
+use crate::cancel;
 use crate::config::{self, Sources};
 use crate::error::{Error, Result};
 use crate::image::Location;
@@ -28,6 +30,7 @@ Exit codes:
   1  the gate failed: the image is wrong (missing platform, mislabelled, bad digest)
   2  the configuration or the command line is wrong
   3  infrastructure failed (registry down, network, disk, emulator): nothing could be decided
+  130/143  cancelled by SIGINT/SIGTERM (reports say `cancelled by SIGTERM`)
 
 Configuration layers (later wins): defaults < archgate.toml < ARCHGATE_* environment
 < CI variables (GitLab CI_*, Jenkins BUILD_NUMBER, GIT_COMMIT, ...) < command line.
@@ -305,14 +308,36 @@ pub fn main() -> ExitCode {
             return ExitCode::from(ExitStatus::Infrastructure.code());
         }
     };
-    let status = match runtime.block_on(run(cli, sources)) {
+    let status = match runtime.block_on(run_until_signal(cli, sources)) {
         Ok(status) => status,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitStatus::from(e.kind())
+            e.exit_status()
         }
     };
     ExitCode::from(status.code())
+}
+
+/// [`run`], stopped by SIGINT or SIGTERM: the library stops what needs care
+/// (see [`crate::cancel`]), the rest is dropped after the grace period, and
+/// the exit status is the signal's (130, 143) even when the command still
+/// finished. `run` reports the cancellation itself; other commands end on
+/// the one line `error: cancelled by SIGTERM`.
+async fn run_until_signal(cli: Cli, sources: Sources) -> Result<ExitStatus> {
+    signals::listen();
+    let outcome = tokio::select! {
+        outcome = run(cli, sources) => outcome,
+        signal = cancel::cancelled_after_grace() => Err(Error::Cancelled(signal)),
+    };
+    let Some(signal) = cancel::requested() else {
+        return outcome;
+    };
+    cancel::settle().await;
+    let cancelled = Error::Cancelled(signal);
+    match outcome {
+        Ok(status) if status == cancelled.exit_status() => Ok(status),
+        _ => Err(cancelled),
+    }
 }
 
 /// Runs one parsed command line: its flags become the top settings layer over
@@ -396,7 +421,21 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
             if args.image.is_none() {
                 eprintln!("{}", default_image_line(&loaded, &request.image));
             }
-            let verification = crate::verify::verify(&request, s).await?;
+            let verification = match crate::verify::verify(&request, s)
+                .await
+                .and_then(|v| cancel::check().map(|()| v))
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    // A cancelled verify still says so in its reports.
+                    if let (Error::Cancelled(_), Some(dir)) = (&e, &args.report_dir) {
+                        let mut report = crate::pipeline::new_report("verify", Some(&loaded));
+                        report.stop("verify", &e);
+                        crate::report::write_all(dir, &report)?;
+                    }
+                    return Err(e);
+                }
+            };
             let verdict = crate::gate::evaluate(&verification, &s.gate);
             if args.json {
                 println!("{}", to_json(&verification)?);

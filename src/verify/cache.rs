@@ -175,9 +175,13 @@ impl Cache {
         let mut reader = store.get_blob(&desc.digest, Some(desc.size)).await?;
         let mut file =
             tokio::fs::File::from_std(tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?);
-        tokio::io::copy(&mut reader, &mut file)
-            .await
-            .map_err(|e| blob_error(store, &desc.digest, tmp.path(), e))?;
+        // On a signal the download stops and `tmp` is removed on return.
+        tokio::select! {
+            copied = tokio::io::copy(&mut reader, &mut file) => {
+                copied.map_err(|e| blob_error(store, &desc.digest, tmp.path(), e))?;
+            }
+            signal = crate::cancel::cancelled() => return Err(Error::Cancelled(signal)),
+        }
         drop(file);
         tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         // A progress line per large download: bytes and throughput.

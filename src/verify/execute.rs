@@ -521,7 +521,7 @@ fn not_found_before(id: CheckId) -> Check {
 /// infrastructure's `error`.
 fn outcome_of(e: &Error) -> Outcome {
     match e.kind() {
-        ErrorKind::Infrastructure => Outcome::Error,
+        ErrorKind::Infrastructure | ErrorKind::Cancelled => Outcome::Error,
         ErrorKind::Content | ErrorKind::Usage => Outcome::Failed,
     }
 }

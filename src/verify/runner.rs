@@ -237,7 +237,17 @@ impl Sandbox {
         })?;
         let out = tokio::spawn(capture(child.stdout.take()));
         let err = tokio::spawn(capture(child.stderr.take()));
-        let (code, timed_out) = match tokio::time::timeout(self.timeout, child.wait()).await {
+        let waited = tokio::select! {
+            waited = tokio::time::timeout(self.timeout, child.wait()) => waited,
+            signal = crate::cancel::cancelled() => {
+                // Killed and reaped here, not left to `kill_on_drop`: a child
+                // killed on drop is never waited for and stays `<defunct>`.
+                // bwrap's `--die-with-parent` takes the sandbox's own processes.
+                let _ = child.kill().await;
+                return Err(Error::Cancelled(signal));
+            }
+        };
+        let (code, timed_out) = match waited {
             Ok(status) => (
                 status
                     .map_err(|e| Error::Internal(format!("waiting for bwrap: {e}")))?

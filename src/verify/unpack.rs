@@ -53,9 +53,19 @@ pub async fn root_for(
     };
     let prefix = crate::cache_prune::staging_prefix(&key);
     let pool = Pool::new(cache.dir().join(crate::cache_prune::POOL_DIR));
-    let staged = tokio::task::spawn_blocking(move || unpack(&dir, &prefix, &files, limits, pool))
-        .await
-        .map_err(|e| Error::Internal(format!("unpacking layers: {e}")))??;
+    // `Busy` is taken here, before the task can be dropped with this future, so
+    // that `cancel::settle` waits until the staging directory is removed.
+    let busy = crate::cancel::Busy::start();
+    let staged = tokio::task::spawn_blocking(move || {
+        let staged = unpack(&dir, &prefix, &files, limits, pool);
+        drop(busy);
+        staged
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("unpacking layers: {e}")))?;
+    // A cancelled unpack fails on a read error; the signal is the cause.
+    crate::cancel::check()?;
+    let staged = staged?;
     let path = cache.install_root(&held, &staged, &key)?;
     crate::cache_prune::touch(&path);
     Ok(CachedRoot { path, in_use })
@@ -117,6 +127,11 @@ struct HashingReader<R> {
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // The one place an unpack reads: stopping here removes its staging (`RootFs` on drop).
+        if let Some(signal) = crate::cancel::requested() {
+            // Not `ErrorKind::Interrupted`: readers retry that one.
+            return Err(std::io::Error::other(Error::Cancelled(signal)));
+        }
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)

@@ -124,6 +124,14 @@ impl TestCommand {
         self
     }
 
+    /// Starts the run as the leader of its own process group (its pid is the
+    /// group's id), so a test can find every process it left behind.
+    pub fn own_process_group(&mut self) -> &mut Self {
+        use std::os::unix::process::CommandExt;
+        self.cmd.process_group(0);
+        self
+    }
+
     /// Runs to the end, capturing stdout and stderr.
     pub fn output(&mut self) -> TestOutput {
         let out = self
@@ -182,6 +190,21 @@ impl Running {
             .wait_with_output()
             .unwrap_or_else(|e| panic!("wait for {}: {e}", self.line));
         TestOutput::new(self.line, out)
+    }
+
+    /// The process id of the run.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, …) to the run with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill(1)");
+        assert!(status.success(), "kill -{signal} {}", self.line);
     }
 
     /// Kills the run and waits for it; its exit code (`None`: ended by the signal).
