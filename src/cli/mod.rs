@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::image::Location;
 use crate::merge::MergeRequest;
 use crate::mirror::MirrorRequest;
+use crate::report::var;
 use crate::store;
 use crate::verify::VerifyRequest;
 
@@ -119,7 +120,7 @@ pub struct MergeArgs {
     /// Another tag for the index (repeatable), pushed last.
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
-    /// Write a GitLab dotenv file for the next job: `ARCHGATE_IMAGE=name@sha256:…`, `ARCHGATE_INDEX_DIGEST`.
+    /// Write a GitLab dotenv file for the next job: `AG_IMAGE=name@sha256:…`, `AG_INDEX_DIGEST`.
     #[arg(long, value_name = "FILE")]
     pub dotenv: Option<PathBuf>,
     /// Print the result as JSON.
@@ -189,8 +190,8 @@ pub struct BuildArgs {
     /// Manifest family: OCI, or Docker v2s2 with a manifest list.
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
-    /// Write a GitLab dotenv file for the next job: `ARCHGATE_IMAGE_<PLATFORM>=name@sha256:…`
-    /// when one platform was built (fan-out), else `ARCHGATE_IMAGE=…`.
+    /// Write a GitLab dotenv file for the next job: `AG_IMAGE_<PLATFORM>=name@sha256:…`
+    /// when one platform was built (fan-out), else `AG_IMAGE=…`.
     #[arg(long, value_name = "FILE")]
     pub dotenv: Option<PathBuf>,
     /// Print the result as JSON.
@@ -270,11 +271,8 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
                 crate::report::write_dotenv(
                     path,
                     &[
-                        ("ARCHGATE_IMAGE".into(), outcome.image.clone()),
-                        (
-                            "ARCHGATE_INDEX_DIGEST".into(),
-                            outcome.index_digest.to_string(),
-                        ),
+                        (var::IMAGE.into(), outcome.image.clone()),
+                        (var::INDEX_DIGEST.into(), outcome.index_digest.to_string()),
                     ],
                 )?;
             }
@@ -380,7 +378,7 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
             if let Some(path) = &args.dotenv {
                 let key = match outcome.platforms.as_slice() {
                     [one] => crate::report::platform_key(&one.platform),
-                    _ => "ARCHGATE_IMAGE".to_string(),
+                    _ => var::IMAGE.to_string(),
                 };
                 crate::report::write_dotenv(path, &[(key, outcome.image.clone())])?;
             }
