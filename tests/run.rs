@@ -562,3 +562,37 @@ fn regression_hole_3_a_failed_gate_hands_on_no_deployable_image() {
     assert_eq!(dotenv_value(&env, "AG_EXIT_CODE").unwrap(), "1");
     assert_eq!(dotenv_value(&env, "AG_COVERAGE").unwrap(), "1/2");
 }
+
+#[test]
+fn regression_hole_1_verify_judges_an_index_by_the_default_platforms_as_run_does() {
+    let dir = tempdir();
+    let image = layout(
+        &dir.path().join("img"),
+        &[Entry::jre("linux/amd64", "amd64")],
+    );
+    let config = write_config(dir.path(), "");
+    for command in ["verify", "run"] {
+        let report_dir = dir.path().join(command);
+        let mut args = vec!["--config", config.to_str().unwrap(), command];
+        if command == "run" {
+            args.push("--image");
+        }
+        args.extend([image.as_str(), "--report-dir", report_dir.to_str().unwrap()]);
+        let out = archgate()
+            .args(&args)
+            .env("ARCHGATE_CACHE", shared_cache())
+            .output();
+        out.assert_code(1);
+        let r = reports(&report_dir);
+        assert_eq!(
+            dotenv_value(&r.env, "AG_COVERAGE").unwrap(),
+            "1/3",
+            "{command}"
+        );
+        let reasons = r.json["gate"]["reasons"].to_string();
+        assert!(
+            reasons.contains("linux/mips64le: failed — index-entry: no entry"),
+            "{command}: {reasons}"
+        );
+    }
+}

@@ -105,7 +105,9 @@ pub struct MergeArgs {
     /// Where the index goes, with a tag (default: [merge] target, else `image`).
     #[arg(long, value_name = "LOCATION")]
     pub target: Option<String>,
-    /// Platforms to include, comma-separated (default: `platforms` when configured, else all the sources hold).
+    /// Platforms to include, comma-separated (default: `platforms` when configured, else all the
+    /// sources hold). Every required platform ([gate] required_platforms, else `platforms`,
+    /// minus [gate] allow_missing) must be among them, or nothing is published (exit 1).
     #[arg(long, value_name = "LIST")]
     pub platform: Option<String>,
     /// Index type: an OCI image index, or a Docker manifest list v2 for old clients.
@@ -150,7 +152,7 @@ pub struct MirrorArgs {
 pub struct VerifyArgs {
     /// Image location (default: `image` from the configuration).
     pub image: Option<String>,
-    /// Platforms that must pass, comma-separated (default: `platforms` when configured, else every platform in the index).
+    /// Platforms that must pass, comma-separated (default: [gate] required_platforms, else `platforms`, configured or default).
     #[arg(long, value_name = "LIST")]
     pub platform: Option<String>,
     /// How commands run: auto (native on the host's CPU, else QEMU), qemu, native, or static (no execution).
@@ -329,7 +331,7 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
             let s = &loaded.settings;
             let request = VerifyRequest::from_settings(s, args.image.as_deref())?;
             let verification = crate::verify::verify(&request, s).await?;
-            let verdict = crate::gate::evaluate(&verification, &s.gate);
+            let verdict = crate::gate::evaluate(&verification, s);
             if args.json {
                 println!("{}", to_json(&verification)?);
             } else {

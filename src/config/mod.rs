@@ -416,7 +416,7 @@ pub struct CommandCheck {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct GateSettings {
-    /// Platforms that must pass; empty: every platform verified (the configured `platforms`).
+    /// Platforms that must be in the index and pass; empty: `platforms` (see `gate::required_platforms`).
     pub required_platforms: Vec<Platform>,
     /// Platforms that may be missing from the index without failing the gate
     /// (present but broken still fails).
