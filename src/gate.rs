@@ -4,10 +4,10 @@
 
 use serde::Serialize;
 
-use crate::config::Settings;
+use crate::config::{GateSettings, Settings, Waiver};
 use crate::error::ExitStatus;
 use crate::platform::Platform;
-use crate::verify::{Outcome, Verification};
+use crate::verify::{Check, CheckId, Outcome, PlatformResult, Verification};
 
 /// The platforms the gate looks at: `[gate] required_platforms`, else
 /// `platforms` (configured or default). `verify` and `run` verify these.
@@ -85,6 +85,24 @@ impl Verdict {
     }
 }
 
+/// The execution checks of `p` that were skipped and not waived by `[gate]
+/// waive_skipped`: while there is one, a passing platform is not proven.
+fn unproven<'a>(g: &GateSettings, p: &'a PlatformResult) -> Vec<&'a Check> {
+    p.checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Skipped)
+        .filter(|c| {
+            let waiver = match c.id {
+                CheckId::JavaVersion => Waiver::JavaVersion,
+                CheckId::JavaOsArch => Waiver::JavaOsArch,
+                CheckId::Command => Waiver::Commands,
+                _ => return false,
+            };
+            !g.waive_skipped.contains(&waiver)
+        })
+        .collect()
+}
+
 /// Applies the gate to a verification: every [`required_platforms`] entry
 /// must be in it and pass; an `allow_missing` platform counts when present.
 pub fn evaluate(v: &Verification, s: &Settings) -> Verdict {
@@ -119,7 +137,23 @@ pub fn evaluate(v: &Verification, s: &Settings) -> Verdict {
             continue;
         }
         required += 1;
+        let skipped = unproven(policy, p);
         match p.outcome {
+            Outcome::Passed if !skipped.is_empty() => {
+                failed = true;
+                let names: Vec<&str> = skipped.iter().map(|c| c.name.as_str()).collect();
+                reasons.push(format!(
+                    "{}: not proven — {} skipped ({}); run it (e.g. runner = \"auto\"), or accept that with [gate] waive_skipped = [\"{}\"]",
+                    p.platform,
+                    names.join(", "),
+                    skipped[0].message,
+                    skipped
+                        .iter()
+                        .map(|c| if c.id == CheckId::Command { "commands" } else { c.id.as_str() })
+                        .collect::<Vec<_>>()
+                        .join("\", \"")
+                ));
+            }
             Outcome::Passed => passed += 1,
             Outcome::Failed => {
                 failed = true;
@@ -185,7 +219,7 @@ impl From<Outcome> for ExitStatus {
     }
 }
 
-fn first_problem(p: &crate::verify::PlatformResult, kind: Outcome) -> String {
+fn first_problem(p: &PlatformResult, kind: Outcome) -> String {
     p.checks
         .iter()
         .find(|c| c.outcome == kind)
@@ -198,7 +232,6 @@ fn first_problem(p: &crate::verify::PlatformResult, kind: Outcome) -> String {
 mod tests {
     use super::*;
     use crate::image::Digest;
-    use crate::verify::{Check, CheckId, PlatformResult};
     use std::time::Duration;
 
     fn platform(name: &str, outcome: Outcome, missing: bool) -> PlatformResult {
@@ -240,6 +273,7 @@ mod tests {
                 required_platforms: parse(required),
                 allow_missing: parse(allow_missing),
                 error_fails,
+                waive_skipped: vec![],
             },
             ..Settings::default()
         }
@@ -372,12 +406,53 @@ mod tests {
             gate: crate::config::GateSettings {
                 required_platforms: parse(&["linux/amd64", "linux/arm64", "linux/mips64le"]),
                 allow_missing: parse(&["linux/mips64le"]),
-                error_fails: true,
+                ..Default::default()
             },
             ..Settings::default()
         };
         assert_eq!(required_platforms(&s), two);
         assert!(check_covers(&s, "build", &two).is_ok());
         assert_eq!(evaluate(&v, &s).coverage, "2/2");
+    }
+
+    #[test]
+    fn regression_hole_4_a_run_that_executed_nothing_is_not_proven() {
+        let mut p = platform("linux/amd64", Outcome::Passed, false);
+        p.checks.push(Check::new(
+            CheckId::JavaVersion,
+            Outcome::Skipped,
+            "runner \"static\": execution skipped by configuration",
+        ));
+        p.checks.push(Check::new(
+            CheckId::JavaOsArch,
+            Outcome::Skipped,
+            "runner \"static\": execution skipped by configuration",
+        ));
+        let v = verification(vec![p]);
+        let mut s = policy(&["linux/amd64"], &[], true);
+        let d = evaluate(&v, &s);
+        assert_eq!(
+            (d.exit_code, d.coverage.as_str()),
+            (ExitStatus::Failed, "0/1")
+        );
+        assert!(
+            d.reasons[0].contains(
+                "linux/amd64: not proven — java-version, java-os-arch skipped (runner \"static\""
+            ) && d.reasons[0].contains("waive_skipped = [\"java-version\", \"java-os-arch\"]"),
+            "{:?}",
+            d.reasons
+        );
+        s.gate.waive_skipped = vec![Waiver::JavaVersion];
+        assert_eq!(
+            evaluate(&v, &s).exit_code,
+            ExitStatus::Failed,
+            "one left unwaived"
+        );
+        s.gate.waive_skipped = vec![Waiver::JavaVersion, Waiver::JavaOsArch];
+        let d = evaluate(&v, &s);
+        assert_eq!(
+            (d.exit_code, d.coverage.as_str()),
+            (ExitStatus::Success, "1/1")
+        );
     }
 }

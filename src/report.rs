@@ -416,9 +416,25 @@ pub fn coverage_md(report: &RunReport) -> String {
             .flat_map(|p| {
                 p.checks
                     .iter()
-                    .filter(|c| matches!(c.outcome, Outcome::Failed | Outcome::Error))
+                    // A skip of a platform that otherwise passed is a policy
+                    // (not a cascade): the reader needs its reason.
+                    .filter(|c| match c.outcome {
+                        Outcome::Failed | Outcome::Error => true,
+                        Outcome::Skipped => p.outcome == Outcome::Passed,
+                        Outcome::Passed => false,
+                    })
                     .map(move |c| {
-                        format!("- {} `{}`: {}", p.platform, c.name, one_line(&c.message))
+                        let mark = if c.outcome == Outcome::Skipped {
+                            "⏭ "
+                        } else {
+                            ""
+                        };
+                        format!(
+                            "- {} `{}`: {mark}{}",
+                            p.platform,
+                            c.name,
+                            one_line(&c.message)
+                        )
                     })
             })
             .collect();

@@ -424,6 +424,22 @@ pub struct GateSettings {
     /// Whether a platform that could not be verified (registry down, emulator
     /// missing: outcome `error`) stops the gate with exit 3.
     pub error_fails: bool,
+    /// Execution checks whose `skipped` (by policy: `runner = "static"`,
+    /// `[verify.java] required = false`) still lets a platform count as proven.
+    /// Empty: a platform whose JDK never ran is "not proven" and fails the gate.
+    pub waive_skipped: Vec<Waiver>,
+}
+
+/// An execution check `[gate] waive_skipped` names.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Waiver {
+    /// `java-version`: `java -version` ran and met the policy.
+    JavaVersion,
+    /// `java-os-arch`: the JVM's own `os.arch`.
+    JavaOsArch,
+    /// Every `[[verify.commands]]` entry.
+    Commands,
 }
 
 impl Default for GateSettings {
@@ -432,6 +448,7 @@ impl Default for GateSettings {
             required_platforms: Vec::new(),
             allow_missing: Vec::new(),
             error_fails: true,
+            waive_skipped: Vec::new(),
         }
     }
 }
