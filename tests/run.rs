@@ -596,3 +596,34 @@ fn regression_hole_1_verify_judges_an_index_by_the_default_platforms_as_run_does
         );
     }
 }
+
+#[test]
+fn regression_hole_4_a_static_run_is_not_proven_unless_waived() {
+    let dir = tempdir();
+    let image = layout(
+        &dir.path().join("img"),
+        &[Entry::jre("linux/amd64", "amd64")],
+    );
+    for (gate, code, verdict) in [
+        ("", 1, "failed"),
+        (
+            "[gate]\nwaive_skipped = [\"java-version\", \"java-os-arch\"]\n",
+            0,
+            "passed",
+        ),
+    ] {
+        let config = write_config(
+            dir.path(),
+            &format!("platforms = [\"linux/amd64\"]\n[verify]\nrunner = \"static\"\n{gate}"),
+        );
+        let report_dir = dir.path().join(format!("report-{code}"));
+        run_image(&config, &image, &report_dir).assert_code(code);
+        let r = reports(&report_dir);
+        assert_eq!(dotenv_value(&r.env, "AG_VERDICT").unwrap(), verdict);
+        assert!(
+            r.md.contains("`java-version`: ⏭ runner \"static\""),
+            "{}",
+            r.md
+        );
+    }
+}
