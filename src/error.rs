@@ -140,6 +140,10 @@ pub enum Error {
     #[error("{what}: {message}")]
     Malformed { what: String, message: String },
 
+    /// The image does not, or would not, hold every platform the release
+    /// requires (`gate::required_platforms`): the gate fails (exit 1).
+    #[error("{0}")]
+    Uncovered(String),
     /// Local file system failure, with the path it concerns.
     #[error("{}: {source}", .path.display())]
     Io {
@@ -175,7 +179,9 @@ impl Error {
         match self {
             Error::Config(_) | Error::Invalid(_) | Error::Unauthorized { .. } => ErrorKind::Usage,
             Error::NotFound { .. } => ErrorKind::Usage,
-            Error::DigestMismatch { .. } | Error::Malformed { .. } => ErrorKind::Content,
+            Error::DigestMismatch { .. } | Error::Malformed { .. } | Error::Uncovered(_) => {
+                ErrorKind::Content
+            }
             Error::Network { .. } | Error::Registry { .. } | Error::Io { .. } => {
                 ErrorKind::Infrastructure
             }

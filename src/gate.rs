@@ -4,14 +4,60 @@
 
 use serde::Serialize;
 
-use crate::config::GateSettings;
+use crate::config::{GateSettings, Settings, Waiver};
 use crate::error::ExitStatus;
 use crate::platform::Platform;
-use crate::verify::{Outcome, Verification};
+use crate::verify::{Check, CheckId, Outcome, PlatformResult, Verification};
 
-/// Whether `p` counts: every platform when `required_platforms` is empty.
-fn is_required(g: &GateSettings, p: &Platform) -> bool {
-    g.required_platforms.is_empty() || g.required_platforms.iter().any(|r| r.matches(p))
+/// The platforms the gate looks at: `[gate] required_platforms`, else
+/// `platforms` (configured or default). `verify` and `run` verify these.
+pub fn gate_platforms(s: &Settings) -> &[Platform] {
+    if s.gate.required_platforms.is_empty() {
+        &s.platforms
+    } else {
+        &s.gate.required_platforms
+    }
+}
+
+/// The one rule for "required platforms", which `merge`, `build`, `verify`
+/// and `run` all enforce: [`gate_platforms`] minus `[gate] allow_missing`.
+/// Each must be in the image and pass.
+pub fn required_platforms(s: &Settings) -> Vec<Platform> {
+    gate_platforms(s)
+        .iter()
+        .filter(|p| !s.gate.allow_missing.iter().any(|a| a.matches(p)))
+        .cloned()
+        .collect()
+}
+
+/// Where the required platforms come from, for messages.
+fn required_origin(s: &Settings) -> &'static str {
+    match (s.gate.required_platforms.is_empty(), s.platforms_explicit) {
+        (false, _) => "[gate] required_platforms",
+        (true, true) => "`platforms`",
+        (true, false) => "`platforms` (the default)",
+    }
+}
+
+/// `Err` (exit 1) when `have` — what `what` would publish — lacks a required
+/// platform: checked before anything is written, so nothing is published.
+pub fn check_covers(s: &Settings, what: &str, have: &[Platform]) -> crate::Result<()> {
+    let required = required_platforms(s);
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|r| !have.iter().any(|h| h.matches(r)))
+        .map(|r| r.to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(crate::Error::Uncovered(format!(
+        "{what} would publish {} of the {} required platforms ({}): {} missing; nothing was published. Add the missing platform, or name the release's platforms in `platforms` / [gate] required_platforms, or excuse one with [gate] allow_missing",
+        required.len() - missing.len(),
+        required.len(),
+        required_origin(s),
+        missing.join(", ")
+    )))
 }
 
 /// What the gate decided.
@@ -39,24 +85,51 @@ impl Verdict {
     }
 }
 
-/// Applies the gate to a verification.
-pub fn evaluate(v: &Verification, policy: &GateSettings) -> Verdict {
+/// The execution checks of `p` that were skipped and not waived by `[gate]
+/// waive_skipped`: while there is one, a passing platform is not proven.
+fn unproven<'a>(g: &GateSettings, p: &'a PlatformResult) -> Vec<&'a Check> {
+    p.checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Skipped)
+        .filter(|c| {
+            let waiver = match c.id {
+                CheckId::JavaVersion => Waiver::JavaVersion,
+                CheckId::JavaOsArch => Waiver::JavaOsArch,
+                CheckId::Command => Waiver::Commands,
+                _ => return false,
+            };
+            !g.waive_skipped.contains(&waiver)
+        })
+        .collect()
+}
+
+/// Applies the gate to a verification: every [`required_platforms`] entry
+/// must be in it and pass; an `allow_missing` platform counts when present.
+pub fn evaluate(v: &Verification, s: &Settings) -> Verdict {
+    let policy = &s.gate;
+    let required_list = required_platforms(s);
     let mut reasons = Vec::new();
     let mut failed = false;
     let mut errored = false;
     let mut required = 0;
     let mut passed = 0;
+    let mut seen: Vec<Platform> = Vec::new();
     for p in &v.platforms {
         let platform = Platform::parse(&p.platform)
             .unwrap_or_else(|_| Platform::from_spec("", &p.platform, None));
-        if !is_required(policy, &platform) {
+        let must = required_list.iter().any(|r| r.matches(&platform));
+        let excused = policy.allow_missing.iter().any(|a| a.matches(&platform));
+        if !must && !excused {
             reasons.push(format!(
-                "{}: {} (not required by [gate] required_platforms)",
-                p.platform, p.outcome
+                "{}: {} (not required by {})",
+                p.platform,
+                p.outcome,
+                required_origin(s)
             ));
             continue;
         }
-        if p.missing && policy.allow_missing.iter().any(|a| a.matches(&platform)) {
+        seen.push(platform);
+        if p.missing && excused {
             reasons.push(format!(
                 "{}: missing from the index, allowed by [gate] allow_missing",
                 p.platform
@@ -64,7 +137,23 @@ pub fn evaluate(v: &Verification, policy: &GateSettings) -> Verdict {
             continue;
         }
         required += 1;
+        let skipped = unproven(policy, p);
         match p.outcome {
+            Outcome::Passed if !skipped.is_empty() => {
+                failed = true;
+                let names: Vec<&str> = skipped.iter().map(|c| c.name.as_str()).collect();
+                reasons.push(format!(
+                    "{}: not proven — {} skipped ({}); run it (e.g. runner = \"auto\"), or accept that with [gate] waive_skipped = [\"{}\"]",
+                    p.platform,
+                    names.join(", "),
+                    skipped[0].message,
+                    skipped
+                        .iter()
+                        .map(|c| if c.id == CheckId::Command { "commands" } else { c.id.as_str() })
+                        .collect::<Vec<_>>()
+                        .join("\", \"")
+                ));
+            }
             Outcome::Passed => passed += 1,
             Outcome::Failed => {
                 failed = true;
@@ -87,6 +176,18 @@ pub fn evaluate(v: &Verification, policy: &GateSettings) -> Verdict {
                 }
             }
         }
+    }
+    // A required platform the verification did not even look at is missing.
+    for r in required_list
+        .iter()
+        .filter(|r| !seen.iter().any(|p| r.matches(p)))
+    {
+        required += 1;
+        failed = true;
+        reasons.push(format!(
+            "{r}: not verified, but required by {}",
+            required_origin(s)
+        ));
     }
     let outcome = if failed {
         Outcome::Failed
@@ -118,7 +219,7 @@ impl From<Outcome> for ExitStatus {
     }
 }
 
-fn first_problem(p: &crate::verify::PlatformResult, kind: Outcome) -> String {
+fn first_problem(p: &PlatformResult, kind: Outcome) -> String {
     p.checks
         .iter()
         .find(|c| c.outcome == kind)
@@ -131,7 +232,6 @@ fn first_problem(p: &crate::verify::PlatformResult, kind: Outcome) -> String {
 mod tests {
     use super::*;
     use crate::image::Digest;
-    use crate::verify::{Check, CheckId, PlatformResult};
     use std::time::Duration;
 
     fn platform(name: &str, outcome: Outcome, missing: bool) -> PlatformResult {
@@ -160,12 +260,22 @@ mod tests {
         }
     }
 
-    fn policy(required: &[&str], allow_missing: &[&str], error_fails: bool) -> GateSettings {
-        let parse = |l: &[&str]| l.iter().map(|s| Platform::parse(s).unwrap()).collect();
-        GateSettings {
-            required_platforms: parse(required),
-            allow_missing: parse(allow_missing),
-            error_fails,
+    fn parse(l: &[&str]) -> Vec<Platform> {
+        l.iter().map(|s| Platform::parse(s).unwrap()).collect()
+    }
+
+    /// `platforms = ["linux/amd64", "linux/arm64"]` and this `[gate]`.
+    fn policy(required: &[&str], allow_missing: &[&str], error_fails: bool) -> Settings {
+        Settings {
+            platforms: parse(&["linux/amd64", "linux/arm64"]),
+            platforms_explicit: true,
+            gate: crate::config::GateSettings {
+                required_platforms: parse(required),
+                allow_missing: parse(allow_missing),
+                error_fails,
+                waive_skipped: vec![],
+            },
+            ..Settings::default()
         }
     }
 
@@ -248,9 +358,101 @@ mod tests {
     #[test]
     fn nothing_required_verified_is_not_a_pass() {
         let v = verification(vec![platform("linux/amd64", Outcome::Passed, false)]);
+        let d = evaluate(&v, &policy(&["linux/arm64"], &[], true));
         assert_eq!(
-            evaluate(&v, &policy(&["linux/arm64"], &[], true)).exit_code,
-            ExitStatus::Infrastructure
+            (d.exit_code, d.coverage.as_str()),
+            (ExitStatus::Failed, "0/1")
+        );
+        let v = verification(vec![platform("linux/amd64", Outcome::Passed, true)]);
+        let d = evaluate(&v, &policy(&["linux/amd64"], &["linux/amd64"], true));
+        assert_eq!(d.exit_code, ExitStatus::Infrastructure, "{:?}", d.reasons);
+    }
+
+    #[test]
+    fn regression_hole_1_default_platforms_are_required_everywhere() {
+        // Default `platforms` (three), an index of two: 2/3 and exit 1, as `run` says.
+        let s = Settings::default();
+        let v = verification(vec![
+            platform("linux/amd64", Outcome::Passed, false),
+            platform("linux/arm64", Outcome::Passed, false),
+        ]);
+        let d = evaluate(&v, &s);
+        assert_eq!(
+            (d.exit_code, d.coverage.as_str()),
+            (ExitStatus::Failed, "2/3")
+        );
+        assert!(
+            d.reasons
+                .iter()
+                .any(|r| r.contains("linux/mips64le") && r.contains("(the default)")),
+            "{:?}",
+            d.reasons
+        );
+        let two = parse(&["linux/amd64", "linux/arm64"]);
+        let e = check_covers(&s, "merge", &two).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Content);
+        let e = e.to_string();
+        assert!(
+            e.contains("merge would publish 2 of the 3 required platforms"),
+            "{e}"
+        );
+        assert!(
+            e.contains("linux/mips64le missing") && e.contains("allow_missing"),
+            "{e}"
+        );
+        // required_platforms beats platforms; allow_missing takes a platform out.
+        let s = Settings {
+            platforms: parse(&["linux/amd64"]),
+            gate: crate::config::GateSettings {
+                required_platforms: parse(&["linux/amd64", "linux/arm64", "linux/mips64le"]),
+                allow_missing: parse(&["linux/mips64le"]),
+                ..Default::default()
+            },
+            ..Settings::default()
+        };
+        assert_eq!(required_platforms(&s), two);
+        assert!(check_covers(&s, "build", &two).is_ok());
+        assert_eq!(evaluate(&v, &s).coverage, "2/2");
+    }
+
+    #[test]
+    fn regression_hole_4_a_run_that_executed_nothing_is_not_proven() {
+        let mut p = platform("linux/amd64", Outcome::Passed, false);
+        p.checks.push(Check::new(
+            CheckId::JavaVersion,
+            Outcome::Skipped,
+            "runner \"static\": execution skipped by configuration",
+        ));
+        p.checks.push(Check::new(
+            CheckId::JavaOsArch,
+            Outcome::Skipped,
+            "runner \"static\": execution skipped by configuration",
+        ));
+        let v = verification(vec![p]);
+        let mut s = policy(&["linux/amd64"], &[], true);
+        let d = evaluate(&v, &s);
+        assert_eq!(
+            (d.exit_code, d.coverage.as_str()),
+            (ExitStatus::Failed, "0/1")
+        );
+        assert!(
+            d.reasons[0].contains(
+                "linux/amd64: not proven — java-version, java-os-arch skipped (runner \"static\""
+            ) && d.reasons[0].contains("waive_skipped = [\"java-version\", \"java-os-arch\"]"),
+            "{:?}",
+            d.reasons
+        );
+        s.gate.waive_skipped = vec![Waiver::JavaVersion];
+        assert_eq!(
+            evaluate(&v, &s).exit_code,
+            ExitStatus::Failed,
+            "one left unwaived"
+        );
+        s.gate.waive_skipped = vec![Waiver::JavaVersion, Waiver::JavaOsArch];
+        let d = evaluate(&v, &s);
+        assert_eq!(
+            (d.exit_code, d.coverage.as_str()),
+            (ExitStatus::Success, "1/1")
         );
     }
 }

@@ -160,11 +160,14 @@ async fn run_phases(
 
     // 2. Verify through the index digest, 3. gate.
     progress.start(Phase::Verify);
-    let request = VerifyRequest::for_gate(s, image);
-    match crate::verify::verify(&request, s).await {
+    let verified = match VerifyRequest::from_settings(s, Some(&image)) {
+        Ok(request) => crate::verify::verify(&request, s).await,
+        Err(e) => Err(e),
+    };
+    match verified {
         Ok(v) => {
             progress.output(Phase::Verify, &crate::verify::render_text(&v));
-            let verdict = gate::evaluate(&v, &s.gate);
+            let verdict = gate::evaluate(&v, s);
             report.exit_code = verdict.exit_code;
             report.verification = Some(v);
             report.gate = Some(verdict);
@@ -205,7 +208,10 @@ async fn produce(
                 &outcome,
             ))
         } else {
-            let outcome = crate::build::build(&BuildRequest::from_settings(s)?, s).await?;
+            let request = BuildRequest::from_settings(s)?;
+            // `run` publishes the release index even from one platform: the rule holds.
+            gate::check_covers(s, "build", &request.platforms)?;
+            let outcome = crate::build::build(&request, s).await?;
             progress.output(phase, &crate::build::render_text(&outcome));
             Ok(Produced::new(
                 "build",

@@ -26,6 +26,27 @@ pub const JSON: &str = "report.json";
 pub const DOTENV: &str = "archgate.env";
 pub const MARKDOWN: &str = "coverage.md";
 
+/// The dotenv variables archgate writes for the next CI job. They start with
+/// `AG_`, outside the `ARCHGATE_` settings prefix, so no output is ever read
+/// back as a setting: GitLab hands dotenv variables to every later job, and
+/// `ARCHGATE_IMAGE` would silently replace that job's `image`.
+pub mod var {
+    /// `name@sha256:…`: only when the gate passed (or build/merge published it).
+    pub const IMAGE: &str = "AG_IMAGE";
+    /// `AG_IMAGE_LINUX_ARM64=name@sha256:…` from a one-platform (fan-out) build.
+    pub const IMAGE_PREFIX: &str = "AG_IMAGE_";
+    /// The index digest, with [`IMAGE`].
+    pub const INDEX_DIGEST: &str = "AG_INDEX_DIGEST";
+    /// The platforms that passed, comma-separated, with [`IMAGE`].
+    pub const PASSED_PLATFORMS: &str = "AG_PASSED_PLATFORMS";
+    /// `passed/required`, e.g. `3/3`.
+    pub const COVERAGE: &str = "AG_COVERAGE";
+    /// `passed`, `failed` or `error`.
+    pub const VERDICT: &str = "AG_VERDICT";
+    /// The process exit code.
+    pub const EXIT_CODE: &str = "AG_EXIT_CODE";
+}
+
 /// The checks every platform has, in report column order.
 const COLUMNS: &[CheckId] = &CheckId::STANDARD;
 
@@ -269,37 +290,35 @@ fn platform_summary(p: &PlatformResult) -> String {
     s
 }
 
-/// `archgate.env`: GitLab dotenv (`NAME=value` lines only, few keys).
+/// `archgate.env`: GitLab dotenv (`NAME=value` lines only, few keys). The
+/// pinned image, its digest and the platforms that passed only when the gate
+/// passed: a failed or unfinished run hands on its verdict, exit code and
+/// coverage, never something a later job could deploy.
 pub fn dotenv(report: &RunReport) -> String {
     let mut out = String::new();
-    let mut line = |k: &str, v: &str| {
-        // dotenv values are single lines without quotes.
-        let v: String = v
-            .chars()
-            .filter(|c| !c.is_control() && *c != '"' && *c != '\'')
-            .collect();
-        let _ = writeln!(out, "{k}={v}");
-    };
-    if let Some(image) = report.pinned_image() {
-        line("ARCHGATE_IMAGE", image);
-    }
-    if let Some(d) = report.index_digest() {
-        line("ARCHGATE_INDEX_DIGEST", d.as_str());
-    }
-    if let Some(v) = &report.verification {
-        let passed: Vec<&str> = v
-            .platforms
-            .iter()
-            .filter(|p| p.outcome == Outcome::Passed)
-            .map(|p| p.platform.as_str())
-            .collect();
-        line("ARCHGATE_PLATFORMS", &passed.join(","));
+    let passed = report.verdict_word() == "passed";
+    if passed {
+        if let Some(image) = report.pinned_image() {
+            dotenv_line(&mut out, var::IMAGE, image);
+        }
+        if let Some(d) = report.index_digest() {
+            dotenv_line(&mut out, var::INDEX_DIGEST, d.as_str());
+        }
+        if let Some(v) = &report.verification {
+            let names: Vec<&str> = v
+                .platforms
+                .iter()
+                .filter(|p| p.outcome == Outcome::Passed)
+                .map(|p| p.platform.as_str())
+                .collect();
+            dotenv_line(&mut out, var::PASSED_PLATFORMS, &names.join(","));
+        }
     }
     if let Some(g) = &report.gate {
-        line("ARCHGATE_COVERAGE", &g.coverage);
+        dotenv_line(&mut out, var::COVERAGE, &g.coverage);
     }
-    line("ARCHGATE_VERDICT", report.verdict_word());
-    line("ARCHGATE_EXIT_CODE", &report.exit_code.to_string());
+    dotenv_line(&mut out, var::VERDICT, report.verdict_word());
+    dotenv_line(&mut out, var::EXIT_CODE, &report.exit_code.to_string());
     out
 }
 
@@ -312,10 +331,10 @@ fn dotenv_line(out: &mut String, key: &str, value: &str) {
     let _ = writeln!(out, "{key}={v}");
 }
 
-/// `ARCHGATE_IMAGE_LINUX_ARM64_V8` for `linux/arm64/v8`: the dotenv name a
+/// `AG_IMAGE_LINUX_ARM64_V8` for `linux/arm64/v8`: the dotenv name a
 /// fan-out build job hands its platform's image on under.
 pub fn platform_key(platform: &str) -> String {
-    let mut key = String::from("ARCHGATE_IMAGE_");
+    let mut key = String::from(var::IMAGE_PREFIX);
     key.extend(platform.chars().map(|c| {
         if c.is_ascii_alphanumeric() {
             c.to_ascii_uppercase()
@@ -397,9 +416,25 @@ pub fn coverage_md(report: &RunReport) -> String {
             .flat_map(|p| {
                 p.checks
                     .iter()
-                    .filter(|c| matches!(c.outcome, Outcome::Failed | Outcome::Error))
+                    // A skip of a platform that otherwise passed is a policy
+                    // (not a cascade): the reader needs its reason.
+                    .filter(|c| match c.outcome {
+                        Outcome::Failed | Outcome::Error => true,
+                        Outcome::Skipped => p.outcome == Outcome::Passed,
+                        Outcome::Passed => false,
+                    })
                     .map(move |c| {
-                        format!("- {} `{}`: {}", p.platform, c.name, one_line(&c.message))
+                        let mark = if c.outcome == Outcome::Skipped {
+                            "⏭ "
+                        } else {
+                            ""
+                        };
+                        format!(
+                            "- {} `{}`: {mark}{}",
+                            p.platform,
+                            c.name,
+                            one_line(&c.message)
+                        )
                     })
             })
             .collect();
@@ -457,7 +492,7 @@ mod tests {
             config: serde_json::Value::Null,
         };
         let env = dotenv(&r);
-        assert_eq!(env, "ARCHGATE_VERDICT=error\nARCHGATE_EXIT_CODE=2\n");
+        assert_eq!(env, "AG_VERDICT=error\nAG_EXIT_CODE=2\n");
         let md = coverage_md(&r);
         assert!(
             md.contains("**ERROR** in config: bad \"key\" line (exit code 2)"),

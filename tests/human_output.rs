@@ -80,6 +80,12 @@ fn build_merge_mirror_inspect() {
     let tmp = tempdir();
     let dir = tmp.path();
     context(dir);
+    // Two platforms make this release (the default three would be required).
+    std::fs::write(
+        dir.join("archgate.toml"),
+        "platforms = [\"linux/amd64\", \"linux/arm64\"]\n",
+    )
+    .unwrap();
     let oci = |name: &str| format!("oci:{}:v1", dir.join(name).display());
     let _guard = settings(dir).bind_to_scope();
 

@@ -778,3 +778,61 @@ async fn two_concurrent_merges_to_one_tag_leave_one_complete_index() {
         );
     }
 }
+
+#[tokio::test]
+async fn regression_hole_1_merge_of_two_while_three_are_required_publishes_nothing() {
+    let env = Env::new();
+    let set = image_set(Flavor::Oci, "hole-1");
+    let sources = env.push_singles(&set, "src/app").await;
+    let target = format!("{}:v1", env.registry.repo("dst/app"));
+    let since = env.registry.requests().len();
+
+    // Default `platforms` (three), two sources, one of them named twice.
+    let err = env.fails(
+        &[
+            "merge",
+            "--target",
+            &target,
+            &sources[0],
+            &sources[1],
+            &sources[0],
+        ],
+        1,
+    );
+    assert!(
+        err.contains(&format!("merge source {} is named twice", sources[0])),
+        "{err}"
+    );
+    assert!(
+        err.contains("merge would publish 2 of the 3 required platforms")
+            && err.contains("linux/mips64le missing")
+            && err.contains("nothing was published"),
+        "{err}"
+    );
+    assert_eq!(env.writes_since(since), Vec::<String>::new());
+
+    // allow_missing takes mips64le out of the rule: the same merge publishes.
+    let config = env.dir.path().join("allow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[registries.\"{}\"]\nhttp = true\n[gate]\nallow_missing = [\"linux/mips64le\"]\n",
+            env.registry.host()
+        ),
+    )
+    .unwrap();
+    let out = env.archgate(&[
+        "--config",
+        config.to_str().unwrap(),
+        "merge",
+        "--target",
+        &target,
+        &sources[0],
+        &sources[1],
+    ]);
+    out.assert_code(0);
+    assert_eq!(
+        platforms(&env.raw("dst/app:v1").1),
+        ["linux/amd64", "linux/arm64"]
+    );
+}

@@ -149,16 +149,16 @@ fn a_full_run_merges_verifies_and_writes_four_reports() {
     // The digest every report names is the one the registry serves for the tag.
     let served = archgate::image::Digest::of(&skopeo_raw(&registry, &registry.repo("team/app:v1")));
     assert_eq!(
-        dotenv_value(&r.env, "ARCHGATE_IMAGE").unwrap(),
+        dotenv_value(&r.env, "AG_IMAGE").unwrap(),
         format!("{}/team/app@{served}", registry.host())
     );
     assert_eq!(
-        dotenv_value(&r.env, "ARCHGATE_INDEX_DIGEST").unwrap(),
+        dotenv_value(&r.env, "AG_INDEX_DIGEST").unwrap(),
         served.to_string()
     );
-    assert_eq!(dotenv_value(&r.env, "ARCHGATE_COVERAGE").unwrap(), "3/3");
+    assert_eq!(dotenv_value(&r.env, "AG_COVERAGE").unwrap(), "3/3");
     assert_eq!(
-        dotenv_value(&r.env, "ARCHGATE_PLATFORMS").unwrap(),
+        dotenv_value(&r.env, "AG_PASSED_PLATFORMS").unwrap(),
         "linux/amd64,linux/arm64,linux/mips64le"
     );
     for line in r.env.lines() {
@@ -198,17 +198,23 @@ fn a_full_run_merges_verifies_and_writes_four_reports() {
     assert!(r.md.contains("**PASSED: 3/3"), "{}", r.md);
 }
 
+/// An index under `dir` whose amd64 entry is right and whose arm64 entry
+/// carries the amd64 JRE (fails `jdk-elf`, without running anything).
+fn mislabelled_arm64(dir: &Path) -> String {
+    let mut wrong = Entry::jre("linux/arm64", "amd64");
+    wrong.env = jre_env("amd64");
+    layout(
+        &dir.join("img"),
+        &[Entry::jre("linux/amd64", "amd64"), wrong],
+    )
+}
+
 #[test]
 fn a_failing_platform_is_exit_1_with_the_failure_in_every_report() {
     let dir = tempdir();
-    // arm64 entry carrying the amd64 JRE, plus a command whose output holds
-    // ANSI escapes, a bell and `]]>` (the bytes that break naive JUnit writers).
-    let mut wrong = Entry::jre("linux/arm64", "amd64");
-    wrong.env = jre_env("amd64");
-    let image = layout(
-        &dir.path().join("img"),
-        &[Entry::jre("linux/amd64", "amd64"), wrong],
-    );
+    // A command whose output holds ANSI escapes, a bell and `]]>` (the bytes
+    // that break naive JUnit writers).
+    let image = mislabelled_arm64(dir.path());
     let report_dir = dir.path().join("report");
     let config = write_config(
         dir.path(),
@@ -241,12 +247,8 @@ fn a_failing_platform_is_exit_1_with_the_failure_in_every_report() {
     assert_eq!(r.json["exit_code"], 1);
     let reasons = r.json["gate"]["reasons"].to_string();
     assert!(reasons.contains("linux/arm64: failed"), "{reasons}");
-    assert_eq!(dotenv_value(&r.env, "ARCHGATE_VERDICT").unwrap(), "failed");
-    assert_eq!(
-        dotenv_value(&r.env, "ARCHGATE_PLATFORMS").unwrap(),
-        "",
-        "amd64 fails its noisy command"
-    );
+    assert_eq!(dotenv_value(&r.env, "AG_VERDICT").unwrap(), "failed");
+    assert_eq!(dotenv_value(&r.env, "AG_COVERAGE").unwrap(), "0/2");
     let row =
         r.md.lines()
             .find(|l| l.starts_with("| linux/arm64 |"))
@@ -275,7 +277,7 @@ fn a_bad_configuration_is_exit_2_and_the_report_says_why() {
         m.contains("gate.error_fails") || m.contains("error_fails"),
         "names the key: {m}"
     );
-    assert_eq!(dotenv_value(&r.env, "ARCHGATE_EXIT_CODE").unwrap(), "2");
+    assert_eq!(dotenv_value(&r.env, "AG_EXIT_CODE").unwrap(), "2");
     assert!(r.md.contains("**ERROR** in config"), "{}", r.md);
 }
 
@@ -325,7 +327,7 @@ fn a_registry_that_is_down_is_exit_3_and_the_report_says_why() {
         "{}",
         r.junit
     );
-    assert_eq!(dotenv_value(&r.env, "ARCHGATE_VERDICT").unwrap(), "error");
+    assert_eq!(dotenv_value(&r.env, "AG_VERDICT").unwrap(), "error");
 }
 
 #[test]
@@ -371,7 +373,7 @@ fn the_main_job_builds_the_seed_dockerfile_and_verifies_three_platforms_in_a_lay
         );
     }
     assert!(
-        dotenv_value(&r.env, "ARCHGATE_IMAGE")
+        dotenv_value(&r.env, "AG_IMAGE")
             .unwrap()
             .starts_with("oci:archgate-out/image@sha256:")
     );
@@ -493,4 +495,135 @@ fn an_invalid_command_pattern_stops_run_before_anything_is_published() {
     let out = run(&config, &report_arg);
     assert_ne!(out.code(), Some(2), "{}", out.stderr());
     assert!(target.join("index.json").is_file(), "{}", out.stderr());
+}
+
+/// The `NAME=value` pairs of a dotenv file, as GitLab hands them to later jobs.
+fn dotenv_pairs(env: &str) -> Vec<(String, String)> {
+    env.lines()
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("NAME=value");
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn regression_hole_2_the_previous_jobs_dotenv_does_not_change_the_next_jobs_settings() {
+    let dir = tempdir();
+    let image = layout(
+        &dir.path().join("img"),
+        &[Entry::jre("linux/amd64", "amd64")],
+    );
+    let report_dir = dir.path().join("report");
+    let config = write_config(
+        dir.path(),
+        "platforms = [\"linux/amd64\"]\nimage = \"oci:out/app:v1\"\n",
+    );
+    run_image(&config, &image, &report_dir).assert_code(0);
+    let handed_on = dotenv_pairs(&reports(&report_dir).env);
+    assert!(
+        handed_on
+            .iter()
+            .any(|(k, v)| k == "AG_IMAGE" && v.contains("@sha256:")),
+        "a passing run hands on the pinned image: {handed_on:?}"
+    );
+    let config_json = |env: &[(String, String)]| {
+        let out = archgate()
+            .arg("--config")
+            .arg(&config)
+            .args(["config", "--json"])
+            .envs(env)
+            .output();
+        out.assert_code(0);
+        out.json()
+    };
+    assert_eq!(config_json(&handed_on), config_json(&[]));
+}
+
+#[test]
+fn regression_hole_3_a_failed_gate_hands_on_no_deployable_image() {
+    let dir = tempdir();
+    let image = mislabelled_arm64(dir.path());
+    let report_dir = dir.path().join("report");
+    let config = write_config(
+        dir.path(),
+        "platforms = [\"linux/amd64\", \"linux/arm64\"]\n",
+    );
+    run_image(&config, &image, &report_dir).assert_code(1);
+    let env = reports(&report_dir).env;
+    let names: Vec<String> = dotenv_pairs(&env).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        names,
+        ["AG_COVERAGE", "AG_VERDICT", "AG_EXIT_CODE"],
+        "{env}"
+    );
+    assert!(!env.contains("sha256:"), "{env}");
+    assert_eq!(dotenv_value(&env, "AG_VERDICT").unwrap(), "failed");
+    assert_eq!(dotenv_value(&env, "AG_EXIT_CODE").unwrap(), "1");
+    assert_eq!(dotenv_value(&env, "AG_COVERAGE").unwrap(), "1/2");
+}
+
+#[test]
+fn regression_hole_1_verify_judges_an_index_by_the_default_platforms_as_run_does() {
+    let dir = tempdir();
+    let image = layout(
+        &dir.path().join("img"),
+        &[Entry::jre("linux/amd64", "amd64")],
+    );
+    let config = write_config(dir.path(), "");
+    for command in ["verify", "run"] {
+        let report_dir = dir.path().join(command);
+        let mut args = vec!["--config", config.to_str().unwrap(), command];
+        if command == "run" {
+            args.push("--image");
+        }
+        args.extend([image.as_str(), "--report-dir", report_dir.to_str().unwrap()]);
+        let out = archgate()
+            .args(&args)
+            .env("ARCHGATE_CACHE", shared_cache())
+            .output();
+        out.assert_code(1);
+        let r = reports(&report_dir);
+        assert_eq!(
+            dotenv_value(&r.env, "AG_COVERAGE").unwrap(),
+            "1/3",
+            "{command}"
+        );
+        let reasons = r.json["gate"]["reasons"].to_string();
+        assert!(
+            reasons.contains("linux/mips64le: failed — index-entry: no entry"),
+            "{command}: {reasons}"
+        );
+    }
+}
+
+#[test]
+fn regression_hole_4_a_static_run_is_not_proven_unless_waived() {
+    let dir = tempdir();
+    let image = layout(
+        &dir.path().join("img"),
+        &[Entry::jre("linux/amd64", "amd64")],
+    );
+    for (gate, code, verdict) in [
+        ("", 1, "failed"),
+        (
+            "[gate]\nwaive_skipped = [\"java-version\", \"java-os-arch\"]\n",
+            0,
+            "passed",
+        ),
+    ] {
+        let config = write_config(
+            dir.path(),
+            &format!("platforms = [\"linux/amd64\"]\n[verify]\nrunner = \"static\"\n{gate}"),
+        );
+        let report_dir = dir.path().join(format!("report-{code}"));
+        run_image(&config, &image, &report_dir).assert_code(code);
+        let r = reports(&report_dir);
+        assert_eq!(dotenv_value(&r.env, "AG_VERDICT").unwrap(), verdict);
+        assert!(
+            r.md.contains("`java-version`: ⏭ runner \"static\""),
+            "{}",
+            r.md
+        );
+    }
 }

@@ -11,6 +11,11 @@ impl BuildRequest {
     /// `[build]` (its `platforms`, else the top-level ones, duplicates
     /// dropped), the target (`[build] image`, else `image`, rendered), the
     /// top-level `tags` then `[build] tags`, and the epoch.
+    ///
+    /// A build of two or more platforms is a release index: it must hold
+    /// every required platform (`gate::check_covers`, exit 1 before anything
+    /// is built). A one-platform build is a fan-out piece for `merge`, where
+    /// the rule applies to the index.
     pub fn from_settings(s: &Settings) -> Result<BuildRequest> {
         let b = &s.build;
         let mut platforms = Vec::new();
@@ -18,6 +23,9 @@ impl BuildRequest {
             if !platforms.contains(p) {
                 platforms.push(p.clone());
             }
+        }
+        if platforms.len() > 1 {
+            crate::gate::check_covers(s, "build", &platforms)?;
         }
         let target = match &b.image {
             Some(t) => s.render(t, "build.image")?,

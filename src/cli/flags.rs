@@ -85,10 +85,15 @@ pub fn merge(sources: &mut Sources, args: &MergeArgs) {
     }
 }
 
-/// `verify` flags.
+/// `verify` flags: `--platform` names the gate's required platforms, as for `run`.
 pub fn verify(sources: &mut Sources, args: &VerifyArgs) {
     if let Some(p) = &args.platform {
-        set(sources, &["platforms"], split_list(p), "--platform");
+        set(
+            sources,
+            &["gate", "required_platforms"],
+            split_list(p),
+            "--platform",
+        );
     }
     if let Some(r) = &args.runner {
         set(sources, &["verify", "runner"], r.clone(), "--runner");

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::image::Location;
 use crate::merge::MergeRequest;
 use crate::mirror::MirrorRequest;
+use crate::report::var;
 use crate::store;
 use crate::verify::VerifyRequest;
 
@@ -166,7 +167,9 @@ pub struct MergeArgs {
     /// Where the index goes, with a tag (default: [merge] target, else `image`).
     #[arg(long, value_name = "LOCATION")]
     pub target: Option<String>,
-    /// Platforms to include, comma-separated (default: `platforms` when configured, else all the sources hold).
+    /// Platforms to include, comma-separated (default: `platforms` when configured, else all the
+    /// sources hold). Every required platform ([gate] required_platforms, else `platforms`,
+    /// minus [gate] allow_missing) must be among them, or nothing is published (exit 1).
     #[arg(long, value_name = "LIST")]
     pub platform: Option<String>,
     /// Index type: an OCI image index, or a Docker manifest list v2 for old clients.
@@ -181,7 +184,7 @@ pub struct MergeArgs {
     /// Another tag for the index (repeatable), pushed last.
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
-    /// Write a GitLab dotenv file for the next job: `ARCHGATE_IMAGE=name@sha256:…`, `ARCHGATE_INDEX_DIGEST`.
+    /// Write a GitLab dotenv file for the next job: `AG_IMAGE=name@sha256:…`, `AG_INDEX_DIGEST`.
     #[arg(long, value_name = "FILE")]
     pub dotenv: Option<PathBuf>,
     /// Print the result as JSON.
@@ -211,7 +214,7 @@ pub struct MirrorArgs {
 pub struct VerifyArgs {
     /// Image location (default: `image` from the configuration).
     pub image: Option<String>,
-    /// Platforms that must pass, comma-separated (default: `platforms` when configured, else every platform in the index).
+    /// Platforms that must pass, comma-separated (default: [gate] required_platforms, else `platforms`, configured or default).
     #[arg(long, value_name = "LIST")]
     pub platform: Option<String>,
     /// How commands run: auto (native on the host's CPU, else QEMU), qemu, native, or static (no execution).
@@ -251,8 +254,8 @@ pub struct BuildArgs {
     /// Manifest family: OCI, or Docker v2s2 with a manifest list.
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
-    /// Write a GitLab dotenv file for the next job: `ARCHGATE_IMAGE_<PLATFORM>=name@sha256:…`
-    /// when one platform was built (fan-out), else `ARCHGATE_IMAGE=…`.
+    /// Write a GitLab dotenv file for the next job: `AG_IMAGE_<PLATFORM>=name@sha256:…`
+    /// when one platform was built (fan-out), else `AG_IMAGE=…`.
     #[arg(long, value_name = "FILE")]
     pub dotenv: Option<PathBuf>,
     /// Print the result as JSON.
@@ -355,11 +358,8 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
                 crate::report::write_dotenv(
                     path,
                     &[
-                        ("ARCHGATE_IMAGE".into(), outcome.image.clone()),
-                        (
-                            "ARCHGATE_INDEX_DIGEST".into(),
-                            outcome.index_digest.to_string(),
-                        ),
+                        (var::IMAGE.into(), outcome.image.clone()),
+                        (var::INDEX_DIGEST.into(), outcome.index_digest.to_string()),
                     ],
                 )?;
             }
@@ -436,7 +436,7 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
                     return Err(e);
                 }
             };
-            let verdict = crate::gate::evaluate(&verification, &s.gate);
+            let verdict = crate::gate::evaluate(&verification, s);
             if args.json {
                 println!("{}", to_json(&verification)?);
             } else {
@@ -489,7 +489,7 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
             if let Some(path) = &args.dotenv {
                 let key = match outcome.platforms.as_slice() {
                     [one] => crate::report::platform_key(&one.platform),
-                    _ => "ARCHGATE_IMAGE".to_string(),
+                    _ => var::IMAGE.to_string(),
                 };
                 crate::report::write_dotenv(path, &[(key, outcome.image.clone())])?;
             }

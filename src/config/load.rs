@@ -15,27 +15,20 @@ use super::{HostEnv, Settings};
 use crate::error::{Error, Result};
 use crate::image::reference::validate_host;
 
-/// Variables that start with the prefix but are not settings: the CLI's own,
-/// and what `archgate.env` (GitLab dotenv) hands to later jobs — a downstream
-/// archgate job must not read a report value as an unknown key.
-/// (`ARCHGATE_IMAGE` and `ARCHGATE_PLATFORMS` from that file *are* settings on
-/// purpose: the next job verifies or promotes exactly that pinned image.)
+/// Variables that start with the prefix but are not settings: the CLI's own
+/// and the CI templates'. What archgate writes for the next job
+/// (`report::var`, `AG_*`) lies outside the prefix, so a dotenv handed on by
+/// GitLab never changes a later job's settings.
 const ENV_NOT_SETTINGS: &[&str] = &[
     env::CONFIG,
     env::LOG,
     env::LOG_FORMAT,
-    "ARCHGATE_INDEX_DIGEST",
-    "ARCHGATE_COVERAGE",
-    "ARCHGATE_VERDICT",
-    "ARCHGATE_EXIT_CODE",
     // Variables of the CI templates (ci-templates/): the binary, a fan-out job's
     // platform, the image a verify job checks.
     "ARCHGATE_BIN",
     "ARCHGATE_PLATFORM",
     "ARCHGATE_VERIFY_IMAGE",
 ];
-/// Prefixes of per-platform outputs of fan-out jobs (`ARCHGATE_IMAGE_LINUX_ARM64=…`).
-const ENV_NOT_SETTINGS_PREFIXES: &[&str] = &["ARCHGATE_IMAGE_"];
 /// The file read from the working directory when none is named.
 pub const DEFAULT_FILE: &str = "archgate.toml";
 
@@ -192,12 +185,7 @@ fn env_layer(env: &BTreeMap<String, String>) -> Result<(Dict, BTreeMap<Vec<Strin
         let Some(rest) = name.strip_prefix(env::PREFIX) else {
             continue;
         };
-        if ENV_NOT_SETTINGS.contains(&name.as_str())
-            || ENV_NOT_SETTINGS_PREFIXES
-                .iter()
-                .any(|p| name.starts_with(p))
-            || rest.is_empty()
-        {
+        if ENV_NOT_SETTINGS.contains(&name.as_str()) || rest.is_empty() {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
@@ -616,23 +604,36 @@ mod tests {
     }
 
     #[test]
-    fn a_previous_jobs_dotenv_is_not_read_as_unknown_keys() {
-        let (s, _d) = sources(
-            None,
-            &[
-                ("ARCHGATE_IMAGE", "10.0.0.5:5000/team/app@sha256:0123"),
-                ("ARCHGATE_INDEX_DIGEST", "sha256:0123"),
-                ("ARCHGATE_COVERAGE", "3/3"),
-                ("ARCHGATE_VERDICT", "passed"),
-                ("ARCHGATE_EXIT_CODE", "0"),
-                (
-                    "ARCHGATE_IMAGE_LINUX_ARM64",
-                    "10.0.0.5:5000/team/app@sha256:4567",
-                ),
-            ],
+    fn regression_hole_2_outputs_are_outside_the_settings_prefix() {
+        use crate::report::var;
+        let outputs = [
+            var::IMAGE,
+            var::IMAGE_PREFIX,
+            var::INDEX_DIGEST,
+            var::PASSED_PLATFORMS,
+            var::COVERAGE,
+            var::VERDICT,
+            var::EXIT_CODE,
+        ];
+        assert!(
+            outputs.iter().all(|v| !v.starts_with(PREFIX)),
+            "{outputs:?}"
         );
-        let l = load(&s).unwrap();
-        assert_eq!(l.settings.image, "10.0.0.5:5000/team/app@sha256:0123");
+        let (mut handed_on, _d) = sources(None, &[]);
+        let plain = load(&handed_on).unwrap().settings;
+        handed_on.env.extend(
+            [
+                (var::IMAGE, "10.0.0.5:5000/team/app@sha256:0123"),
+                (var::INDEX_DIGEST, "sha256:0123"),
+                (var::PASSED_PLATFORMS, "linux/amd64"),
+                (var::COVERAGE, "1/3"),
+                (var::VERDICT, "failed"),
+                (var::EXIT_CODE, "1"),
+                (&crate::report::platform_key("linux/arm64"), "x@sha256:4567"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        assert_eq!(load(&handed_on).unwrap().settings, plain);
     }
 
     #[test]

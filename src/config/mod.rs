@@ -436,7 +436,7 @@ pub struct CommandCheck {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct GateSettings {
-    /// Platforms that must pass; empty: every platform verified (the configured `platforms`).
+    /// Platforms that must be in the index and pass; empty: `platforms` (see `gate::required_platforms`).
     pub required_platforms: Vec<Platform>,
     /// Platforms that may be missing from the index without failing the gate
     /// (present but broken still fails).
@@ -444,6 +444,22 @@ pub struct GateSettings {
     /// Whether a platform that could not be verified (registry down, emulator
     /// missing: outcome `error`) stops the gate with exit 3.
     pub error_fails: bool,
+    /// Execution checks whose `skipped` (by policy: `runner = "static"`,
+    /// `[verify.java] required = false`) still lets a platform count as proven.
+    /// Empty: a platform whose JDK never ran is "not proven" and fails the gate.
+    pub waive_skipped: Vec<Waiver>,
+}
+
+/// An execution check `[gate] waive_skipped` names.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Waiver {
+    /// `java-version`: `java -version` ran and met the policy.
+    JavaVersion,
+    /// `java-os-arch`: the JVM's own `os.arch`.
+    JavaOsArch,
+    /// Every `[[verify.commands]]` entry.
+    Commands,
 }
 
 impl Default for GateSettings {
@@ -452,6 +468,7 @@ impl Default for GateSettings {
             required_platforms: Vec::new(),
             allow_missing: Vec::new(),
             error_fails: true,
+            waive_skipped: Vec::new(),
         }
     }
 }

@@ -80,6 +80,14 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
         ));
     }
     let target_tag = publish::index_tag(&req.target, "merge")?;
+    for (i, spec) in req.sources.iter().enumerate() {
+        if req.sources[..i].iter().any(|o| o.location == spec.location) {
+            tracing::warn!(
+                "merge source {} is named twice; it is read once (each source counts once toward the required platforms)",
+                spec.location
+            );
+        }
+    }
 
     // 1. Read every source and check it, before anything is written. One
     //    store (one client, one authentication, pooled connections) per
@@ -179,6 +187,13 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
             a.source
         );
     }
+    // The release's required platforms, still before anything is written.
+    let selected: Vec<Platform> = selection
+        .images
+        .iter()
+        .map(|c| c.platform.clone())
+        .collect();
+    crate::gate::check_covers(settings, "merge", &selected)?;
     // 2. The plan: every blob, the manifests, the index; nothing written yet.
     let mut blobs = Vec::new();
     let mut manifests = Vec::new();

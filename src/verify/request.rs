@@ -6,8 +6,10 @@ use crate::error::Result;
 use super::VerifyRequest;
 
 impl VerifyRequest {
-    /// `image` (rendered) unless `image` is given, and the platforms when set
-    /// explicitly (else every platform the index holds).
+    /// `image` (rendered) unless `image` is given, and the platforms the gate
+    /// looks at (`gate::gate_platforms`: `[gate] required_platforms`, else
+    /// `platforms`, configured or default), so that `verify` and `run` judge
+    /// an index by the same rule.
     pub fn from_settings(s: &Settings, image: Option<&str>) -> Result<VerifyRequest> {
         let image = match image {
             Some(i) => i.to_string(),
@@ -15,21 +17,7 @@ impl VerifyRequest {
         };
         Ok(VerifyRequest {
             image,
-            platforms: s.explicit_platforms(),
+            platforms: Some(crate::gate::gate_platforms(s).to_vec()),
         })
-    }
-
-    /// What the release gate needs verified in `image`: `[gate]
-    /// required_platforms`, else every configured platform.
-    pub fn for_gate(s: &Settings, image: String) -> VerifyRequest {
-        let required = if s.gate.required_platforms.is_empty() {
-            s.platforms.clone()
-        } else {
-            s.gate.required_platforms.clone()
-        };
-        VerifyRequest {
-            image,
-            platforms: Some(required),
-        }
     }
 }
