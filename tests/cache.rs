@@ -60,7 +60,9 @@ fn verify(cache: &Path, image: &str) {
 }
 
 fn verify_with(mut cmd: TestCommand, image: &str) {
-    let out = cmd.args(["verify", "--json", image]).output();
+    let out = cmd
+        .args(["verify", "--json", "--platform", "linux/amd64", image])
+        .output();
     out.assert_code(1);
     let v: Value = out.json();
     let layers = &v["platforms"][0]["checks"]
@@ -314,7 +316,7 @@ fn shared_layers_take_disk_once_and_verify_still_passes() {
     for image in &images {
         let out = archgate()
             .env("ARCHGATE_CACHE", &cache)
-            .args(["verify", "--json", image])
+            .args(["verify", "--json", "--platform", "linux/amd64", image])
             .output();
         out.assert_code(0);
         let v: Value = out.json();

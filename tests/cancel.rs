@@ -117,10 +117,7 @@ fn assert_cancelled_report(cwd: &Path, signal: &str, code: i32) {
         );
     }
     let env = std::fs::read_to_string(cwd.join("report/archgate.env")).expect("archgate.env");
-    assert!(
-        env.contains(&format!("ARCHGATE_EXIT_CODE={code}\n")),
-        "{env}"
-    );
+    assert!(env.contains(&format!("AG_EXIT_CODE={code}\n")), "{env}");
 }
 
 #[test]

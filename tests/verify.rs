@@ -542,7 +542,15 @@ fn regression_hole_5_a_qemu_timeout_is_an_infrastructure_error() {
     let dir = tempdir();
     let image = layout(dir.path(), &truthful(&["linux/mips64le"]));
     let (code, v, stderr, _) = verify(
-        &["--runner", "qemu", "--timeout", "1", &image],
+        &[
+            "--runner",
+            "qemu",
+            "--timeout",
+            "1",
+            "--platform",
+            "linux/mips64le",
+            &image,
+        ],
         &shared_cache(),
         &[],
     );
