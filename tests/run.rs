@@ -443,12 +443,12 @@ fn verify_right_after_build_downloads_no_layer() {
     );
 }
 
-/// Regression (issue 19, settings validated after publishing): an invalid
+/// Regression (issue 18, hole 6: settings validated after publishing): an invalid
 /// `[[verify.commands]] output` regex used to be found by `verify`, after
 /// `run` had built and published the image. Now it is exit 2 from
 /// `config::load`, before anything is built or published.
 #[test]
-fn an_invalid_command_pattern_stops_run_before_anything_is_published() {
+fn regression_hole_6_an_invalid_command_pattern_stops_run_before_anything_is_published() {
     let dir = tempdir();
     std::fs::write(dir.path().join("hello.txt"), "hello\n").unwrap();
     std::fs::write(
