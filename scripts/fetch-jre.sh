@@ -14,9 +14,11 @@
 # dpkg status, own state/cache/sources). The sources reuse the host's Debian mirror.
 #
 # Usage:
-#   scripts/fetch-jre.sh [--arch amd64,arm64,mips64el] [--check] [--refresh]
-#   scripts/fetch-jre.sh --print-root ARCH
+#   scripts/fetch-jre.sh [--set jre|jni] [--arch amd64,arm64,mips64el] [--check] [--refresh]
+#   scripts/fetch-jre.sh [--set jre|jni] --print-root ARCH
 #
+#   --set SET          jre (default): the JRE above; jni: Debian's JNI libraries and their jars
+#                      (lz4-java, snappy-java, JNA) with the shared libraries they need
 #   --arch LIST        comma-separated; Debian (mips64el) or OCI (mips64le) names; default all three
 #   --check            fetch if needed, then run `java -version` in each root under bubblewrap + QEMU
 #   --refresh          re-read the package lists; re-fetch only an architecture whose versions changed
@@ -26,14 +28,20 @@
 # ARCHGATE_DEBIAN_CODENAME (override the release; default VERSION_CODENAME of /etc/os-release).
 set -euo pipefail
 
-PACKAGES=(openjdk-17-jre-headless libc6 libgcc-s1 libstdc++6 zlib1g)
+JRE_PACKAGES=(openjdk-17-jre-headless libc6 libgcc-s1 libstdc++6 zlib1g)
+# Real per-architecture JNI builds (FACTS.md): liblz4-java.so, libsnappyjava.so, libjnidispatch.so,
+# the libraries they are linked against, and the (architecture-independent) jars that load them.
+JNI_PACKAGES=(liblz4-jni liblz4-1 libxxhash0 liblz4-java libsnappy-jni libsnappy1v5 libsnappy-java
+  libjna-jni libffi8 libjna-java)
+SET=jre
+PACKAGES=("${JRE_PACKAGES[@]}")
 ALL_ARCHES=(amd64 arm64 mips64el)
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 STAMP_FORMAT="# archgate fetch-jre stamp v1"
 
 prog=fetch-jre
 die() { echo "$prog: $*" >&2; exit 1; }
-usage() { sed -n '16,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '16,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 cache_base="${ARCHGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/archgate}"
 
@@ -52,8 +60,15 @@ qemu_name() { # Debian arch -> QEMU user-mode target
 expected_os_arch() { # Debian arch -> the JVM's os.arch
   case "$1" in amd64) echo amd64 ;; arm64) echo aarch64 ;; mips64el) echo mips64el ;; esac
 }
-arch_dir() { echo "$cache_base/jre/$1"; }
+arch_dir() { echo "$cache_base/$SET/$1"; }
 java_rel() { echo "usr/lib/jvm/java-17-openjdk-$1/bin/java"; }
+# The file whose presence says a root of this set is complete.
+sentinel_rel() {
+  case "$SET" in
+    jre) java_rel "$1" ;;
+    jni) echo "usr/share/java/lz4-java.jar" ;;
+  esac
+}
 
 # ---------- timing ----------
 now_us() { local t=$EPOCHREALTIME; t=${t/[.,]/}; echo "$((10#$t))"; }
@@ -222,7 +237,7 @@ stamp_header() { # stamp_header ARCH
 is_cached() { # is_cached ARCH: stamp matches the requested packages, root present
   local arch=$1 d
   d=$(arch_dir "$arch")
-  [ -f "$d/stamp" ] && [ -x "$d/root/$(java_rel "$arch")" ] || return 1
+  [ -f "$d/stamp" ] && [ -e "$d/root/$(sentinel_rel "$arch")" ] || return 1
   [ "$(head -n 2 "$d/stamp")" = "$(stamp_header "$arch")" ]
 }
 
@@ -252,7 +267,7 @@ fetch_arch() { # fetch_arch ARCH REFRESH(0|1)
   t1=$(now_us)
   if [ "$refresh" = 1 ] && is_cached "$arch" && [ "$(tail -n +3 "$d/stamp")" = "$versions" ]; then
     exec {lockfd}>&-
-    echo "$arch: up to date ($(echo "$versions" | awk '$1 == "openjdk-17-jre-headless" {print $2}'); lists $(secs $((t1 - t0))))"
+    echo "$arch: up to date ($(echo "$versions" | awk -v p="${PACKAGES[0]}" '$1 == p {print $2}'); lists $(secs $((t1 - t0))))"
     return 0
   fi
 
@@ -271,7 +286,7 @@ fetch_arch() { # fetch_arch ARCH REFRESH(0|1)
       die "unpacking $(basename "$f") for $arch failed (dpkg-deb -x): the download may be damaged; re-run to download again"
     }
   done
-  [ -x "$root_tmp/$(java_rel "$arch")" ] || die "unpack for $arch: $(java_rel "$arch") is missing in the packages (did the package layout change?)"
+  [ -e "$root_tmp/$(sentinel_rel "$arch")" ] || die "unpack for $arch: $(sentinel_rel "$arch") is missing in the packages (did the package layout change?)"
   t3=$(now_us)
 
   # Move into place: the old stamp goes first, so an interruption leaves "not cached".
@@ -285,7 +300,7 @@ fetch_arch() { # fetch_arch ARCH REFRESH(0|1)
   mv "$d/stamp.tmp" "$d/stamp"
   exec {lockfd}>&-
 
-  echo "$arch: openjdk $(echo "$versions" | awk '$1 == "openjdk-17-jre-headless" {print $2}'):" \
+  echo "$arch: ${PACKAGES[0]} $(echo "$versions" | awk -v p="${PACKAGES[0]}" '$1 == p {print $2}'):" \
     "apt-get update $(secs $((t1 - t0))), download $(secs $((t2 - t1))) ($(du -sh "$d/debs" | cut -f1)), unpack $(secs $((t3 - t2))) ($(du -sh "$d/root" | cut -f1))"
 }
 
@@ -349,6 +364,8 @@ main() {
       --arch=*) arches_arg=${1#*=}; shift ;;
       --print-root) [ $# -ge 2 ] || usage; print_root=$2; shift 2 ;;
       --print-root=*) print_root=${1#*=}; shift ;;
+      --set) [ $# -ge 2 ] || usage; SET=$2; shift 2 ;;
+      --set=*) SET=${1#*=}; shift ;;
       --check) check=1; shift ;;
       --refresh) refresh=1; shift ;;
       -h | --help) usage ;;
@@ -356,10 +373,16 @@ main() {
     esac
   done
 
+  case "$SET" in
+    jre) PACKAGES=("${JRE_PACKAGES[@]}") ;;
+    jni) PACKAGES=("${JNI_PACKAGES[@]}") ;;
+    *) die "unknown set '$SET' (jre, jni)" ;;
+  esac
+  [ "$check" = 0 ] || [ "$SET" = jre ] || die "--check runs java: only for --set jre"
   if [ -n "$print_root" ]; then
     n=$(deb_arch "$print_root") || die "unknown architecture '$print_root' (amd64, arm64, mips64el)"
     detect_release_and_mirror
-    is_cached "$n" || die "the $n root is not ready: run scripts/fetch-jre.sh --arch $n"
+    is_cached "$n" || die "the $SET root for $n is not ready: run scripts/fetch-jre.sh --set $SET --arch $n"
     echo "$(arch_dir "$n")/root"
     return 0
   fi

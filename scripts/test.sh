@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 # Real JREs for amd64, arm64 and mips64el (cached outside the checkout; no-op when cached).
 ./scripts/fetch-jre.sh
+# Real JNI libraries (lz4-java, snappy-java, JNA) for the same three, for the service gate.
+./scripts/fetch-jre.sh --set jni
 cargo test --locked -- --test-threads=4
