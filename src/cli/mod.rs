@@ -441,6 +441,7 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
                 println!("{}", to_json(&verification)?);
             } else {
                 print!("{}", crate::verify::render_text(&verification));
+                run::print_gate(&verdict);
             }
             let status = verdict.exit_code;
             if let Some(dir) = &args.report_dir {

@@ -65,13 +65,19 @@ pub fn finish(report: &RunReport, dir: &std::path::Path) -> ExitStatus {
         }
     }
     if let Some(g) = &report.gate {
-        for r in &g.reasons {
-            println!("  {r}");
-        }
-        println!("gate: {}", g.line());
+        print_gate(g);
     }
     if let Some(e) = &report.error {
         eprintln!("error: {} phase: {}", e.phase, e.message);
     }
     status
+}
+
+/// The gate's reasons and verdict line on stdout: what decides the exit code,
+/// printed by `run` and `verify` alike.
+pub(super) fn print_gate(g: &crate::gate::Verdict) {
+    for r in &g.reasons {
+        println!("  {r}");
+    }
+    println!("gate: {}", g.line());
 }

@@ -307,7 +307,7 @@ pub fn render_text(v: &Verification) -> String {
     }
     let _ = writeln!(
         out,
-        "verdict:  {} — {} platforms passed",
+        "checks:   {} — {} platforms passed",
         v.outcome.as_str().to_uppercase(),
         v.coverage()
     );
