@@ -107,7 +107,7 @@ impl Env {
 }
 
 /// `os/architecture` of every index entry, in order.
-fn platforms(index: &Value) -> Vec<String> {
+pub(crate) fn platforms(index: &Value) -> Vec<String> {
     index["manifests"]
         .as_array()
         .unwrap()

@@ -49,6 +49,8 @@ macro_rules! command_help {
                                   (else a Docker Hub path); names are lowercase
   oci:DIR[:TAG|@DIGEST]           an OCI image layout directory, e.g. oci:out/app:v1
   oci-archive:FILE[:TAG|@DIGEST]  a tar of an OCI image layout, e.g. oci-archive:app.tar:v1
+  docker-archive:FILE[:NAME[:TAG]]  a `docker save` tar (read only), e.g.
+                                  docker-archive:debian-arm64.tar:debian:bullseye
 
 Registries are reached over HTTPS. For a plain-HTTP one (e.g. a local test registry), say so
 per host: `[registries.\"127.0.0.1:5000\"] http = true` in archgate.toml, or
@@ -151,7 +153,7 @@ pub struct PruneArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Image location: HOST[:PORT]/NAME[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG].
+    /// Image location: HOST[:PORT]/NAME[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME[:TAG]].
     pub image: String,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -194,7 +196,7 @@ pub struct MergeArgs {
 
 #[derive(Debug, Default, Args)]
 pub struct MirrorArgs {
-    /// Source location: HOST[:PORT]/NAME[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG]
+    /// Source location: HOST[:PORT]/NAME[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME[:TAG]]
     /// (default: every [[mirror]] entry of the configuration).
     #[arg(value_name = "SOURCE", requires = "target")]
     pub source: Option<String>,

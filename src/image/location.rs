@@ -2,7 +2,8 @@
 //!
 //! `127.0.0.1:5000/app:v1` (or `docker://…`) is a registry; `oci:PATH[:TAG]`
 //! (or `oci:PATH@DIGEST`) an OCI image layout directory; `oci-archive:FILE[:TAG]`
-//! a tar of one.
+//! a tar of one; `docker-archive:FILE[:NAME[:TAG]]` (or `docker-archive:FILE@DIGEST`)
+//! the tarball `docker save` writes, read only.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -26,6 +27,13 @@ pub enum Location {
         path: PathBuf,
         selector: Option<Selector>,
     },
+    /// A `docker save` archive (read only): `name` (`NAME[:TAG]`, as in its
+    /// `RepoTags`) picks an image, else `digest`, else its only image.
+    DockerArchive {
+        path: PathBuf,
+        name: Option<String>,
+        digest: Option<Digest>,
+    },
 }
 
 impl Location {
@@ -39,14 +47,14 @@ impl Location {
             let (path, selector) = split_path(input, rest)?;
             return Ok(Location::Archive { path, selector });
         }
+        if let Some(rest) = input.strip_prefix("docker-archive:") {
+            return parse_docker_archive(input, rest);
+        }
         if let Some((scheme, _)) = input.split_once(':')
-            && matches!(
-                scheme,
-                "docker-archive" | "docker-daemon" | "dir" | "containers-storage"
-            )
+            && matches!(scheme, "docker-daemon" | "dir" | "containers-storage")
         {
             return Err(Error::Invalid(format!(
-                "unsupported location `{input}`: archgate reads and writes registries (HOST/NAME:TAG), `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]`"
+                "unsupported location `{input}`: archgate reads and writes registries (HOST/NAME:TAG), `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]`, and reads `docker-archive:FILE[:NAME[:TAG]]`"
             )));
         }
         let reference = input.strip_prefix("docker://").unwrap_or(input);
@@ -66,6 +74,8 @@ impl Location {
             Location::Layout { selector, .. } | Location::Archive { selector, .. } => {
                 selector.clone()
             }
+            // A name is resolved by the store (it reads `manifest.json`).
+            Location::DockerArchive { digest, .. } => digest.clone().map(Selector::Digest),
         }
     }
 
@@ -76,6 +86,7 @@ impl Location {
             Location::Registry(r) => r.name(),
             Location::Layout { path, .. } => format!("oci:{}", path.display()),
             Location::Archive { path, .. } => format!("oci-archive:{}", path.display()),
+            Location::DockerArchive { path, .. } => format!("docker-archive:{}", path.display()),
         }
     }
 
@@ -91,8 +102,54 @@ impl Location {
                 path: path.clone(),
                 selector: Some(Selector::Digest(digest.clone())),
             },
+            Location::DockerArchive { path, .. } => Location::DockerArchive {
+                path: path.clone(),
+                name: None,
+                digest: Some(digest.clone()),
+            },
         }
     }
+}
+
+/// `docker-archive:FILE@DIGEST`, `docker-archive:FILE:NAME[:TAG]` (the path
+/// ends at its first `:`, as in skopeo) or `docker-archive:FILE`.
+fn parse_docker_archive(input: &str, rest: &str) -> Result<Location> {
+    let bad = |why: String| Error::Invalid(format!("invalid location `{input}`: {why}"));
+    let empty = || bad("the path is empty: write e.g. `docker-archive:./debian-amd64.tar`".into());
+    if let Some((path, digest)) = rest.rsplit_once('@')
+        && digest.starts_with("sha256:")
+    {
+        let digest = Digest::parse(digest).map_err(|e| bad(e.to_string()))?;
+        if path.is_empty() {
+            return Err(empty());
+        }
+        return Ok(Location::DockerArchive {
+            path: path.into(),
+            name: None,
+            digest: Some(digest),
+        });
+    }
+    let (path, name) = match rest.split_once(':') {
+        Some((p, n)) => (p, Some(n)),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err(empty());
+    }
+    let name = match name {
+        Some("") => return Err(bad("the image name after the path is empty".into())),
+        Some(n) => {
+            // Checked as Docker checks a reference (no lookup): `NAME[:TAG]`.
+            ImageRef::parse(n).map_err(|e| bad(e.to_string()))?;
+            Some(n.to_string())
+        }
+        None => None,
+    };
+    Ok(Location::DockerArchive {
+        path: path.into(),
+        name,
+        digest: None,
+    })
 }
 
 fn split_path(input: &str, rest: &str) -> Result<(PathBuf, Option<Selector>)> {
@@ -131,6 +188,16 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (scheme, path, selector) = match self {
             Location::Registry(r) => return write!(f, "{r}"),
+            Location::DockerArchive { path, name, digest } => {
+                write!(f, "docker-archive:{}", path.display())?;
+                if let Some(n) = name {
+                    write!(f, ":{n}")?;
+                }
+                if let Some(d) = digest {
+                    write!(f, "@{d}")?;
+                }
+                return Ok(());
+            }
             Location::Layout { path, selector } => ("oci", path, selector),
             Location::Archive { path, selector } => ("oci-archive", path, selector),
         };
@@ -145,6 +212,7 @@ impl fmt::Display for Location {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn parses_locations() {
@@ -180,6 +248,19 @@ mod tests {
             Location::parse("127.0.0.1:5000/a:b").unwrap(),
             Location::Registry(_)
         ));
+        for input in [
+            "docker-archive:deb.tar".to_string(),
+            "docker-archive:deb.tar:debian:bullseye".to_string(),
+            "docker-archive:deb.tar:10.0.0.5:5000/debian:v1".to_string(),
+            format!("docker-archive:deb.tar@{d}"),
+        ] {
+            let l = Location::parse(&input).unwrap();
+            assert!(
+                matches!(&l, Location::DockerArchive { path, .. } if path == Path::new("deb.tar")),
+                "{input}"
+            );
+            assert_eq!(l.to_string(), input);
+        }
         let round = Location::parse(&format!("127.0.0.1:5000/a@{d}")).unwrap();
         assert_eq!(Location::parse(&round.to_string()).unwrap(), round);
     }
@@ -219,7 +300,10 @@ mod tests {
             ("oci::v1", "path is empty"),
             ("oci:out:bad tag", "tag"),
             ("oci:out@sha256:12", "digest"),
-            ("docker-archive:x.tar", "unsupported location"),
+            ("docker-daemon:x", "unsupported location"),
+            ("docker-archive:", "path is empty"),
+            ("docker-archive:x.tar:", "name after the path is empty"),
+            ("docker-archive:x.tar:UPPER/case", "invalid location"),
             ("host::5000/app", "malformed registry host"),
         ] {
             let err = Location::parse(input).unwrap_err().to_string();

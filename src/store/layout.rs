@@ -287,7 +287,7 @@ impl LayoutStore {
     }
 
     /// The entries of `index.json`.
-    async fn entries(&self) -> Result<Vec<Descriptor>> {
+    pub(super) async fn entries(&self) -> Result<Vec<Descriptor>> {
         let doc = self.read_index().await?;
         index_entries(&doc).map_err(|m| Error::malformed(self.file_label(INDEX_FILE), m))
     }
@@ -715,7 +715,7 @@ async fn run_blocking<T: Send + 'static>(
 
 /// Runs blocking work from a synchronous constructor, letting a multi-threaded
 /// runtime move its other tasks elsewhere meanwhile (extracting an archive takes a while).
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
+pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
@@ -850,7 +850,7 @@ fn tar_checksum_ok(header: &[u8]) -> bool {
 
 /// Text safe to print from an error about untrusted bytes: control and
 /// non-ASCII characters become `?`, so a binary file never reaches a terminal.
-fn printable(text: &str) -> String {
+pub(super) fn printable(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_ascii_graphic() || c == ' ' {
@@ -865,6 +865,17 @@ fn printable(text: &str) -> String {
 /// Refuses a file that is not a tar before anything reads it as one: the
 /// user named the wrong file (exit 2), and its bytes never reach a message.
 fn check_is_tar(archive: &Path) -> Result<()> {
+    check_is_tar_named(
+        archive,
+        "oci-archive",
+        "names a tar of an OCI image layout, e.g. one written by `skopeo copy … oci-archive:FILE` \
+         (use `oci:DIR` for a layout directory)",
+    )
+}
+
+/// [`check_is_tar`] for any archive location: `scheme:FILE` and what such a
+/// location names go into the message.
+pub(super) fn check_is_tar_named(archive: &Path, scheme: &str, names: &str) -> Result<()> {
     let mut head = Vec::with_capacity(512);
     fs::File::open(archive)
         .and_then(|f| io::Read::take(f, 512).read_to_end(&mut head))
@@ -872,9 +883,7 @@ fn check_is_tar(archive: &Path) -> Result<()> {
     match not_a_tar(&head) {
         None => Ok(()),
         Some(what) => Err(Error::Invalid(format!(
-            "oci-archive:{}: not a tar archive ({what}); an `oci-archive:` location names a \
-             tar of an OCI image layout, e.g. one written by `skopeo copy … oci-archive:FILE` \
-             (use `oci:DIR` for a layout directory)",
+            "{scheme}:{}: not a tar archive ({what}); a `{scheme}:` location {names}",
             archive.display()
         ))),
     }

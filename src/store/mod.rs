@@ -12,6 +12,7 @@
 //! [`copy_blob`] / [`put_blob_from`], which own the present / mount / stream
 //! decision. Only this module and `image` look at the kind of a location.
 
+pub mod docker_archive;
 pub mod layout;
 pub mod pool;
 pub mod registry;
@@ -148,6 +149,13 @@ pub async fn open(
         Location::Archive { path, .. } => Ok(Box::new(layout::LayoutStore::open_archive(
             path, for_write,
         )?)),
+        Location::DockerArchive { path, .. } if for_write => Err(crate::Error::Invalid(format!(
+            "docker-archive:{} cannot be written: archgate reads `docker save` archives; write `oci-archive:FILE` (K3s and `ctr images import` read it) or push to a registry",
+            path.display()
+        ))),
+        Location::DockerArchive { path, name, .. } => Ok(Box::new(
+            docker_archive::DockerArchiveStore::open(path, name.as_deref()).await?,
+        )),
     }
 }
 
@@ -203,7 +211,7 @@ async fn choose(location: &Location, store: &dyn Store) -> Result<(Selector, Opt
 pub fn default_tag(location: &Location) -> Option<&'static str> {
     match location {
         Location::Registry(_) => Some("latest"),
-        Location::Layout { .. } | Location::Archive { .. } => None,
+        Location::Layout { .. } | Location::Archive { .. } | Location::DockerArchive { .. } => None,
     }
 }
 

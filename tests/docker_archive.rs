@@ -1,0 +1,326 @@
+//! `docker-archive:FILE[:NAME[:TAG]]` as a source (issue 16, item 1): the
+//! archives are written by skopeo in the classic `docker save` format (the one
+//! Docker 19.03–24 writes), or assembled in Docker ≥ 25's form (an OCI layout
+//! plus `manifest.json`); archgate reads them and a real registry and real
+//! QEMU take what it publishes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::common::jre::{Entry, shared_cache, write_index};
+use crate::common::{TestOutput, TestRegistry, archgate, skopeo_raw, tempdir};
+
+const THREE: [(&str, &str); 3] = [
+    ("linux/amd64", "amd64"),
+    ("linux/arm64", "arm64"),
+    ("linux/mips64le", "mips64el"),
+];
+
+/// A one-platform OCI layout of the real JRE for `platform`, tagged `v1`.
+fn jre_layout(dir: &Path, platform: &str, arch: &str) -> PathBuf {
+    let layout = dir.join(format!("layout-{arch}"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(write_index(&layout, &[Entry::jre(platform, arch)], "v1"));
+    layout
+}
+
+/// `skopeo copy oci:LAYOUT:v1 docker-archive:FILE:NAME`: the classic
+/// `docker save` form (manifest.json, repositories, uncompressed layer tars).
+fn docker_save(layout: &Path, platform: &str, file: &Path, name: &str) {
+    let arch = platform.rsplit('/').next().unwrap();
+    let out = Command::new("skopeo")
+        .args(["--override-arch", arch, "copy", "--quiet"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker-archive:{}:{name}", file.display()))
+        .output()
+        .expect("skopeo (apt-get install skopeo; scripts/setup.sh does)");
+    assert!(
+        out.status.success(),
+        "skopeo copy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn inspect(location: &str) -> TestOutput {
+    archgate().args(["inspect", "--json", location]).output()
+}
+
+/// The config digest of the single image in an OCI layout.
+fn config_digest_of(layout: &Path) -> String {
+    let out = inspect(&format!("oci:{}:v1", layout.display()));
+    let v: Value = out.assert_code(0).json();
+    v["platforms"][0]["config_digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The seed's section 2 as one command: three `docker save` archives, one per
+/// architecture, merged into one index in a registry, which then verifies on
+/// every platform (java runs under QEMU). Configs keep their bytes.
+#[test]
+fn three_docker_save_archives_merge_into_an_index_that_verifies() {
+    let dir = tempdir();
+    let registry = TestRegistry::start_http();
+    let mut sources = Vec::new();
+    let mut configs = Vec::new();
+    for (platform, arch) in THREE {
+        let layout = jre_layout(dir.path(), platform, arch);
+        configs.push((platform, config_digest_of(&layout)));
+        let file = dir.path().join(format!("debian-bullseye-{arch}.tar"));
+        docker_save(&layout, platform, &file, &format!("debian:bullseye-{arch}"));
+        sources.push(format!("docker-archive:{}", file.display()));
+    }
+    let config = dir.path().join("archgate.toml");
+    std::fs::write(
+        &config,
+        format!("[registries.\"{}\"]\nhttp = true\n", registry.host()),
+    )
+    .unwrap();
+    let target = registry.repo("debian:bullseye-multiv1");
+    let out = archgate()
+        .arg("--config")
+        .arg(&config)
+        .args(["merge", "--json", "--target", &target])
+        .args(&sources)
+        .output();
+    let merged: Value = out.assert_code(0).json();
+
+    let index: Value = serde_json::from_slice(&skopeo_raw(&registry, &target)).unwrap();
+    let mut platforms = crate::merge::platforms(&index);
+    platforms.sort();
+    assert_eq!(
+        platforms,
+        ["linux/amd64", "linux/arm64", "linux/mips64le"],
+        "{merged:#}"
+    );
+    let remote: Value = inspect_with(&config, &target);
+    for (platform, config_digest) in &configs {
+        let entry = remote["platforms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["platform"] == *platform)
+            .unwrap_or_else(|| panic!("{platform} in {remote:#}"));
+        assert_eq!(
+            entry["config_digest"], *config_digest,
+            "the config keeps its bytes"
+        );
+    }
+
+    let out = archgate()
+        .arg("--config")
+        .arg(&config)
+        .args(["verify", "--json", &target])
+        .env("ARCHGATE_CACHE", shared_cache())
+        .output();
+    let v: Value = out.assert_code(0).json();
+    assert_eq!(v["outcome"], "passed", "{v:#}");
+}
+
+fn inspect_with(config: &Path, location: &str) -> Value {
+    archgate()
+        .arg("--config")
+        .arg(config)
+        .args(["inspect", "--json", location])
+        .output()
+        .assert_code(0)
+        .json()
+}
+
+/// An archive is read by the name `docker save` recorded, Docker's way
+/// (`debian` is `debian:latest`, `docker.io/library/` implied); a name it
+/// does not hold is an input error listing what it holds.
+#[test]
+fn an_image_is_picked_by_its_saved_name_and_a_wrong_name_lists_the_names() {
+    let dir = tempdir();
+    let layout = jre_layout(dir.path(), "linux/arm64", "arm64");
+    let file = dir.path().join("jre.tar");
+    docker_save(&layout, "linux/arm64", &file, "team/jre:17");
+    let config_digest = config_digest_of(&layout);
+    for name in ["", ":team/jre:17", ":docker.io/team/jre:17"] {
+        let loc = format!("docker-archive:{}{name}", file.display());
+        let v: Value = inspect(&loc).assert_code(0).json();
+        assert_eq!(v["platforms"][0]["platform"], "linux/arm64", "{loc}: {v:#}");
+        assert_eq!(v["platforms"][0]["config_digest"], config_digest, "{loc}");
+        assert_eq!(
+            v["platforms"][0]["media_type"],
+            "application/vnd.oci.image.manifest.v1+json"
+        );
+    }
+    let out = inspect(&format!("docker-archive:{}:team/jre", file.display()));
+    out.assert_code(2);
+    out.assert_stderr_contains("team/jre");
+    out.assert_stderr_contains("it holds: team/jre:17");
+}
+
+/// Docker ≥ 25 writes an OCI layout plus manifest.json: its manifests are
+/// read as they are (the digest `docker save` recorded), by the saved name.
+#[test]
+fn a_docker_25_archive_keeps_its_manifest_digest() {
+    let dir = tempdir();
+    let layout = jre_layout(dir.path(), "linux/mips64le", "mips64el");
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let top = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // write_index writes an index over one manifest; Docker 25 lists the
+    // image index too. manifest.json names the platform image.
+    let top_blob: Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(&top[7..])).unwrap(),
+    )
+    .unwrap();
+    let image = top_blob["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(&image[7..])).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("manifest.json"),
+        serde_json::to_vec(&json!([{
+            "Config": format!("blobs/sha256/{}", &manifest["config"]["digest"].as_str().unwrap()[7..]),
+            "RepoTags": ["team/jre:17"],
+            "Layers": manifest["layers"].as_array().unwrap().iter()
+                .map(|l| format!("blobs/sha256/{}", &l["digest"].as_str().unwrap()[7..]))
+                .collect::<Vec<_>>(),
+        }]))
+        .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(layout.join("repositories"), b"{}").unwrap();
+    let file = dir.path().join("docker25.tar");
+    tar_dir(&layout, &file);
+    for name in ["", ":team/jre:17"] {
+        let v: Value = inspect(&format!("docker-archive:{}{name}", file.display()))
+            .assert_code(0)
+            .json();
+        assert_eq!(v["digest"], top, "{v:#}");
+        assert_eq!(v["platforms"][0]["manifest_digest"], image, "{v:#}");
+    }
+    let v: Value = inspect(&format!("docker-archive:{}", file.display()))
+        .assert_code(0)
+        .json();
+    assert_eq!(v["platforms"][0]["manifest_digest"], image, "{v:#}");
+    assert_eq!(v["platforms"][0]["platform"], "linux/mips64le");
+}
+
+/// A tar of `dir`'s contents (paths relative to it), as `docker save` lays them out.
+fn tar_dir(dir: &Path, file: &Path) {
+    let mut b = tar::Builder::new(std::fs::File::create(file).unwrap());
+    b.append_dir_all(".", dir).unwrap();
+    b.finish().unwrap();
+}
+
+/// A `docker-archive:` target is refused before any work (exit 2), naming
+/// what to write instead; nothing is created.
+#[test]
+fn a_docker_archive_target_is_refused_before_any_work() {
+    let dir = tempdir();
+    let layout = jre_layout(dir.path(), "linux/amd64", "amd64");
+    let target = dir.path().join("out.tar");
+    let out = archgate()
+        .args([
+            "mirror",
+            &format!("oci:{}:v1", layout.display()),
+            &format!("docker-archive:{}", target.display()),
+        ])
+        .output();
+    out.assert_code(2);
+    out.assert_stderr_contains("cannot be written");
+    out.assert_stderr_contains("oci-archive:FILE");
+    assert!(!target.exists());
+}
+
+/// A hostile archive: a layer symlink climbing out of the archive is
+/// refused, naming the entry; nothing outside the private directory is read.
+#[test]
+fn a_link_out_of_the_archive_is_refused_naming_it() {
+    let dir = tempdir();
+    let file = dir.path().join("evil.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&file).unwrap());
+    let manifest = br#"[{"Config":"c.json","RepoTags":["evil:1"],"Layers":["l/layer.tar"]}]"#;
+    let mut h = tar::Header::new_gnu();
+    h.set_size(manifest.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "manifest.json", &manifest[..])
+        .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    h.set_cksum();
+    b.append_link(&mut h, "l/layer.tar", "../../../../etc/passwd")
+        .unwrap();
+    b.finish().unwrap();
+    drop(b);
+    let out = inspect(&format!("docker-archive:{}", file.display()));
+    assert_eq!(out.code(), Some(1), "{}", out.stderr());
+    out.assert_stderr_contains("l/layer.tar");
+    out.assert_stderr_contains("leaves the archive");
+}
+
+/// `FROM docker-archive:FILE` builds on a `docker save` archive, and
+/// `run --image docker-archive:FILE` gates one: the base's layers are carried
+/// as they are (same digests) under the new layer, and java runs under QEMU.
+#[test]
+fn a_build_goes_from_a_docker_save_archive_and_run_gates_one() {
+    let dir = tempdir();
+    let layout = jre_layout(dir.path(), "linux/arm64", "arm64");
+    let file = dir.path().join("jre-arm64.tar");
+    docker_save(&layout, "linux/arm64", &file, "team/jre:17");
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("app.conf"), "port = 8080\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM docker-archive:{}:team/jre:17\nCOPY app.conf /srv/app.conf\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let base: Value = inspect(&format!("docker-archive:{}", file.display()))
+        .assert_code(0)
+        .json();
+    let out_image = format!("oci:{}:v1", dir.path().join("out").display());
+    archgate()
+        .args(["build", ctx.to_str().unwrap(), "--platform", "linux/arm64"])
+        .args(["--image", &out_image])
+        .output()
+        .assert_code(0);
+    let built: Value = inspect(&out_image).assert_code(0).json();
+    let p = &built["platforms"][0];
+    assert_eq!(p["platform"], "linux/arm64", "{built:#}");
+    assert_eq!(
+        p["layers"].as_u64(),
+        base["platforms"][0]["layers"].as_u64().map(|n| n + 1),
+        "{built:#}"
+    );
+
+    let report = dir.path().join("report");
+    let out = archgate()
+        .args(["run", "--platform", "linux/arm64", "--image"])
+        .arg(format!("docker-archive:{}", file.display()))
+        .arg("--report-dir")
+        .arg(&report)
+        .env("ARCHGATE_CACHE", shared_cache())
+        .output();
+    out.assert_code(0);
+    let env = std::fs::read_to_string(report.join("archgate.env")).unwrap();
+    assert!(env.contains("AG_VERDICT=passed"), "{env}");
+    assert!(
+        env.contains(&format!(
+            "AG_IMAGE=docker-archive:{}@sha256:",
+            file.display()
+        )),
+        "{env}"
+    );
+}
