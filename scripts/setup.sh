@@ -14,6 +14,9 @@ command -v umoci >/dev/null || need+=(umoci)
 # verify: the sandbox and the emulators for foreign CPUs
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+# archives: containerd's importer (what K3s runs) reads the archives archgate writes;
+# the tests start their own private containerd
+command -v containerd >/dev/null && command -v ctr >/dev/null || need+=(containerd)
 # reports: xmllint validates junit.xml in the tests
 command -v xmllint >/dev/null || need+=(libxml2-utils)
 # CI templates: the Jenkins step runs under groovy; gitlab-ci-local needs rsync
@@ -32,6 +35,10 @@ fi
 # tests start their own on 127.0.0.1 and never need that one.
 if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
   systemctl stop docker-registry || true
+fi
+# Likewise Debian's containerd package starts the system daemon; the tests never use it.
+if command -v systemctl >/dev/null && systemctl is-active --quiet containerd 2>/dev/null; then
+  systemctl stop containerd || true
 fi
 
 # gitlab-ci-local runs the GitLab template for real in the tests (4.60.1: the last

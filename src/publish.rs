@@ -43,6 +43,10 @@ pub struct Plan<'a> {
     pub head: RawManifest,
     /// Tags to point at `head`, in order; repeats are dropped.
     pub tags: Vec<String>,
+    /// The image's full repository name (`REGISTRY/NAME`), recorded with each
+    /// tag where the target keeps names (an OCI layout or archive:
+    /// `io.containerd.image.name`, what K3s imports it as).
+    pub name: Option<String>,
     /// Blobs put at once.
     pub concurrency: usize,
     /// Log every blob at `info` (what `mirror` shows); otherwise at `debug`.
@@ -105,7 +109,7 @@ pub async fn write(target: &dyn Store, plan: Plan<'_>) -> Result<Written> {
             ManifestKind::Image => written.manifests += 1,
         }
     }
-    written.tags = tag(target, &plan.head, &dedup(plan.tags)).await?;
+    written.tags = tag(target, &plan.head, &dedup(plan.tags), plan.name.as_deref()).await?;
     target.commit().await?;
     Ok(written)
 }
@@ -120,7 +124,9 @@ pub async fn write_index(
     manifests: Vec<RawManifest>,
     index: &RawManifest,
     tags: Vec<String>,
+    name: Option<&str>,
 ) -> Result<(Vec<String>, Written)> {
+    let name = name_for(target, name);
     let tags = dedup(tags);
     let store = store::open(target, settings, true).await?;
     let plan = Plan {
@@ -128,6 +134,7 @@ pub async fn write_index(
         manifests,
         head: index.clone(),
         tags: tags.clone(),
+        name,
         concurrency: settings.network.concurrency,
         log_each_blob: false,
     };
@@ -194,14 +201,24 @@ pub async fn put_manifest_if_missing(target: &dyn Store, manifest: &RawManifest)
 
 /// Points every tag at `head` (already stored by digest) unless it already
 /// does: only the tag is sent. Returns how many moved.
-async fn tag(target: &dyn Store, head: &RawManifest, tags: &[String]) -> Result<usize> {
+/// With `name`, each tag is written with it (a layout records it beside the
+/// tag, so a re-run that names the image differently updates the name).
+async fn tag(
+    target: &dyn Store,
+    head: &RawManifest,
+    tags: &[String],
+    name: Option<&str>,
+) -> Result<usize> {
     let mut moved = 0;
     for tag in tags {
         let current = target.probe(&Selector::Tag(tag.clone())).await?;
-        if current.as_ref() != Some(&head.digest) {
-            target.put_tag(head, tag).await?;
-            moved += 1;
+        let moves = current.as_ref() != Some(&head.digest);
+        match name {
+            Some(name) => target.put_named_tag(head, tag, name).await?,
+            None if moves => target.put_tag(head, tag).await?,
+            None => {}
         }
+        moved += usize::from(moves);
     }
     Ok(moved)
 }
@@ -229,6 +246,24 @@ pub fn index_tag(target: &Location, command: &str) -> Result<String> {
             "{command} target `{target}` names no tag: write e.g. `{target}:v1` (the index digest is computed)"
         ))
     })
+}
+
+/// The full repository name to record for `name` (`image_name`, normalised
+/// as Docker does), with [`warn_unnamed`] when there is none.
+pub fn name_for(target: &crate::image::Location, name: Option<&str>) -> Option<String> {
+    let name = name.and_then(store::repository_of);
+    warn_unnamed(target, name.as_deref());
+    name
+}
+
+/// A warning when an image goes into an `oci-archive:` without a name:
+/// K3s and `ctr images import` would store it under its bare tag.
+pub fn warn_unnamed(target: &crate::image::Location, name: Option<&str>) {
+    if name.is_none() && matches!(target, crate::image::Location::Archive { .. }) {
+        tracing::warn!(
+            "{target} records no image name: K3s and `ctr images import` would store it under its bare tag; name it with --name REGISTRY/NAME (or `image_name`)"
+        );
+    }
 }
 
 /// The tag `target` names itself, `None` when it names none; a digest is an
@@ -328,6 +363,7 @@ mod tests {
             manifests: vec![image.clone()],
             head: index.clone(),
             tags: vec!["v1".into(), "latest".into(), "v1".into()],
+            name: None,
             concurrency: 2,
             log_each_blob: false,
         };

@@ -12,6 +12,7 @@ mod docker_archive;
 mod faults;
 mod hostile;
 mod human_output;
+mod k3s_import;
 mod layout;
 mod merge;
 mod mirror;

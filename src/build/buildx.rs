@@ -118,6 +118,7 @@ mod tests {
             ],
             target: Location::parse("10.0.0.5:5000/app:v1").unwrap(),
             extra_tags: vec!["latest".into()],
+            name: None,
             format: crate::image::media::Format::Oci,
             epoch: 0,
             driver: crate::config::BuildDriver::Buildx,

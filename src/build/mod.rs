@@ -41,6 +41,8 @@ pub struct BuildRequest {
     pub target: Location,
     /// More tags for the index (besides the target's own).
     pub extra_tags: Vec<String>,
+    /// The full repository name to record in a layout or archive target.
+    pub name: Option<String>,
     pub format: Format,
     /// `SOURCE_DATE_EPOCH`, else 0: every timestamp in layers and config.
     pub epoch: i64,
@@ -318,10 +320,17 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
     let index = manifest::index(entries, req.format)?;
 
     // 4. Publish: blobs, per-platform manifests by digest, the index by digest, tags last.
-    let mut tags = vec![target_tag];
-    tags.extend(req.extra_tags.iter().cloned());
-    let (tags, written) =
-        publish::write_index(&req.target, settings, blobs, manifests, &index, tags).await?;
+    let tags = [vec![target_tag], req.extra_tags.clone()].concat();
+    let (tags, written) = publish::write_index(
+        &req.target,
+        settings,
+        blobs,
+        manifests,
+        &index,
+        tags,
+        req.name.as_deref(),
+    )
+    .await?;
     Ok(BuildOutcome {
         image: req.target.with_digest(&index.digest).to_string(),
         index_digest: index.digest.clone(),

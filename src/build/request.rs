@@ -38,6 +38,7 @@ impl BuildRequest {
             platforms,
             target: Location::parse(&target)?,
             extra_tags: s.render_tags(&b.tags)?,
+            name: s.image_name.clone(),
             format: b.format,
             epoch: source_date_epoch(s.host.source_date_epoch.as_deref())?,
             driver: b.driver,

@@ -54,7 +54,15 @@ pub fn split_list(value: &str) -> Vec<String> {
 }
 
 /// `merge` flags (`--tag` is added to the loaded settings: it extends `tags`).
+/// `--name` of `mirror`, `merge` and `build`: the `image_name` setting.
+pub fn name(sources: &mut Sources, name: Option<&str>) {
+    if let Some(n) = name {
+        set(sources, &["image_name"], n.to_string(), "--name");
+    }
+}
+
 pub fn merge(sources: &mut Sources, args: &MergeArgs) {
+    name(sources, args.name.as_deref());
     if let Some(p) = &args.platform {
         set(sources, &["platforms"], split_list(p), "--platform");
     }
@@ -137,6 +145,7 @@ fn report_dir(sources: &mut Sources, dir: &std::path::Path) {
 
 /// `build` flags (`--tag` is added to the loaded settings: it extends `[build] tags`).
 pub fn build(sources: &mut Sources, args: &BuildArgs) -> Result<()> {
+    name(sources, args.name.as_deref());
     if let Some(p) = &args.platform {
         set(
             sources,

@@ -162,6 +162,11 @@ pub struct InspectArgs {
 
 #[derive(Debug, Default, Args)]
 pub struct MergeArgs {
+    /// The full repository name to record in an oci:/oci-archive: target
+    /// (io.containerd.image.name, what K3s imports it as), e.g.
+    /// 10.0.0.5:5000/team/app; the tag is the target's (setting: image_name).
+    #[arg(long, value_name = "REGISTRY/NAME")]
+    pub name: Option<String>,
     /// Sources: image locations of single-platform images or of indexes
     /// (default: [merge] sources). A platform is read from each image's config.
     #[arg(value_name = "SOURCE")]
@@ -207,6 +212,11 @@ pub struct MirrorArgs {
     /// `platforms` when configured, else all the source holds, byte for byte).
     #[arg(long, value_name = "LIST")]
     pub platform: Option<String>,
+    /// The full repository name to record in an oci:/oci-archive: target
+    /// (io.containerd.image.name, what K3s imports it as), e.g.
+    /// 10.0.0.5:5000/team/app; the tag is the target's (default: the source's name; setting: image_name).
+    #[arg(long, value_name = "REGISTRY/NAME")]
+    pub name: Option<String>,
     /// Print the result as JSON (one array, one element per image).
     #[arg(long)]
     pub json: bool,
@@ -235,6 +245,11 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Default, Args)]
 pub struct BuildArgs {
+    /// The full repository name to record in an oci:/oci-archive: target
+    /// (io.containerd.image.name, what K3s imports it as), e.g.
+    /// 10.0.0.5:5000/team/app; the tag is the target's (setting: image_name).
+    #[arg(long, value_name = "REGISTRY/NAME")]
+    pub name: Option<String>,
     /// The build context directory (default: [build] context, else `.`).
     #[arg(value_name = "CONTEXT")]
     pub context: Option<PathBuf>,
@@ -373,6 +388,7 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Command::Mirror(args) => {
+            flags::name(&mut sources, args.name.as_deref());
             if let Some(p) = &args.platform {
                 flags::set(
                     &mut sources,
@@ -388,6 +404,7 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
                     source: source.clone(),
                     target: target.clone(),
                     platforms: s.explicit_platforms(),
+                    name: s.image_name.clone(),
                 }],
                 _ => {
                     let mut all = MirrorRequest::from_settings(s)?;

@@ -334,6 +334,26 @@ fn validate(settings: &Settings, origins: &BTreeMap<Vec<String>, String>) -> Res
             )));
         }
     }
+    let names = std::iter::once((
+        key(&["image_name"]),
+        "image_name".to_string(),
+        &settings.image_name,
+    ))
+    .chain(settings.mirror.iter().enumerate().map(|(i, m)| {
+        (
+            key(&["mirror"]),
+            format!("[[mirror]] #{} name", i + 1),
+            &m.name,
+        )
+    }));
+    for (path, shown, name) in names {
+        if let Some(n) = name
+            && let Err(why) = check_image_name(n)
+        {
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            return Err(fail(&path, format!("`{shown}` = {n:?}: {why}")));
+        }
+    }
     let max = settings.cache_max_size.trim();
     if !max.eq_ignore_ascii_case("off") {
         super::size::parse_size(max)
@@ -375,6 +395,19 @@ fn validate(settings: &Settings, origins: &BTreeMap<Vec<String>, String>) -> Res
             "[report] dir is empty: name the directory for the reports, e.g. \"archgate-report\""
                 .into(),
         ));
+    }
+    Ok(())
+}
+
+/// An image name as `image_name` takes it: a repository as Docker parses
+/// one (no lookup), without tag or digest (those come from the target).
+fn check_image_name(name: &str) -> std::result::Result<(), String> {
+    let r = crate::image::ImageRef::parse(name).map_err(|e| e.to_string())?;
+    if r.tag.is_some() || r.digest.is_some() {
+        return Err(
+            "give the repository only, e.g. \"10.0.0.5:5000/team/app\": the tag is the target's"
+                .into(),
+        );
     }
     Ok(())
 }

@@ -42,6 +42,12 @@ pub struct Settings {
     pub image: String,
     /// Extra tags (templates) put on the published index, after the digest is pushed.
     pub tags: Vec<String>,
+    /// The full repository name (`REGISTRY/NAME`, no tag) recorded beside each
+    /// tag in an `oci:` or `oci-archive:` target (`io.containerd.image.name`,
+    /// what `ctr images import` and K3s store the image as), e.g.
+    /// `10.0.0.5:5000/team/app`; `--name`. Unset: `mirror` keeps the source's
+    /// name; `merge` and `build` record none.
+    pub image_name: Option<String>,
     /// Per-registry settings keyed by `HOST[:PORT]` exactly as in image references.
     pub registries: BTreeMap<String, RegistrySettings>,
     /// Timeouts, retries and concurrency for registry traffic.
@@ -99,6 +105,7 @@ impl Default for Settings {
                 .collect(),
             image: "oci:archgate-out/image:{tag}".into(),
             tags: Vec::new(),
+            image_name: None,
             registries: BTreeMap::new(),
             network: NetworkSettings::default(),
             build: BuildSettings::default(),
@@ -329,6 +336,9 @@ pub struct MirrorEntry {
     /// Platforms to keep; empty: `--platform`, else the configured `platforms`
     /// when set explicitly, else every platform the source holds.
     pub platforms: Vec<Platform>,
+    /// The full repository name recorded in an `oci:`/`oci-archive:` target
+    /// (as top-level `image_name`); unset: `image_name`, else the source's.
+    pub name: Option<String>,
 }
 
 /// How a platform's commands are executed by `archgate verify`.

@@ -296,6 +296,9 @@ pub const REFERENCE_TYPE_ANNOTATION: &str = "vnd.docker.reference.type";
 pub const REFERENCE_DIGEST_ANNOTATION: &str = "vnd.docker.reference.digest";
 /// The tag name annotation of an OCI layout's `index.json`.
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+/// The full image name (`REGISTRY/NAME:TAG`) containerd, and so K3s, stores an
+/// imported image under (it reads this before `ref.name`).
+pub const CONTAINERD_NAME_ANNOTATION: &str = "io.containerd.image.name";
 
 #[cfg(test)]
 mod tests {

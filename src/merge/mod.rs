@@ -41,6 +41,8 @@ pub struct MergeRequest {
     pub keep_attestations: bool,
     /// More tags for the index (besides the target's own).
     pub extra_tags: Vec<String>,
+    /// The full repository name to record in a layout or archive target.
+    pub name: Option<String>,
 }
 
 /// What `merge` did.
@@ -225,10 +227,17 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
     let index = manifest::index(entries, req.format)?;
 
     // 3. Write: blobs, manifests by digest, the index by digest, tags last.
-    let mut tags = vec![target_tag];
-    tags.extend(req.extra_tags.iter().cloned());
-    let (tags, written) =
-        publish::write_index(&req.target, settings, blobs, manifests, &index, tags).await?;
+    let tags = [vec![target_tag], req.extra_tags.clone()].concat();
+    let (tags, written) = publish::write_index(
+        &req.target,
+        settings,
+        blobs,
+        manifests,
+        &index,
+        tags,
+        req.name.as_deref(),
+    )
+    .await?;
     Ok(MergeOutcome {
         image: req.target.with_digest(&index.digest).to_string(),
         index_digest: index.digest.clone(),

@@ -40,6 +40,7 @@ impl MergeRequest {
             convert: s.merge.convert,
             keep_attestations: s.merge.keep_attestations,
             extra_tags: s.render_tags([])?,
+            name: s.image_name.clone(),
         })
     }
 }

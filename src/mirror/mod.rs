@@ -37,6 +37,9 @@ pub struct MirrorRequest {
     pub target: String,
     /// The platforms to keep; `None`: everything the source holds, byte for byte.
     pub platforms: Option<Vec<Platform>>,
+    /// The full repository name to record in a layout or archive target;
+    /// `None`: the source's own (its registry name, or what it records).
+    pub name: Option<String>,
 }
 
 /// What `mirror` did.
@@ -123,6 +126,12 @@ pub async fn mirror(req: &MirrorRequest, settings: &Settings) -> Result<MirrorOu
         human_size(plan.blobs.iter().map(|b| b.size).sum())
     );
     let tags: Vec<String> = tag.into_iter().collect();
+    let name = req
+        .name
+        .as_deref()
+        .and_then(store::repository_of)
+        .or(opened.name.clone());
+    publish::warn_unnamed(&target, name.as_deref());
     let written = publish::write(
         dst,
         publish::Plan {
@@ -137,6 +146,7 @@ pub async fn mirror(req: &MirrorRequest, settings: &Settings) -> Result<MirrorOu
             manifests: plan.manifests,
             head: plan.head.clone(),
             tags: tags.clone(),
+            name,
             concurrency: settings.network.concurrency,
             log_each_blob: true,
         },

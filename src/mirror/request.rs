@@ -34,6 +34,7 @@ impl MirrorRequest {
                     source: s.render(&entry.source, &key("source"))?,
                     target: s.render(&entry.target, &key("target"))?,
                     platforms,
+                    name: entry.name.clone().or_else(|| s.image_name.clone()),
                 })
             })
             .collect()

@@ -29,11 +29,9 @@ use super::layout::{self, LayoutStore};
 use super::{BlobPut, BlobReader, Store};
 use crate::error::{Error, Result};
 use crate::image::digest::Hasher;
-use crate::image::manifest::REF_NAME_ANNOTATION;
+use crate::image::manifest::{CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
 use crate::image::{Descriptor, Digest, ImageConfig, RawManifest, Selector, media};
 
-/// The annotation containerd (and so K3s) names an imported image by.
-pub const CONTAINERD_NAME_ANNOTATION: &str = "io.containerd.image.name";
 /// Symlinks followed, at most, to reach a file (duplicate layers are one hop).
 const MAX_LINK_HOPS: usize = 8;
 

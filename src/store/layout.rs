@@ -30,7 +30,7 @@ use tokio::sync::Mutex;
 use super::{BlobPut, BlobReader, Store};
 use crate::error::{Error, Result};
 use crate::image::digest::{Hasher, VerifyingReader};
-use crate::image::manifest::{REF_NAME_ANNOTATION, sniff_media_type};
+use crate::image::manifest::{CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION, sniff_media_type};
 use crate::image::media;
 use crate::image::{Descriptor, Digest, RawManifest, Selector};
 
@@ -345,6 +345,53 @@ impl LayoutStore {
     }
 }
 
+impl LayoutStore {
+    /// Stores a manifest and, with `tag`, tags it; with `name`, the entry also
+    /// records the full name `NAME:TAG` (`io.containerd.image.name`).
+    async fn put_manifest_named(
+        &self,
+        manifest: &RawManifest,
+        tag: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<()> {
+        self.check_writable()?;
+        manifest.digest.verify(
+            &manifest.bytes,
+            &format!("manifest to be written to {}", self.name()),
+        )?;
+        if tag == Some("") {
+            return Err(Error::Invalid(format!(
+                "empty tag for manifest {} in {}",
+                manifest.digest,
+                self.name()
+            )));
+        }
+        let dest = self.blob_path(&manifest.digest);
+        if !tokio::fs::try_exists(&dest)
+            .await
+            .map_err(|e| Error::io(&dest, e))?
+        {
+            let dir = self.blob_dir(&manifest.digest);
+            let bytes = manifest.bytes.clone();
+            run_blocking(move || {
+                fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                write_file_atomic(&dir, &dest, &bytes)
+            })
+            .await?;
+        }
+        let Some(tag) = tag else {
+            return Ok(());
+        };
+        // Blob first, tag last: a reader never finds a tag whose manifest is missing.
+        let _guard = self.index_lock.lock().await;
+        let mut doc = self.read_index().await?;
+        set_tag(&mut doc, &manifest.descriptor(), tag, name)
+            .map_err(|m| Error::malformed(self.file_label(INDEX_FILE), m))?;
+        let (root, bytes) = (self.root.clone(), render_index(&doc));
+        run_blocking(move || write_file_atomic(&root, &root.join(INDEX_FILE), &bytes)).await
+    }
+}
+
 #[async_trait]
 impl Store for LayoutStore {
     fn name(&self) -> String {
@@ -401,41 +448,12 @@ impl Store for LayoutStore {
     }
 
     async fn put_manifest(&self, manifest: &RawManifest, tag: Option<&str>) -> Result<()> {
-        self.check_writable()?;
-        manifest.digest.verify(
-            &manifest.bytes,
-            &format!("manifest to be written to {}", self.name()),
-        )?;
-        if tag == Some("") {
-            return Err(Error::Invalid(format!(
-                "empty tag for manifest {} in {}",
-                manifest.digest,
-                self.name()
-            )));
-        }
-        let dest = self.blob_path(&manifest.digest);
-        if !tokio::fs::try_exists(&dest)
+        self.put_manifest_named(manifest, tag, None).await
+    }
+
+    async fn put_named_tag(&self, manifest: &RawManifest, tag: &str, name: &str) -> Result<()> {
+        self.put_manifest_named(manifest, Some(tag), Some(name))
             .await
-            .map_err(|e| Error::io(&dest, e))?
-        {
-            let dir = self.blob_dir(&manifest.digest);
-            let bytes = manifest.bytes.clone();
-            run_blocking(move || {
-                fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-                write_file_atomic(&dir, &dest, &bytes)
-            })
-            .await?;
-        }
-        let Some(tag) = tag else {
-            return Ok(());
-        };
-        // Blob first, tag last: a reader never finds a tag whose manifest is missing.
-        let _guard = self.index_lock.lock().await;
-        let mut doc = self.read_index().await?;
-        set_tag(&mut doc, &manifest.descriptor(), tag)
-            .map_err(|m| Error::malformed(self.file_label(INDEX_FILE), m))?;
-        let (root, bytes) = (self.root.clone(), render_index(&doc));
-        run_blocking(move || write_file_atomic(&root, &root.join(INDEX_FILE), &bytes)).await
     }
 
     async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
@@ -636,7 +654,12 @@ fn tags_hint(entries: &[Descriptor]) -> String {
 /// Points `tag` at `desc`: entries with that name are replaced, every other
 /// entry is kept as it was. Entries are sorted by (tag, digest) so that the
 /// same content gives the same bytes whatever order the tags were written in.
-fn set_tag(doc: &mut Value, desc: &Descriptor, tag: &str) -> std::result::Result<(), String> {
+fn set_tag(
+    doc: &mut Value,
+    desc: &Descriptor,
+    tag: &str,
+    name: Option<&str>,
+) -> std::result::Result<(), String> {
     let mut entry = serde_json::to_value(desc).map_err(|e| e.to_string())?;
     let annotations = entry
         .as_object_mut()
@@ -644,6 +667,9 @@ fn set_tag(doc: &mut Value, desc: &Descriptor, tag: &str) -> std::result::Result
         .entry("annotations")
         .or_insert_with(|| json!({}));
     annotations[REF_NAME_ANNOTATION] = Value::String(tag.to_string());
+    if let Some(name) = name {
+        annotations[CONTAINERD_NAME_ANNOTATION] = Value::String(format!("{name}:{tag}"));
+    }
     let Some(Value::Array(entries)) = doc.get_mut("manifests") else {
         return Err("not an OCI image index (no `manifests` array)".into());
     };
@@ -1139,7 +1165,7 @@ mod tests {
         )
         .unwrap();
         let new = desc(b"new");
-        set_tag(&mut doc, &new, "latest").unwrap();
+        set_tag(&mut doc, &new, "latest", None).unwrap();
 
         let entries = index_entries(&doc).unwrap();
         assert_eq!(ref_names(&entries), ["latest", "v1"]);
@@ -1154,12 +1180,12 @@ mod tests {
     fn index_bytes_do_not_depend_on_write_order() {
         let (a, b) = (desc(b"a"), desc(b"b"));
         let mut one = empty_index();
-        set_tag(&mut one, &a, "v1").unwrap();
-        set_tag(&mut one, &b, "latest").unwrap();
+        set_tag(&mut one, &a, "v1", None).unwrap();
+        set_tag(&mut one, &b, "latest", None).unwrap();
         let mut two = empty_index();
-        set_tag(&mut two, &b, "latest").unwrap();
-        set_tag(&mut two, &a, "v1").unwrap();
-        set_tag(&mut two, &a, "v1").unwrap();
+        set_tag(&mut two, &b, "latest", None).unwrap();
+        set_tag(&mut two, &a, "v1", None).unwrap();
+        set_tag(&mut two, &a, "v1", None).unwrap();
         assert_eq!(render_index(&one), render_index(&two));
         let parsed = parse_index(&render_index(&one)).unwrap();
         assert_eq!(parsed["mediaType"], media::OCI_INDEX);

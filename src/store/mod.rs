@@ -25,7 +25,7 @@ use tokio::io::AsyncRead;
 
 use crate::config::Settings;
 use crate::error::Result;
-use crate::image::manifest::REF_NAME_ANNOTATION;
+use crate::image::manifest::{CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
 use crate::image::{Descriptor, Digest, Location, RawManifest, Selector};
 
 pub use pool::{Pool, StoreId};
@@ -99,6 +99,14 @@ pub trait Store: Send + Sync {
         self.put_manifest(manifest, Some(tag)).await
     }
 
+    /// [`Store::put_tag`], recording the image's full name `NAME:TAG` where
+    /// the store keeps names beside tags: an OCI layout's
+    /// `io.containerd.image.name`, which `ctr images import` and K3s store the
+    /// image under. A registry has its name already: the default is `put_tag`.
+    async fn put_named_tag(&self, manifest: &RawManifest, tag: &str, _name: &str) -> Result<()> {
+        self.put_tag(manifest, tag).await
+    }
+
     /// Whether a blob is present.
     async fn blob_exists(&self, digest: &Digest) -> Result<bool>;
 
@@ -169,6 +177,10 @@ pub struct Opened {
     /// registry's `latest`, a layout's single entry's `ref.name`); `None` when
     /// the image is named by digest.
     pub tag: Option<String>,
+    /// The image's full repository name (`REGISTRY/NAME`, Docker's normal
+    /// form): a registry's own, or the one a layout or `docker save` archive
+    /// records for it (`io.containerd.image.name`); `None` when unknown.
+    pub name: Option<String>,
 }
 
 /// Opens a location to read the image it names: the one place that decides
@@ -177,11 +189,27 @@ pub struct Opened {
 pub async fn open_image(location: &Location, settings: &Settings) -> Result<Opened> {
     let store = open(location, settings, false).await?;
     let (selector, tag) = choose(location, store.as_ref()).await?;
+    let name = match location {
+        Location::Registry(r) => Some(r.name()),
+        _ => store
+            .resolve(&selector)
+            .await
+            .ok()
+            .and_then(|d| d.annotations.get(CONTAINERD_NAME_ANNOTATION).cloned())
+            .and_then(|n| repository_of(&n)),
+    };
     Ok(Opened {
         store,
         selector,
         tag,
+        name,
     })
+}
+
+/// The full repository (`REGISTRY/NAME`, as Docker normalises it: `debian`
+/// is `docker.io/library/debian`) of an image name with or without a tag.
+pub fn repository_of(name: &str) -> Option<String> {
+    crate::image::ImageRef::parse(name).ok().map(|r| r.name())
 }
 
 /// What to read in `store` for `location`, and the tag it reads through.

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod command;
+pub mod containerd;
 pub mod faults;
 pub mod images;
 pub mod jre;

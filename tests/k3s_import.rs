@@ -1,0 +1,190 @@
+//! Air-gap archives that import under their real name (issue 16, item 3):
+//! an `oci-archive:` archgate writes records the image's full name
+//! (`io.containerd.image.name`), so containerd's importer — what K3s runs over
+//! its images folder, here Debian's containerd started privately — stores
+//! `REGISTRY/NAME:TAG`, with the source's config.
+
+use std::path::Path;
+
+use archgate::store::layout::LayoutStore;
+use serde_json::Value;
+
+use crate::common::containerd::TestContainerd;
+use crate::common::registry::skopeo_copy_to;
+use crate::common::{
+    Flavor, TestOutput, TestRegistry, archgate, image_set, push_image_set, tempdir,
+};
+
+/// A three-platform OCI layout at `dir`, tagged `v1`; returns the set.
+fn layout(dir: &Path, salt: &str) -> crate::common::images::ImageSet {
+    let set = image_set(Flavor::Oci, salt);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = LayoutStore::open_dir(dir, true).unwrap();
+        push_image_set(&store, &set, Some("v1")).await.unwrap();
+    });
+    set
+}
+
+fn mirror(args: &[&str]) -> TestOutput {
+    archgate().arg("mirror").args(args).output()
+}
+
+/// The config digest of the `architecture` image of a set.
+fn config_of(set: &crate::common::images::ImageSet, architecture: &str) -> String {
+    let image = set
+        .images
+        .iter()
+        .find(|i| i.architecture == architecture)
+        .unwrap();
+    archgate::image::Digest::of(&image.config).to_string()
+}
+
+#[test]
+fn an_archive_named_with_name_imports_under_that_name_with_the_sources_config() {
+    let dir = tempdir();
+    let set = layout(&dir.path().join("src"), "named");
+    let file = dir.path().join("app.tar");
+    mirror(&[
+        &format!("oci:{}:v1", dir.path().join("src").display()),
+        &format!("oci-archive:{}:v1", file.display()),
+        "--name",
+        "10.0.0.5:5000/team/app",
+    ])
+    .assert_code(0);
+    let ctd = TestContainerd::start();
+    ctd.import(&file, "linux/arm64");
+    let images = ctd.images();
+    assert_eq!(
+        images,
+        [(
+            "10.0.0.5:5000/team/app:v1".to_string(),
+            set.index.digest.to_string()
+        )],
+        "{}",
+        ctd.log()
+    );
+    assert!(
+        ctd.content().contains(&config_of(&set, "arm64")),
+        "the arm64 config, byte for byte"
+    );
+}
+
+/// Without `--name`, a registry source's own name is kept: the archive a
+/// job carries from the registry imports as the image it came from.
+#[test]
+fn a_mirrored_registry_image_keeps_its_name_in_the_archive() {
+    let dir = tempdir();
+    let registry = TestRegistry::start_http();
+    let set = layout(&dir.path().join("src"), "registry");
+    let reference = registry.repo("team/jre:17");
+    skopeo_copy_to(
+        &format!("oci:{}:v1", dir.path().join("src").display()),
+        &reference,
+    );
+    let config = dir.path().join("archgate.toml");
+    std::fs::write(
+        &config,
+        format!("[registries.\"{}\"]\nhttp = true\n", registry.host()),
+    )
+    .unwrap();
+    let file = dir.path().join("jre.tar");
+    let out = archgate()
+        .arg("--config")
+        .arg(&config)
+        .args(["mirror", &reference])
+        .arg(format!("oci-archive:{}", file.display()))
+        .output();
+    out.assert_code(0);
+    let ctd = TestContainerd::start();
+    ctd.import(&file, "linux/amd64");
+    let names: Vec<String> = ctd.images().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, std::slice::from_ref(&reference), "{}", ctd.log());
+    assert!(ctd.content().contains(&config_of(&set, "amd64")));
+}
+
+/// A layout with no name gives an archive K3s would store under its bare
+/// tag: the mirror says so, naming the flag.
+#[test]
+fn an_archive_without_a_name_is_written_with_a_warning() {
+    let dir = tempdir();
+    layout(&dir.path().join("src"), "unnamed");
+    let file = dir.path().join("app.tar");
+    let out = mirror(&[
+        &format!("oci:{}:v1", dir.path().join("src").display()),
+        &format!("oci-archive:{}:v1", file.display()),
+    ]);
+    out.assert_code(0);
+    out.assert_stderr_contains("records no image name");
+    out.assert_stderr_contains("--name REGISTRY/NAME");
+    let index: Value = serde_json::from_slice(
+        &std::process::Command::new("tar")
+            .args(["-xOf", file.to_str().unwrap(), "index.json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        index["manifests"][0]["annotations"]
+            .get("io.containerd.image.name")
+            .is_none(),
+        "{index:#}"
+    );
+}
+
+/// `--name` is a repository: a tag there (the tag is the target's) or a
+/// malformed name is an input error before anything is written.
+#[test]
+fn a_name_with_a_tag_or_uppercase_is_refused_before_any_write() {
+    let dir = tempdir();
+    layout(&dir.path().join("src"), "bad");
+    let file = dir.path().join("app.tar");
+    for (name, says) in [
+        ("10.0.0.5:5000/team/app:v2", "the tag is the target's"),
+        ("10.0.0.5:5000/Team/App", "image_name"),
+    ] {
+        let out = mirror(&[
+            &format!("oci:{}:v1", dir.path().join("src").display()),
+            &format!("oci-archive:{}:v1", file.display()),
+            "--name",
+            name,
+        ]);
+        out.assert_code(2);
+        out.assert_stderr_contains(says);
+        out.assert_stderr_contains("--name");
+        assert!(!file.exists());
+    }
+}
+
+/// The seed's air-gap hop: a `docker save` archive carried in, written as an
+/// OCI archive for K3s's images folder, imports under the name it was saved
+/// as (Docker's normal form) with its own config.
+#[test]
+fn a_docker_save_archive_becomes_an_archive_k3s_imports_by_its_saved_name() {
+    let dir = tempdir();
+    let set = layout(&dir.path().join("src"), "saved");
+    let saved = dir.path().join("saved.tar");
+    let out = std::process::Command::new("skopeo")
+        .args(["--override-arch", "arm64", "copy", "--quiet"])
+        .arg(format!("oci:{}:v1", dir.path().join("src").display()))
+        .arg(format!("docker-archive:{}:team/app:17", saved.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = dir.path().join("app-arm64.tar");
+    mirror(&[
+        &format!("docker-archive:{}", saved.display()),
+        &format!("oci-archive:{}", file.display()),
+    ])
+    .assert_code(0);
+    let ctd = TestContainerd::start();
+    ctd.import(&file, "linux/arm64");
+    let names: Vec<String> = ctd.images().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["docker.io/team/app:17"], "{}", ctd.log());
+    assert!(ctd.content().contains(&config_of(&set, "arm64")));
+}
