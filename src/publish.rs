@@ -269,6 +269,14 @@ pub fn warn_unnamed(target: &crate::image::Location, name: Option<&str>) {
 /// The tag `target` names itself, `None` when it names none; a digest is an
 /// error (`instead` says what to write).
 pub fn named_tag(target: &Location, command: &str, instead: &str) -> Result<Option<String>> {
+    // `docker-archive:FILE:NAME:TAG` names its tag inside the image name.
+    if let Location::DockerArchive { name: Some(n), .. } = target {
+        return Ok(Some(
+            crate::image::ImageRef::parse(n)?
+                .tag
+                .unwrap_or_else(|| "latest".into()),
+        ));
+    }
     match target.selector() {
         Some(Selector::Digest(_)) => Err(Error::Invalid(format!(
             "{command} target `{target}` names a digest: {instead}"

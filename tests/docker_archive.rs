@@ -5,12 +5,12 @@
 //! QEMU take what it publishes.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Value, json};
 
 use crate::common::jre::{Entry, shared_cache, write_index};
 use crate::common::{TestOutput, TestRegistry, archgate, skopeo_raw, tempdir};
+use crate::layout::skopeo;
 
 const THREE: [(&str, &str); 3] = [
     ("linux/amd64", "amd64"),
@@ -30,17 +30,14 @@ fn jre_layout(dir: &Path, platform: &str, arch: &str) -> PathBuf {
 /// `docker save` form (manifest.json, repositories, uncompressed layer tars).
 fn docker_save(layout: &Path, platform: &str, file: &Path, name: &str) {
     let arch = platform.rsplit('/').next().unwrap();
-    let out = Command::new("skopeo")
-        .args(["--override-arch", arch, "copy", "--quiet"])
-        .arg(format!("oci:{}:v1", layout.display()))
-        .arg(format!("docker-archive:{}:{name}", file.display()))
-        .output()
-        .expect("skopeo (apt-get install skopeo; scripts/setup.sh does)");
-    assert!(
-        out.status.success(),
-        "skopeo copy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    skopeo(&[
+        "--override-arch",
+        arch,
+        "copy",
+        "--quiet",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker-archive:{}:{name}", file.display()),
+    ]);
 }
 
 fn inspect(location: &str) -> TestOutput {
@@ -218,24 +215,87 @@ fn tar_dir(dir: &Path, file: &Path) {
     b.finish().unwrap();
 }
 
-/// A `docker-archive:` target is refused before any work (exit 2), naming
-/// what to write instead; nothing is created.
+/// `docker-archive:FILE:NAME:TAG` as a target: the classic `docker save`
+/// form, one platform per file. containerd's importer stores it under its
+/// name with the source's config; skopeo (what reads `docker save` files in
+/// the air gap without Docker) reads it; archgate reads it back and the real
+/// JRE in it runs under QEMU; the same image gives the same bytes.
 #[test]
-fn a_docker_archive_target_is_refused_before_any_work() {
+fn a_docker_archive_target_loads_in_containerd_and_verifies() {
     let dir = tempdir();
-    let layout = jre_layout(dir.path(), "linux/amd64", "amd64");
-    let target = dir.path().join("out.tar");
-    let out = archgate()
-        .args([
-            "mirror",
-            &format!("oci:{}:v1", layout.display()),
-            &format!("docker-archive:{}", target.display()),
-        ])
-        .output();
+    let mut entries = Vec::new();
+    for (platform, arch) in THREE {
+        entries.push(Entry::jre(platform, arch));
+    }
+    let layout = dir.path().join("layout");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(write_index(&layout, &entries, "v1"));
+    let source = format!("oci:{}:v1", layout.display());
+    let source_config = {
+        let v: Value = inspect(&source).assert_code(0).json();
+        v["platforms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["platform"] == "linux/arm64")
+            .unwrap()["config_digest"]
+            .clone()
+    };
+    let file = dir.path().join("jre-arm64.tar");
+    let target = format!(
+        "docker-archive:{}:10.0.0.5:5000/team/jre:17",
+        file.display()
+    );
+
+    // Three platforms do not fit one `docker save` file: refused, nothing written.
+    let out = archgate().args(["mirror", &source, &target]).output();
     out.assert_code(2);
-    out.assert_stderr_contains("cannot be written");
-    out.assert_stderr_contains("oci-archive:FILE");
-    assert!(!target.exists());
+    out.assert_stderr_contains("pass --platform P");
+    assert!(!file.exists());
+
+    archgate()
+        .args(["mirror", &source, &target, "--platform", "linux/arm64"])
+        .output()
+        .assert_code(0);
+    let first = std::fs::read(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    archgate()
+        .args(["mirror", &source, &target, "--platform", "linux/arm64"])
+        .output()
+        .assert_code(0);
+    assert!(
+        first == std::fs::read(&file).unwrap(),
+        "the same bytes twice"
+    );
+
+    let ctd = crate::common::containerd::TestContainerd::start();
+    ctd.import(&file, "linux/arm64");
+    let names: Vec<String> = ctd.images().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["10.0.0.5:5000/team/jre:17"], "{}", ctd.log());
+    assert!(
+        ctd.content()
+            .contains(&source_config.as_str().unwrap().to_string()),
+        "containerd holds the source's config"
+    );
+
+    let skopeo = skopeo(&[
+        "inspect",
+        "--config",
+        "--raw",
+        &format!("docker-archive:{}", file.display()),
+    ]);
+    assert_eq!(
+        archgate::image::Digest::of(&skopeo.stdout).to_string(),
+        source_config.as_str().unwrap()
+    );
+
+    let out = archgate()
+        .args(["verify", "--json", "--platform", "linux/arm64"])
+        .arg(format!("docker-archive:{}", file.display()))
+        .env("ARCHGATE_CACHE", shared_cache())
+        .output();
+    let v: Value = out.assert_code(0).json();
+    assert_eq!(v["outcome"], "passed", "{v:#}");
 }
 
 /// A hostile archive: a layer symlink climbing out of the archive is
@@ -303,6 +363,22 @@ fn a_build_goes_from_a_docker_save_archive_and_run_gates_one() {
         p["layers"].as_u64(),
         base["platforms"][0]["layers"].as_u64().map(|n| n + 1),
         "{built:#}"
+    );
+
+    // The same build into a `docker save` file, named for `docker load`.
+    let saved = dir.path().join("svc-arm64.tar");
+    archgate()
+        .args(["build", ctx.to_str().unwrap(), "--platform", "linux/arm64"])
+        .arg("--image")
+        .arg(format!("docker-archive:{}:team/svc:1", saved.display()))
+        .output()
+        .assert_code(0);
+    let again: Value = inspect(&format!("docker-archive:{}:team/svc:1", saved.display()))
+        .assert_code(0)
+        .json();
+    assert_eq!(
+        again["platforms"][0]["config_digest"], p["config_digest"],
+        "the built config, byte for byte"
     );
 
     let report = dir.path().join("report");

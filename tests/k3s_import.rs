@@ -165,17 +165,14 @@ fn a_docker_save_archive_becomes_an_archive_k3s_imports_by_its_saved_name() {
     let dir = tempdir();
     let set = layout(&dir.path().join("src"), "saved");
     let saved = dir.path().join("saved.tar");
-    let out = std::process::Command::new("skopeo")
-        .args(["--override-arch", "arm64", "copy", "--quiet"])
-        .arg(format!("oci:{}:v1", dir.path().join("src").display()))
-        .arg(format!("docker-archive:{}:team/app:17", saved.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::layout::skopeo(&[
+        "--override-arch",
+        "arm64",
+        "copy",
+        "--quiet",
+        &format!("oci:{}:v1", dir.path().join("src").display()),
+        &format!("docker-archive:{}:team/app:17", saved.display()),
+    ]);
     let file = dir.path().join("app-arm64.tar");
     mirror(&[
         &format!("docker-archive:{}", saved.display()),

@@ -218,7 +218,8 @@ fn require(program: &str, package: &str) {
 }
 
 /// Runs skopeo (with no signature policy file needed) and requires success.
-fn skopeo(args: &[&str]) -> Output {
+/// `skopeo ARGS`, which must succeed.
+pub(crate) fn skopeo(args: &[&str]) -> Output {
     let out = Command::new("skopeo")
         .arg("--insecure-policy")
         .args(args)

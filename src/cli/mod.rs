@@ -49,7 +49,7 @@ macro_rules! command_help {
                                   (else a Docker Hub path); names are lowercase
   oci:DIR[:TAG|@DIGEST]           an OCI image layout directory, e.g. oci:out/app:v1
   oci-archive:FILE[:TAG|@DIGEST]  a tar of an OCI image layout, e.g. oci-archive:app.tar:v1
-  docker-archive:FILE[:NAME[:TAG]]  a `docker save` tar (read only), e.g.
+  docker-archive:FILE[:NAME[:TAG]]  a `docker save` tar (one platform), e.g.
                                   docker-archive:debian-arm64.tar:debian:bullseye
 
 Registries are reached over HTTPS. For a plain-HTTP one (e.g. a local test registry), say so

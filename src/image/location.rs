@@ -3,7 +3,7 @@
 //! `127.0.0.1:5000/app:v1` (or `docker://…`) is a registry; `oci:PATH[:TAG]`
 //! (or `oci:PATH@DIGEST`) an OCI image layout directory; `oci-archive:FILE[:TAG]`
 //! a tar of one; `docker-archive:FILE[:NAME[:TAG]]` (or `docker-archive:FILE@DIGEST`)
-//! the tarball `docker save` writes, read only.
+//! the tarball `docker save` writes (one platform when written).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -27,7 +27,7 @@ pub enum Location {
         path: PathBuf,
         selector: Option<Selector>,
     },
-    /// A `docker save` archive (read only): `name` (`NAME[:TAG]`, as in its
+    /// A `docker save` archive (written with one platform): `name` (`NAME[:TAG]`, as in its
     /// `RepoTags`) picks an image, else `digest`, else its only image.
     DockerArchive {
         path: PathBuf,

@@ -1,5 +1,6 @@
 //! `docker-archive:FILE[:NAME[:TAG]]`: the tarball `docker save` writes, read
-//! as a source.
+//! as a source ([`DockerArchiveStore`]) and written as a one-platform target
+//! ([`DockerArchiveWriter`]).
 //!
 //! Two forms exist. The classic one (Docker ≤ 24, `skopeo copy …
 //! docker-archive:`) holds `manifest.json` (per image: `Config`, `RepoTags`,
@@ -164,8 +165,8 @@ impl DockerArchiveStore {
     }
 
     fn read_only(&self) -> Error {
-        Error::Invalid(format!(
-            "{} is read only: archgate reads `docker save` archives; write `oci-archive:FILE` or push to a registry",
+        Error::Internal(format!(
+            "{} was opened for reading; a write opens it as a target",
             self.name()
         ))
     }
@@ -608,6 +609,285 @@ impl Store for DockerArchiveStore {
 
     async fn tags(&self) -> Result<Vec<String>> {
         self.inner.tags().await
+    }
+}
+
+/// A `docker save` archive being written: the classic form, which Docker
+/// 19.03's `docker load` and containerd's `ctr images import` both read
+/// (`manifest.json` with `RepoTags`, the config JSON with its own bytes, one
+/// uncompressed tar per layer named by its diff id). Blobs and manifests are
+/// staged in a private OCI layout beside the file; [`Store::commit`] writes the
+/// archive (one platform) through a temporary file and a rename, so the file
+/// is either the old one or complete. Entries are in a fixed order with fixed
+/// metadata: the same image gives the same bytes.
+pub struct DockerArchiveWriter {
+    /// The staging layout (declared first: dropped before its directory).
+    staging: LayoutStore,
+    path: PathBuf,
+    /// `RepoTags` named by the location (`docker-archive:FILE:NAME:TAG`).
+    repo_tag: Option<String>,
+    /// What was tagged: (tag, full name when known, digest).
+    tagged: std::sync::Mutex<Vec<(String, Option<String>, Digest)>>,
+    _dir: tempfile::TempDir,
+}
+
+impl DockerArchiveWriter {
+    /// Starts writing the archive at `path` (nothing touches it before
+    /// `commit`); `name` (`NAME:TAG`) is its `RepoTags` entry.
+    pub fn create(path: &Path, name: Option<&str>) -> Result<Self> {
+        if path.is_dir() {
+            return Err(Error::Invalid(format!(
+                "docker-archive:{} is a directory: name the file to write",
+                path.display()
+            )));
+        }
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+        let dir = tempfile::Builder::new()
+            .prefix(".archgate-docker-archive-")
+            .tempdir_in(&parent)
+            .map_err(|e| Error::io(&parent, e))?;
+        let staging = LayoutStore::open_dir(&dir.path().join("layout"), true)?;
+        Ok(DockerArchiveWriter {
+            staging,
+            path: path.to_path_buf(),
+            repo_tag: name.map(str::to_string),
+            tagged: std::sync::Mutex::new(Vec::new()),
+            _dir: dir,
+        })
+    }
+
+    fn record(&self, tag: &str, name: Option<&str>, digest: &Digest) {
+        let mut t = self.tagged.lock().unwrap_or_else(|p| p.into_inner());
+        t.retain(|(x, _, _)| x != tag);
+        t.push((tag.to_string(), name.map(str::to_string), digest.clone()));
+    }
+
+    /// The one platform image under `digest`: itself, or the single platform
+    /// entry of an index (attestations left out).
+    async fn single_image(&self, digest: &Digest) -> Result<super::ImageView> {
+        let what = self.name();
+        let view = super::IndexView::read(self, &Selector::Digest(digest.clone()), &what).await?;
+        let entries = view.platform_entries().await?;
+        match entries.as_slice() {
+            [one] => view.image(&one.descriptor).await,
+            many => Err(Error::Invalid(format!(
+                "{what} holds one platform, as `docker save` does; the image has {} ({}): pass --platform P (one file per platform); nothing was written",
+                many.len(),
+                many.iter()
+                    .map(|e| e.platform.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+}
+
+/// `NAME:TAG` as Docker writes it in `RepoTags`: `docker.io/library/` dropped.
+fn familiar(name: &str) -> String {
+    let n = name.strip_prefix("docker.io/").unwrap_or(name);
+    n.strip_prefix("library/").unwrap_or(n).to_string()
+}
+
+/// A tar header for an archive member: fixed mode, owner and time.
+fn member_header(size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
+/// Writes `image` as a classic `docker save` archive at `dest` (a new file).
+fn write_classic(
+    staging: &LayoutStore,
+    image: &super::ImageView,
+    repo_tags: &[String],
+    dest: &Path,
+    label: &str,
+) -> Result<()> {
+    use std::io::Write;
+    let file = fs::File::create(dest).map_err(|e| Error::io(dest, e))?;
+    let mut tar = tar::Builder::new(io::BufWriter::with_capacity(256 << 10, file));
+    let append = |tar: &mut tar::Builder<_>, name: &str, size: u64, data: &mut dyn io::Read| {
+        tar.append_data(&mut member_header(size), name, data)
+            .map_err(|e| Error::io(dest, e))
+    };
+    let config_name = format!("{}.json", image.manifest().config.digest.hex());
+    let config = image.raw_config();
+    append(
+        &mut tar,
+        &config_name,
+        config.len() as u64,
+        &mut &config[..],
+    )?;
+
+    let diff_ids: Vec<String> = serde_json::from_slice::<Value>(config)
+        .ok()
+        .and_then(|c| c["rootfs"]["diff_ids"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| d.as_str().map(str::to_string))
+        .collect();
+    let mut layer_names = Vec::new();
+    for (i, layer) in image.manifest().layers.iter().enumerate() {
+        let blob = staging.local_blob(&layer.digest).ok_or_else(|| {
+            Error::Internal(format!("layer {} was not staged for {label}", layer.digest))
+        })?;
+        let compression = media::layer_compression(&layer.media_type)
+            .map_err(|why| Error::malformed(format!("layer {} for {label}", layer.digest), why))?;
+        // Uncompressed, as `docker save` writes and `docker load` checks
+        // against the config's diff ids: spooled to learn the size first.
+        let mut spool = tempfile::tempfile_in(dest.parent().unwrap_or(Path::new(".")))
+            .map_err(|e| Error::io(dest, e))?;
+        let raw = fs::File::open(&blob).map_err(|e| Error::io(&blob, e))?;
+        let mut reader: Box<dyn io::Read> = match compression {
+            media::LayerCompression::Gzip => {
+                Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(raw)))
+            }
+            media::LayerCompression::None => Box::new(io::BufReader::new(raw)),
+        };
+        let mut hasher = Hasher::new();
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .map_err(|e| Error::malformed(format!("layer {} for {label}", layer.digest), e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            spool.write_all(&buf[..n]).map_err(|e| Error::io(dest, e))?;
+        }
+        let size = hasher.len();
+        let diff_id = hasher.finish();
+        if let Some(want) = diff_ids.get(i)
+            && want != diff_id.as_str()
+        {
+            return Err(Error::malformed(
+                format!("layer {} for {label}", layer.digest),
+                format!(
+                    "uncompressed it is {diff_id}, but the config's rootfs.diff_ids[{i}] says {want}: `docker load` would refuse it"
+                ),
+            ));
+        }
+        let name = format!("{}.tar", diff_id.hex());
+        if !layer_names.contains(&name) {
+            io::Seek::seek(&mut spool, io::SeekFrom::Start(0)).map_err(|e| Error::io(dest, e))?;
+            append(&mut tar, &name, size, &mut spool)?;
+        }
+        layer_names.push(name);
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": repo_tags,
+        "Layers": layer_names,
+    }]))
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    append(
+        &mut tar,
+        "manifest.json",
+        manifest.len() as u64,
+        &mut &manifest[..],
+    )?;
+    let inner = tar
+        .into_inner()
+        .map_err(|e| Error::io(dest, e))?
+        .into_inner()
+        .map_err(|e| Error::io(dest, e.into_error()))?;
+    inner.sync_all().map_err(|e| Error::io(dest, e))
+}
+
+#[async_trait]
+impl Store for DockerArchiveWriter {
+    fn name(&self) -> String {
+        format!("docker-archive:{}", self.path.display())
+    }
+
+    async fn resolve(&self, selector: &Selector) -> Result<Descriptor> {
+        self.staging.resolve(selector).await
+    }
+
+    async fn get_manifest(&self, selector: &Selector) -> Result<RawManifest> {
+        self.staging.get_manifest(selector).await
+    }
+
+    async fn put_manifest(&self, manifest: &RawManifest, tag: Option<&str>) -> Result<()> {
+        self.staging.put_manifest(manifest, tag).await?;
+        if let Some(t) = tag {
+            self.record(t, None, &manifest.digest);
+        }
+        Ok(())
+    }
+
+    async fn put_named_tag(&self, manifest: &RawManifest, tag: &str, name: &str) -> Result<()> {
+        self.staging.put_manifest(manifest, Some(tag)).await?;
+        self.record(tag, Some(name), &manifest.digest);
+        Ok(())
+    }
+
+    async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
+        self.staging.blob_exists(digest).await
+    }
+
+    async fn get_blob(&self, digest: &Digest, size: Option<u64>) -> Result<BlobReader> {
+        self.staging.get_blob(digest, size).await
+    }
+
+    fn local_blob(&self, digest: &Digest) -> Option<PathBuf> {
+        self.staging.local_blob(digest)
+    }
+
+    async fn put_blob(&self, digest: &Digest, size: u64, data: BlobReader) -> Result<BlobPut> {
+        self.staging.put_blob(digest, size, data).await
+    }
+
+    async fn tags(&self) -> Result<Vec<String>> {
+        self.staging.tags().await
+    }
+
+    async fn commit(&self) -> Result<()> {
+        let tagged = self
+            .tagged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some((_, _, digest)) = tagged.last() else {
+            return Err(Error::Internal(format!(
+                "nothing was tagged for {}",
+                self.name()
+            )));
+        };
+        let image = self.single_image(digest).await?;
+        let mut repo_tags: Vec<String> = match &self.repo_tag {
+            Some(n) => vec![familiar(n)],
+            None => tagged
+                .iter()
+                .filter_map(|(tag, name, _)| name.as_ref().map(|n| familiar(&format!("{n}:{tag}"))))
+                .collect(),
+        };
+        repo_tags.dedup();
+        if repo_tags.is_empty() {
+            tracing::warn!(
+                "{} records no name: `docker load` gives an untagged image; name it (docker-archive:FILE:NAME:TAG or --name REGISTRY/NAME)",
+                self.name()
+            );
+        }
+        let parent = self._dir.path().to_path_buf();
+        let dest = self.path.clone();
+        let label = self.name();
+        let staging = &self.staging;
+        layout::blocking(|| {
+            let temp = parent.join("archive.tar");
+            write_classic(staging, &image, &repo_tags, &temp, &label)?;
+            fs::rename(&temp, &dest).map_err(|e| Error::io(&dest, e))
+        })
     }
 }
 

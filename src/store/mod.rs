@@ -157,10 +157,17 @@ pub async fn open(
         Location::Archive { path, .. } => Ok(Box::new(layout::LayoutStore::open_archive(
             path, for_write,
         )?)),
-        Location::DockerArchive { path, .. } if for_write => Err(crate::Error::Invalid(format!(
-            "docker-archive:{} cannot be written: archgate reads `docker save` archives; write `oci-archive:FILE` (K3s and `ctr images import` read it) or push to a registry",
+        Location::DockerArchive {
+            path,
+            digest: Some(d),
+            ..
+        } if for_write => Err(crate::Error::Invalid(format!(
+            "docker-archive:{}@{d}: a target names no digest (the digest is computed); write docker-archive:FILE[:NAME:TAG]",
             path.display()
         ))),
+        Location::DockerArchive { path, name, .. } if for_write => Ok(Box::new(
+            docker_archive::DockerArchiveWriter::create(path, name.as_deref())?,
+        )),
         Location::DockerArchive { path, name, .. } => Ok(Box::new(
             docker_archive::DockerArchiveStore::open(path, name.as_deref()).await?,
         )),
