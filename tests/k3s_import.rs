@@ -185,3 +185,61 @@ fn a_docker_save_archive_becomes_an_archive_k3s_imports_by_its_saved_name() {
     assert_eq!(names, ["docker.io/team/app:17"], "{}", ctd.log());
     assert!(ctd.content().contains(&config_of(&set, "arm64")));
 }
+
+/// K3s's images folder wants one archive per platform: a `[[mirror]]` target
+/// with `{arch}` writes one file per platform of the source, each importing
+/// under the configured name with that platform's config only.
+#[test]
+fn a_per_platform_target_writes_one_archive_per_platform_for_k3s() {
+    let dir = tempdir();
+    let set = layout(&dir.path().join("src"), "folder");
+    let images = dir.path().join("images");
+    let config = dir.path().join("archgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[mirror]]\nsource = \"oci:{}:v1\"\ntarget = \"oci-archive:{}/app-{{arch}}.tar:v1\"\nname = \"10.0.0.5:5000/team/app\"\n",
+            dir.path().join("src").display(),
+            images.display()
+        ),
+    )
+    .unwrap();
+    let out = archgate()
+        .arg("--config")
+        .arg(&config)
+        .args(["mirror", "--json"])
+        .output();
+    let outcomes: Value = out.assert_code(0).json();
+    assert_eq!(outcomes.as_array().unwrap().len(), 3, "{outcomes:#}");
+    let mut files: Vec<String> = std::fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["app-amd64.tar", "app-arm64.tar", "app-mips64le.tar"]
+    );
+    for arch in ["amd64", "arm64", "mips64le"] {
+        let ctd = TestContainerd::start();
+        ctd.import(
+            &images.join(format!("app-{arch}.tar")),
+            &format!("linux/{arch}"),
+        );
+        let names: Vec<String> = ctd.images().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            ["10.0.0.5:5000/team/app:v1"],
+            "{arch}: {}",
+            ctd.log()
+        );
+        let content = ctd.content();
+        for other in ["amd64", "arm64", "mips64le"] {
+            assert_eq!(
+                content.contains(&config_of(&set, other)),
+                other == arch,
+                "app-{arch}.tar holds the {other} config?"
+            );
+        }
+    }
+}

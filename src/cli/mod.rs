@@ -418,11 +418,12 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
             };
             let mut outcomes = Vec::new();
             for request in &requests {
-                let outcome = crate::mirror::mirror(request, s).await?;
-                if !args.json {
-                    print!("{}", crate::mirror::render_text(&outcome));
+                for outcome in crate::mirror::mirror_each(request, s).await? {
+                    if !args.json {
+                        print!("{}", crate::mirror::render_text(&outcome));
+                    }
+                    outcomes.push(outcome);
                 }
-                outcomes.push(outcome);
             }
             if args.json {
                 println!("{}", to_json(&outcomes)?);

@@ -88,6 +88,50 @@ struct Plan {
     blobs: Vec<Descriptor>,
 }
 
+/// The per-platform placeholders of a mirror target: `{arch}` (`arm64`,
+/// `arm-v7`) and `{platform}` (`linux-arm64`).
+pub const PER_PLATFORM: [&str; 2] = ["{arch}", "{platform}"];
+
+/// Mirrors the image `req` names: once, or — when the target holds `{arch}`
+/// or `{platform}` — once per platform (the requested ones, else every
+/// platform the source holds), each into its own target, as `docker save`
+/// files and K3s's images folder want them.
+pub async fn mirror_each(req: &MirrorRequest, settings: &Settings) -> Result<Vec<MirrorOutcome>> {
+    if !PER_PLATFORM.iter().any(|p| req.target.contains(p)) {
+        return Ok(vec![mirror(req, settings).await?]);
+    }
+    let platforms = match &req.platforms {
+        Some(p) => p.clone(),
+        None => {
+            let opened = store::open_image(&Location::parse(&req.source)?, settings).await?;
+            IndexView::read(opened.store.as_ref(), &opened.selector, &req.source)
+                .await?
+                .platform_entries()
+                .await?
+                .into_iter()
+                .map(|e| e.platform)
+                .collect()
+        }
+    };
+    let mut out = Vec::new();
+    for p in platforms {
+        let arch = match &p.variant {
+            Some(v) => format!("{}-{v}", p.architecture),
+            None => p.architecture.clone(),
+        };
+        let one = MirrorRequest {
+            target: req
+                .target
+                .replace("{arch}", &arch)
+                .replace("{platform}", &format!("{}-{arch}", p.os)),
+            platforms: Some(vec![p]),
+            ..req.clone()
+        };
+        out.push(mirror(&one, settings).await?);
+    }
+    Ok(out)
+}
+
 /// Mirrors one image.
 pub async fn mirror(req: &MirrorRequest, settings: &Settings) -> Result<MirrorOutcome> {
     let started = Instant::now();

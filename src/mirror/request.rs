@@ -30,9 +30,19 @@ impl MirrorRequest {
                 } else {
                     Some(entry.platforms.clone())
                 };
+                // `{arch}`/`{platform}` are the mirror's own, filled per platform.
+                let target = super::PER_PLATFORM
+                    .iter()
+                    .fold(entry.target.clone(), |t, p| {
+                        t.replace(p, &p.replace('{', "\u{1}").replace('}', "\u{2}"))
+                    });
+                let target = s
+                    .render(&target, &key("target"))?
+                    .replace('\u{1}', "{")
+                    .replace('\u{2}', "}");
                 Ok(MirrorRequest {
                     source: s.render(&entry.source, &key("source"))?,
-                    target: s.render(&entry.target, &key("target"))?,
+                    target,
                     platforms,
                     name: entry.name.clone().or_else(|| s.image_name.clone()),
                 })
