@@ -11,6 +11,8 @@
 #           against the floor `tar -cf - TREE | gzip | sha256sum` over the same
 #           trees (one after another, and all at once), and buildah when present.
 [ ${#sections[@]} -gt 0 ] || sections=(build verify merge mirror)
+#   archive the three-platform JRE image, registry -> one docker-archive file per
+#           platform and each file -> registry, against skopeo copy (median of 5).
 #
 # Content: the per-architecture JRE roots of scripts/fetch-jre.sh when they are
 # there (~200 MB each), else a generated 200 MB tree per architecture.
@@ -243,14 +245,16 @@ jre_layout() {
     deb=$arch; [ "$arch" = mips64le ] && deb=mips64el
     gz="$dir/layer.tmp"
     if root=$("$here/fetch-jre.sh" --print-root "$deb" 2>/dev/null); then
-      tar -C "$root" -cf - . | gzip -1 >"$gz"
+      tar -C "$root" -cf - . >"$dir/layer.tar"
     else
-      kind=random; head -c 60000000 /dev/urandom | gzip -1 >"$gz"
+      kind=random; head -c 60000000 /dev/urandom >"$dir/layer.tar"
     fi
-    local ldig lsize
+    local ldig lsize diff
+    diff=$(sha256sum "$dir/layer.tar" | cut -d' ' -f1)
+    gzip -1 <"$dir/layer.tar" >"$gz"; rm -f "$dir/layer.tar"
     ldig=$(sha256sum "$gz" | cut -d' ' -f1); lsize=$(stat -c %s "$gz")
     mv "$gz" "$dir/blobs/sha256/$ldig"
-    cfg=$(printf '{"architecture":"%s","os":"linux","config":{"Env":["JAVA_HOME=/usr/lib/jvm/java-17-openjdk-%s"]},"rootfs":{"type":"layers","diff_ids":[]}}' "$arch" "$deb")
+    cfg=$(printf '{"architecture":"%s","os":"linux","config":{"Env":["JAVA_HOME=/usr/lib/jvm/java-17-openjdk-%s"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$arch" "$deb" "$diff")
     local cdig csize
     cdig=$(printf '%s' "$cfg" | sha256sum | cut -d' ' -f1); csize=${#cfg}
     printf '%s' "$cfg" >"$dir/blobs/sha256/$cdig"
@@ -270,19 +274,26 @@ jre_layout() {
   echo "$kind"
 }
 
-bench_mirror() {
-  echo "== mirror =="
-  command -v docker-registry >/dev/null && command -v skopeo >/dev/null || {
-    echo "mirror: needs docker-registry and skopeo (scripts/setup.sh installs them)"; return 0; }
+# For the transfer benches: the release build (bin), a work dir (work), the
+# three-platform JRE layout pushed to a fresh registry at 127.0.0.1:$src as
+# bench/jre:17, and the run count (runs).
+transfer_source() {
   (cd "$repo" && cargo build --release --quiet)
-  local bin="$repo/target/release/archgate" runs=${BENCH_RUNS:-5}
-  work=$(mktemp -d /tmp/archgate-bench.XXXXXX)
-  trap 'for p in $(cat "$work"/*.pid 2>/dev/null); do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' RETURN
-  local kind src spid
+  bin="$repo/target/release/archgate" runs=${BENCH_RUNS:-5}
+  local kind spid
   kind=$(jre_layout "$work/layout")
   read -r src spid < <(start_registry "$work/src"); echo "$spid" >"$work/src.pid"
   skopeo copy --all --quiet --dest-tls-verify=false "oci:$work/layout:17" "docker://127.0.0.1:$src/bench/jre:17"
   echo "content: $kind layers, $(du -sh "$work/layout/blobs" | cut -f1) in blobs; $runs runs each; cores: $(nproc)"
+}
+
+bench_mirror() {
+  echo "== mirror =="
+  command -v docker-registry >/dev/null && command -v skopeo >/dev/null || {
+    echo "mirror: needs docker-registry and skopeo (scripts/setup.sh installs them)"; return 0; }
+  work=$(mktemp -d /tmp/archgate-bench.XXXXXX)
+  trap 'for p in $(cat "$work"/*.pid 2>/dev/null); do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' RETURN
+  transfer_source
   export ARCHGATE_CACHE="$work/cache"
   local i dst dpid cfg="$work/archgate.toml"
   : >"$work/a-reg"; : >"$work/s-reg"; : >"$work/a-tar"; : >"$work/s-tar"
@@ -315,8 +326,54 @@ bench_mirror() {
   echo "(ratio = archgate / skopeo; below 1 is faster than skopeo)"
 }
 
+bench_archive() {
+  echo "== archive =="
+  command -v docker-registry >/dev/null && command -v skopeo >/dev/null || {
+    echo "archive: needs docker-registry and skopeo (scripts/setup.sh installs them)"; return 0; }
+  work=$(mktemp -d /tmp/archgate-bench.XXXXXX)
+  trap 'for p in $(cat "$work"/*.pid 2>/dev/null); do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' RETURN
+  transfer_source
+  local dst dpid cfg="$work/archgate.toml"
+  export ARCHGATE_CACHE="$work/cache"
+  : >"$work/a-save"; : >"$work/s-save"; : >"$work/a-load"; : >"$work/s-load"
+  local i arch t
+  for i in $(seq 1 "$runs"); do
+    read -r dst dpid < <(start_registry "$work/dst"); echo "$dpid" >"$work/dst.pid"
+    printf '[registries."127.0.0.1:%s"]\nhttp = true\n[registries."127.0.0.1:%s"]\nhttp = true\n' "$src" "$dst" >"$cfg"
+    # registry -> one docker save file per platform (three commands each, summed)
+    rm -f "$work"/*.tar
+    t=0; for arch in amd64 arm64 mips64le; do
+      t=$(echo "$t + $(seconds "$bin" --config "$cfg" mirror --platform "linux/$arch" \
+        "127.0.0.1:$src/bench/jre:17" "docker-archive:$work/a-$arch.tar:bench/jre:17-$arch")" | bc)
+    done; echo "$t" >>"$work/a-save"
+    t=0; for arch in amd64 arm64 mips64le; do
+      t=$(echo "$t + $(seconds skopeo --override-arch "$arch" copy --quiet --src-tls-verify=false \
+        "docker://127.0.0.1:$src/bench/jre:17" "docker-archive:$work/s-$arch.tar:bench/jre:17-$arch")" | bc)
+    done; echo "$t" >>"$work/s-save"
+    # each docker save file -> an empty registry
+    t=0; for arch in amd64 arm64 mips64le; do
+      t=$(echo "$t + $(seconds "$bin" --config "$cfg" mirror "docker-archive:$work/a-$arch.tar" \
+        "127.0.0.1:$dst/a/jre:17-$arch")" | bc)
+    done; echo "$t" >>"$work/a-load"
+    t=0; for arch in amd64 arm64 mips64le; do
+      t=$(echo "$t + $(seconds skopeo copy --quiet --dest-tls-verify=false \
+        "docker-archive:$work/s-$arch.tar" "docker://127.0.0.1:$dst/s/jre:17-$arch")" | bc)
+    done; echo "$t" >>"$work/s-load"
+    kill "$dpid"; wait "$dpid" 2>/dev/null || true
+  done
+  local as ss al sl
+  as=$(median <"$work/a-save"); ss=$(median <"$work/s-save")
+  al=$(median <"$work/a-load"); sl=$(median <"$work/s-load")
+  printf '%-40s %8s %8s %8s\n' "median seconds (3 platforms)" archgate skopeo ratio
+  printf '%-40s %8.2f %8.2f %8.2f\n' "registry -> docker-archive per platform" "$as" "$ss" "$(echo "$as / $ss" | bc -l)"
+  printf '%-40s %8.2f %8.2f %8.2f\n' "docker-archive -> registry" "$al" "$sl" "$(echo "$al / $sl" | bc -l)"
+  echo "(ratio = archgate / skopeo; archgate pushes a docker save file's layers as they are,"
+  echo " uncompressed OCI layers; skopeo gzips them for the registry)"
+}
+
 want build && bench_build
 want verify && bench_verify
 want merge && "$here/bench-merge.sh" merge
 want mirror && bench_mirror
+want archive && bench_archive
 exit 0

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use archgate::store::Store;
 use archgate::store::layout::LayoutStore;
 use serde_json::Value;
 
@@ -242,4 +243,71 @@ fn a_per_platform_target_writes_one_archive_per_platform_for_k3s() {
             );
         }
     }
+}
+
+/// An index with BuildKit-style attestations, into an archive for import:
+/// the attestations are left out (containerd's import trips on them,
+/// containerd#11344) and the index names only what the archive holds; with
+/// `--keep-attestations` they travel too.
+#[test]
+fn attestations_stay_out_of_an_import_archive_unless_kept() {
+    use crate::common::images::{attestation, push_blobs, push_image};
+    let dir = tempdir();
+    let src = dir.path().join("src");
+    let set = image_set(Flavor::Oci, "attested");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = LayoutStore::open_dir(&src, true).unwrap();
+        let mut entries = Vec::new();
+        for image in &set.images {
+            push_image(&store, image, image.architecture).await.unwrap();
+            entries.push(serde_json::json!({
+                "mediaType": image.manifest.media_type,
+                "digest": image.manifest.digest.to_string(),
+                "size": image.manifest.bytes.len(),
+                "platform": {"os": image.os, "architecture": image.architecture},
+            }));
+            let (entry, blobs, manifest) = attestation(image);
+            push_blobs(&store, blobs).await.unwrap();
+            store.put_manifest(&manifest, None).await.unwrap();
+            entries.push(entry);
+        }
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": archgate::image::media::OCI_INDEX,
+            "manifests": entries,
+        }))
+        .unwrap();
+        let index = archgate::image::RawManifest::from_bytes(index.into(), None, "index").unwrap();
+        store.put_manifest(&index, Some("v1")).await.unwrap();
+    });
+    let entries_in = |file: &Path| -> usize {
+        let out = std::process::Command::new("tar")
+            .args(["-xOf", file.to_str().unwrap(), "index.json"])
+            .output()
+            .unwrap();
+        let top: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let digest = top["manifests"][0]["digest"].as_str().unwrap();
+        let out = std::process::Command::new("tar")
+            .args(["-xOf", file.to_str().unwrap()])
+            .arg(format!("blobs/sha256/{}", &digest[7..]))
+            .output()
+            .unwrap();
+        let index: Value = serde_json::from_slice(&out.stdout).unwrap();
+        index["manifests"].as_array().unwrap().len()
+    };
+    let source = format!("oci:{}:v1", src.display());
+    let file = dir.path().join("app.tar");
+    let archive = format!("oci-archive:{}:v1", file.display());
+    let name = ["--name", "10.0.0.5:5000/team/app"];
+    mirror(&[&[source.as_str(), archive.as_str()], &name[..]].concat()).assert_code(0);
+    assert_eq!(entries_in(&file), 3, "the three platforms, no attestation");
+    let ctd = TestContainerd::start();
+    ctd.import(&file, "linux/mips64le");
+    assert_eq!(ctd.images().len(), 1, "{}", ctd.log());
+
+    std::fs::remove_file(&file).unwrap();
+    let kept = [source.as_str(), archive.as_str(), "--keep-attestations"];
+    mirror(&[&kept[..], &name[..]].concat()).assert_code(0);
+    assert_eq!(entries_in(&file), 6, "asked for: the attestations too");
 }

@@ -217,6 +217,10 @@ pub struct MirrorArgs {
     /// 10.0.0.5:5000/team/app; the tag is the target's (default: the source's name; setting: image_name).
     #[arg(long, value_name = "REGISTRY/NAME")]
     pub name: Option<String>,
+    /// Keep attestation entries (provenance, SBOM) also in an archive target,
+    /// where they are left out by default (containerd's import trips on them).
+    #[arg(long)]
+    pub keep_attestations: bool,
     /// Print the result as JSON (one array, one element per image).
     #[arg(long)]
     pub json: bool,
@@ -405,6 +409,7 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
                     target: target.clone(),
                     platforms: s.explicit_platforms(),
                     name: s.image_name.clone(),
+                    keep_attestations: args.keep_attestations.then_some(true),
                 }],
                 _ => {
                     let mut all = MirrorRequest::from_settings(s)?;
@@ -412,6 +417,10 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
                     if args.platform.is_some() {
                         all.iter_mut()
                             .for_each(|r| r.platforms = Some(s.platforms.clone()));
+                    }
+                    if args.keep_attestations {
+                        all.iter_mut()
+                            .for_each(|r| r.keep_attestations = Some(true));
                     }
                     all
                 }

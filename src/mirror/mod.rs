@@ -40,6 +40,10 @@ pub struct MirrorRequest {
     /// The full repository name to record in a layout or archive target;
     /// `None`: the source's own (its registry name, or what it records).
     pub name: Option<String>,
+    /// Keep attestation entries (provenance, SBOM). `None`: yes, except into
+    /// an archive (`oci-archive:`, `docker-archive:`), which is for import and
+    /// where containerd trips on them (containerd#11344).
+    pub keep_attestations: Option<bool>,
 }
 
 /// What `mirror` did.
@@ -146,7 +150,11 @@ pub async fn mirror(req: &MirrorRequest, settings: &Settings) -> Result<MirrorOu
     // 1. Read and check everything before writing.
     let opened = store::open_image(&source, settings).await?;
     let src = opened.store.as_ref();
-    let plan = read_plan(src, &opened.selector, req).await?;
+    let keep_attestations = req.keep_attestations.unwrap_or(!matches!(
+        target,
+        Location::Archive { .. } | Location::DockerArchive { .. }
+    ));
+    let plan = read_plan(src, &opened.selector, req, keep_attestations).await?;
     let tag = match target_tag.or(opened.tag) {
         Some(t) => Some(t),
         None if store::needs_tag(&target) => {
@@ -221,7 +229,12 @@ pub async fn mirror(req: &MirrorRequest, settings: &Settings) -> Result<MirrorOu
 }
 
 /// Reads the top manifest and everything under it, filtered to the requested platforms.
-async fn read_plan(src: &dyn Store, selector: &Selector, req: &MirrorRequest) -> Result<Plan> {
+async fn read_plan(
+    src: &dyn Store,
+    selector: &Selector,
+    req: &MirrorRequest,
+    keep_attestations: bool,
+) -> Result<Plan> {
     let view = IndexView::read(src, selector, &req.source).await?;
     let top = view.raw().clone();
     let (head, manifests, platforms, attestations, filtered) = match view.index() {
@@ -261,7 +274,12 @@ async fn read_plan(src: &dyn Store, selector: &Selector, req: &MirrorRequest) ->
             (top.clone(), Vec::new(), platforms, 0, false)
         }
         Some(_) => {
-            let f = plan::filter(&top, req.platforms.as_deref(), &req.source)?;
+            let f = plan::filter(
+                &top,
+                req.platforms.as_deref(),
+                keep_attestations,
+                &req.source,
+            )?;
             let mut manifests = Vec::new();
             let descriptors = f
                 .images

@@ -53,10 +53,13 @@ pub fn entries(index: &crate::image::Index) -> Vec<Entry> {
         .collect()
 }
 
-/// Keeps the entries for `requested` (`None`: all); `source` names the image in errors.
+/// Keeps the entries for `requested` (`None`: all) and, with
+/// `keep_attestations`, the attestations of the kept images; `source` names
+/// the image in errors.
 pub fn filter(
     source_index: &RawManifest,
     requested: Option<&[Platform]>,
+    keep_attestations: bool,
     source: &str,
 ) -> Result<Filtered> {
     let index = source_index.index(source)?;
@@ -67,16 +70,12 @@ pub fn filter(
         .cloned()
         .collect();
     let Some(requested) = requested else {
-        return Ok(Filtered {
-            attestations: all
-                .iter()
-                .filter(|e| e.platform.is_none())
-                .map(|e| e.descriptor.clone())
-                .collect(),
-            images,
-            index: source_index.clone(),
-            filtered: false,
-        });
+        let attestations: Vec<Descriptor> = all
+            .iter()
+            .filter(|e| keep_attestations && e.platform.is_none())
+            .map(|e| e.descriptor.clone())
+            .collect();
+        return shortened(source_index, images, attestations, all.len(), source);
     };
     let has = |p: &Platform| {
         images
@@ -107,10 +106,22 @@ pub fn filter(
     };
     let attestations: Vec<Descriptor> = all
         .iter()
-        .filter(|e| e.platform.is_none() && keep_attestation(&e.descriptor))
+        .filter(|e| keep_attestations && e.platform.is_none() && keep_attestation(&e.descriptor))
         .map(|e| e.descriptor.clone())
         .collect();
-    if kept_images.len() + attestations.len() == all.len() {
+    shortened(source_index, kept_images, attestations, all.len(), source)
+}
+
+/// The filtered result: the source's own index when every one of its `all`
+/// entries is kept, else the index shortened to the kept ones.
+fn shortened(
+    source_index: &RawManifest,
+    kept_images: Vec<Entry>,
+    attestations: Vec<Descriptor>,
+    all: usize,
+    source: &str,
+) -> Result<Filtered> {
+    if kept_images.len() + attestations.len() == all {
         return Ok(Filtered {
             images: kept_images,
             attestations,
@@ -118,9 +129,9 @@ pub fn filter(
             filtered: false,
         });
     }
-    let keep: Vec<&Digest> = kept_digests
+    let keep: Vec<&Digest> = kept_images
         .iter()
-        .copied()
+        .map(|e| &e.descriptor.digest)
         .chain(attestations.iter().map(|d| &d.digest))
         .collect();
     let bytes = shorten(&source_index.bytes, &keep, source)?;
@@ -214,14 +225,14 @@ mod tests {
     #[test]
     fn no_filter_keeps_the_bytes() {
         let src = index(Some(0));
-        let f = filter(&src, None, "src").unwrap();
+        let f = filter(&src, None, true, "src").unwrap();
         assert!(!f.filtered);
         assert_eq!(f.index.bytes, src.bytes);
         assert_eq!(f.images.len(), 3);
         assert_eq!(f.attestations.len(), 1);
         // every platform requested (in other spellings): still the same bytes
         let all = platforms("linux/mips64el,linux/aarch64,linux/x86_64");
-        let f = filter(&src, Some(&all), "src").unwrap();
+        let f = filter(&src, Some(&all), true, "src").unwrap();
         assert!(!f.filtered);
         assert_eq!(f.index.digest, src.digest);
     }
@@ -229,7 +240,13 @@ mod tests {
     #[test]
     fn filter_drops_entries_and_keeps_everything_else() {
         let src = index(Some(2));
-        let f = filter(&src, Some(&platforms("linux/amd64,linux/arm64")), "src").unwrap();
+        let f = filter(
+            &src,
+            Some(&platforms("linux/amd64,linux/arm64")),
+            true,
+            "src",
+        )
+        .unwrap();
         assert!(f.filtered);
         assert_ne!(f.index.digest, src.digest);
         assert_eq!(f.index.digest, Digest::of(&f.index.bytes));
@@ -259,10 +276,27 @@ mod tests {
     #[test]
     fn attestation_follows_its_image() {
         let src = index(Some(1));
-        let f = filter(&src, Some(&platforms("linux/arm64")), "src").unwrap();
+        let f = filter(&src, Some(&platforms("linux/arm64")), true, "src").unwrap();
         assert_eq!(f.images.len(), 1);
         assert_eq!(f.attestations.len(), 1);
         assert_eq!(f.index.index("x").unwrap().manifests.len(), 2);
+    }
+
+    /// For an archive meant for import (containerd#11344): every platform,
+    /// no attestation, the index shortened to what the archive holds.
+    #[test]
+    fn attestations_can_be_left_out() {
+        let src = index(Some(1));
+        let f = filter(&src, None, false, "src").unwrap();
+        assert!(f.filtered);
+        assert_eq!(f.images.len(), 3);
+        assert!(f.attestations.is_empty());
+        let kept = f.index.index("x").unwrap().manifests;
+        assert_eq!(kept.len(), 3);
+        assert!(kept.iter().all(|d| !d.is_attestation()));
+        let none = index(None);
+        let f = filter(&none, None, false, "src").unwrap();
+        assert!(!f.filtered, "nothing to leave out: the same bytes");
     }
 
     #[test]
@@ -271,6 +305,7 @@ mod tests {
         let err = filter(
             &src,
             Some(&platforms("linux/amd64,linux/arm/v7")),
+            true,
             "reg/app:v1",
         )
         .unwrap_err();

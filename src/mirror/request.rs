@@ -45,6 +45,7 @@ impl MirrorRequest {
                     target,
                     platforms,
                     name: entry.name.clone().or_else(|| s.image_name.clone()),
+                    keep_attestations: None,
                 })
             })
             .collect()

@@ -735,8 +735,19 @@ fn write_classic(
         .iter()
         .filter_map(|d| d.as_str().map(str::to_string))
         .collect();
+    let layers = &image.manifest().layers;
+    if diff_ids.len() != layers.len() {
+        return Err(Error::malformed(
+            format!("config {} for {label}", image.manifest().config.digest),
+            format!(
+                "its rootfs.diff_ids lists {} layer(s) for the manifest's {}: `docker load` would refuse the archive",
+                diff_ids.len(),
+                layers.len()
+            ),
+        ));
+    }
     let mut layer_names = Vec::new();
-    for (i, layer) in image.manifest().layers.iter().enumerate() {
+    for (i, layer) in layers.iter().enumerate() {
         let blob = staging.local_blob(&layer.digest).ok_or_else(|| {
             Error::Internal(format!("layer {} was not staged for {label}", layer.digest))
         })?;
@@ -767,9 +778,8 @@ fn write_classic(
         }
         let size = hasher.len();
         let diff_id = hasher.finish();
-        if let Some(want) = diff_ids.get(i)
-            && want != diff_id.as_str()
-        {
+        let want = &diff_ids[i];
+        if want != diff_id.as_str() {
             return Err(Error::malformed(
                 format!("layer {} for {label}", layer.digest),
                 format!(
