@@ -17,9 +17,10 @@ use super::cache::Cache;
 use super::check::{Check, CheckId, Outcome};
 use super::entries::Entry;
 use super::plan::Step;
-use super::policy::{CommandPolicy, Policy};
+use super::check::Emulator;
+use super::policy::{CommandPolicy, Policy, ServicePolicy};
 use super::rootfs::RootFs;
-use super::runner::{Mode, Output, Sandbox};
+use super::runner::{Mode, Output, Sandbox, Started, Watch};
 use super::{elf, java, unpack};
 
 /// The PATH a container runtime sets when the image sets none.
@@ -44,6 +45,8 @@ pub struct Subject<'a> {
     pub mode: &'a std::result::Result<Mode, String>,
     /// The extra commands for this platform, as the plan numbers them.
     pub commands: Vec<&'a CommandPolicy>,
+    /// The QEMU emulator of this platform, when it runs under one.
+    pub emulator: Option<&'a Emulator>,
 }
 
 /// One platform's checks being executed, and what they found so far.
@@ -68,6 +71,8 @@ pub struct Execution<'a> {
 struct Root {
     fs: RootFs,
     env: Vec<String>,
+    /// The image config's runtime part (`ENTRYPOINT`, `CMD`, `USER`).
+    runtime: crate::image::manifest::RuntimeConfig,
     /// `Err`: the runner cannot execute this platform (why, for an `error`).
     sandbox: std::result::Result<Sandbox, String>,
     /// Keeps `cache prune` off the root while the checks read and run it.
@@ -114,6 +119,10 @@ impl<'a> Execution<'a> {
                 .and_then(|i| self.subject.commands.get(i).copied())
             {
                 Some(c) => self.command(c).await,
+                None => not_found_before(step.id),
+            },
+            CheckId::ServiceStart => match &self.subject.ctx.policy.service {
+                Some(service) => self.service_start(service).await,
                 None => not_found_before(step.id),
             },
         }
@@ -264,6 +273,7 @@ impl<'a> Execution<'a> {
         self.root = Some(Root {
             fs,
             env,
+            runtime,
             sandbox,
             _in_use: cached.in_use,
         });
@@ -358,7 +368,13 @@ impl<'a> Execution<'a> {
         let shown_cmd = java_argv(&java.path).join(" ");
         let check = if out.timed_out {
             match &root.sandbox {
-                Ok(s) => timed_out(CheckId::JavaVersion, &s.mode, &shown_cmd, out),
+                Ok(s) => timed_out(
+                    CheckId::JavaVersion,
+                    &s.mode,
+                    &shown_cmd,
+                    out,
+                    "[verify] timeout",
+                ),
                 Err(_) => Check::error(CheckId::JavaVersion, "timed out without a sandbox"),
             }
         } else if out.code != Some(0) {
@@ -435,23 +451,12 @@ impl<'a> Execution<'a> {
             Ok(s) => s,
         };
         let args = &c.check.args;
-        let program = &args[0];
-        let resolved = if program.starts_with('/') {
-            Some(program.clone())
-        } else {
-            root.fs.find_in_path(
-                program,
-                env_value(&root.env, "PATH").unwrap_or(DEFAULT_PATH),
-            )
-        };
-        let Some(program_path) = resolved else {
+        let Some(argv) = root.resolve_argv(args) else {
             return Check::failed(
                 CheckId::Command,
-                format!("`{program}` is not in the image's PATH"),
+                format!("`{}` is not in the image's PATH", args[0]),
             );
         };
-        let mut argv = args.clone();
-        argv[0] = program_path;
         let shown = args.join(" ");
         let out = match sandbox.run(&argv).await {
             Err(e) => return Check::error(CheckId::Command, e.to_string()),
@@ -460,7 +465,7 @@ impl<'a> Execution<'a> {
         let text = out.combined();
         let expected = c.check.exit_code;
         let check = if out.timed_out {
-            timed_out(CheckId::Command, &sandbox.mode, &shown, &out)
+            timed_out(CheckId::Command, &sandbox.mode, &shown, &out, "[verify] timeout")
         } else if out.code != Some(expected) {
             let code = out
                 .code
@@ -486,6 +491,101 @@ impl<'a> Execution<'a> {
         };
         check.took(out.duration).with_output(text)
     }
+
+    /// 8. The image's own service starts: `ENTRYPOINT` + `CMD` (or
+    /// `command`) with the image's Env, WorkingDir and User, watched until it
+    /// is ready, settled or ended, then stopped with its whole sandbox. Under
+    /// QEMU a JVM crash (SIGILL/SIGSEGV/SIGBUS) is tried once more with
+    /// `-Xint`: when that starts, the emulator failed, not the image.
+    async fn service_start(&self, service: &ServicePolicy) -> Check {
+        const ID: CheckId = CheckId::ServiceStart;
+        let Some(root) = &self.root else {
+            return not_found_before(ID);
+        };
+        let sandbox = match &root.sandbox {
+            Err(msg) => return Check::error(ID, msg.clone()),
+            Ok(s) => s,
+        };
+        let args = match &service.command {
+            Some(command) => command.clone(),
+            None => {
+                let rt = &root.runtime;
+                let mut args = rt.entrypoint.clone().unwrap_or_default();
+                args.extend(rt.cmd.clone().unwrap_or_default());
+                args
+            }
+        };
+        if args.first().is_none_or(|a| a.is_empty()) {
+            return Check::failed(
+                ID,
+                "the image config has no ENTRYPOINT or CMD to start: give one in the Dockerfile, or set [verify.service] command",
+            );
+        }
+        let shown = args.join(" ");
+        let Some(argv) = root.resolve_argv(&args) else {
+            return Check::failed(ID, format!("`{}` is not in the image's PATH", args[0]));
+        };
+        let user = match root.runtime.user.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(spec) => match resolve_user(&root.fs, spec) {
+                Ok(ids) => Some(ids),
+                Err(msg) => return Check::failed(ID, msg),
+            },
+        };
+        let watch = Watch {
+            ready: service.ready.as_ref(),
+            timeout: service.timeout,
+            settle: service.settle,
+            user,
+        };
+        let (started, out) = match sandbox.serve(&argv, &watch).await {
+            Err(e) => return Check::error(ID, e.to_string()),
+            Ok(v) => v,
+        };
+        let first = judge_service(&started, &out, service, &shown, &sandbox.mode);
+        let signal = java::crash_signal(&out.combined(), out.code);
+        let (Mode::Qemu(_), Some(signal), Outcome::Failed) = (&sandbox.mode, signal, first.outcome)
+        else {
+            return first.took(out.duration).with_output(out.combined());
+        };
+        // Honest verdicts under emulation: the same start with the JIT off.
+        let mut interpreted = sandbox.clone();
+        interpreted.env = java::with_interpreter_only(&sandbox.env);
+        let emulator = match self.subject.emulator {
+            Some(e) => format!("{} ({})", sandbox.mode.runner_name(), e.version),
+            None => sandbox.mode.runner_name(),
+        };
+        let (again, second) = match interpreted.serve(&argv, &watch).await {
+            Err(e) => return Check::error(ID, e.to_string()),
+            Ok(v) => v,
+        };
+        let retry = judge_service(&again, &second, service, &shown, &sandbox.mode);
+        let output = format!(
+            "{}\n--- the same start with JAVA_TOOL_OPTIONS=-Xint ---\n{}",
+            out.combined(),
+            second.combined()
+        );
+        let took = out.duration + second.duration;
+        let check = if retry.outcome == Outcome::Passed {
+            Check::error(
+                ID,
+                format!(
+                    "the emulator failed, not the image: `{shown}` crashed with {signal} under {emulator} \
+                     and started with -Xint (JAVA_TOOL_OPTIONS): retry on another runner ({})",
+                    retry.message
+                ),
+            )
+        } else {
+            Check::failed(
+                ID,
+                format!(
+                    "{} (with -Xint as well, so not the emulator's JIT)",
+                    first.message
+                ),
+            )
+        };
+        check.took(took).with_output(output)
+    }
 }
 
 /// The check for an executor run without what an earlier check finds: the
@@ -493,10 +593,10 @@ impl<'a> Execution<'a> {
 /// The check for a command killed at `[verify] timeout`: an `error` naming
 /// the emulator and the elapsed time under QEMU (the runner was too slow to
 /// tell), `failed` natively (the program itself hung).
-fn timed_out(id: CheckId, mode: &Mode, shown: &str, out: &Output) -> Check {
+fn timed_out(id: CheckId, mode: &Mode, shown: &str, out: &Output, key: &str) -> Check {
     let message = format!(
-        "`{shown}` did not finish: killed after {:.1} s under {} (`[verify] timeout`); \
-         raise [verify] timeout or use a faster runner",
+        "`{shown}` did not finish: killed after {:.1} s under {} (`{key}`); \
+         raise {key} or use a faster runner",
         out.duration.as_secs_f64(),
         mode.runner_name()
     );
@@ -579,4 +679,136 @@ fn java_home_of(java: &str) -> String {
         .and_then(|bin| bin.parent())
         .map(|h| h.display().to_string())
         .unwrap_or_else(|| "/".into())
+}
+
+impl Root {
+    /// `args` with argv[0] made absolute: as given when it is, else the
+    /// first match on the image's `PATH`; `None` when the image has none.
+    fn resolve_argv(&self, args: &[String]) -> Option<Vec<String>> {
+        let program = args.first()?;
+        let path = if program.starts_with('/') {
+            program.clone()
+        } else {
+            self.fs.find_in_path(
+                program,
+                env_value(&self.env, "PATH").unwrap_or(DEFAULT_PATH),
+            )?
+        };
+        let mut argv = args.to_vec();
+        argv[0] = path;
+        Some(argv)
+    }
+}
+
+/// The verdict on one watched start. A message that is not a pass leads
+/// with the cause: the exception line or crash signal the JVM printed, not
+/// its last stack frame.
+fn judge_service(
+    started: &Started,
+    out: &Output,
+    service: &ServicePolicy,
+    shown: &str,
+    mode: &Mode,
+) -> Check {
+    const ID: CheckId = CheckId::ServiceStart;
+    let secs = out.duration.as_secs_f64();
+    let text = out.combined();
+    let cause = || {
+        java::cause_line(&text)
+            .map(|c| format!("{c} — "))
+            .unwrap_or_default()
+    };
+    let wanted = match &service.ready {
+        Some(re) => format!("before printing a line matching /{}/", re.as_str()),
+        None => format!("within [verify.service] settle ({} s)", service.settle.as_secs()),
+    };
+    match started {
+        Started::Ready(line) => {
+            Check::passed(ID, format!("`{shown}` ready after {secs:.1} s: {}", line.trim()))
+        }
+        Started::Settled => Check::passed(
+            ID,
+            format!(
+                "`{shown}` still running after {} s (no `ready` pattern: [verify.service] settle)",
+                service.settle.as_secs()
+            ),
+        ),
+        Started::Exited(Some(0)) if service.ready.is_none() => {
+            Check::passed(ID, format!("`{shown}` exited with code 0 after {secs:.1} s"))
+        }
+        Started::Exited(code) => {
+            let code = code.map_or("a signal".to_string(), |c| format!("code {c}"));
+            let tail = if java::cause_line(&text).is_none() && !text.trim().is_empty() {
+                format!(": {}", out.tail(3))
+            } else {
+                String::new()
+            };
+            Check::failed(
+                ID,
+                format!("{}`{shown}` exited with {code} {wanted}{tail}", cause()),
+            )
+        }
+        Started::Fatal(line) => {
+            let head = java::cause_line(&text).unwrap_or_else(|| line.trim().to_string());
+            Check::failed(ID, format!("{head} — `{shown}` failed {wanted}; stopped"))
+        }
+        Started::TimedOut => {
+            let mut check = timed_out(ID, mode, shown, out, "[verify.service] timeout");
+            check.message = format!(
+                "{} — no line matched /{}/",
+                check.message,
+                service.ready.as_ref().map_or("", |r| r.as_str())
+            );
+            check
+        }
+    }
+}
+
+/// `USER` (`name`, `uid`, `name:group`, `uid:gid`) as numeric ids, names
+/// looked up in the image's own `/etc/passwd` and `/etc/group` (a container
+/// runtime does the same); a bare uid not in passwd runs with gid 0.
+fn resolve_user(fs: &RootFs, spec: &str) -> std::result::Result<(u32, u32), String> {
+    let read = |file: &str| {
+        fs.resolve(file)
+            .ok()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    };
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd = read("/etc/passwd");
+    // name:x:uid:gid:…
+    let entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| {
+        f.len() >= 4 && (f[0] == user || (user.parse::<u32>().is_ok() && f[2] == user))
+    });
+    let uid = match user.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => entry
+            .as_ref()
+            .and_then(|f| f[2].parse().ok())
+            .ok_or_else(|| {
+                format!(
+                    "the image config's User {spec:?} names user {user:?}, which is not in the image's /etc/passwd"
+                )
+            })?,
+    };
+    let gid = match group {
+        None => entry.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0),
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => read("/etc/group")
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    format!(
+                        "the image config's User {spec:?} names group {g:?}, which is not in the image's /etc/group"
+                    )
+                })?,
+        },
+    };
+    Ok((uid, gid))
 }
