@@ -358,7 +358,7 @@ fn validate(settings: &Settings, origins: &BTreeMap<Vec<String>, String>) -> Res
         }
     }
     if let Some(service) = &v.service {
-        validate_service(service).map_err(|m| fail(&["verify", "service"], m))?;
+        validate_service(service).map_err(|(k, m)| fail(&["verify", "service", k], m))?;
     }
     if v.timeout == 0 {
         return Err(fail(
@@ -383,24 +383,31 @@ fn validate(settings: &Settings, origins: &BTreeMap<Vec<String>, String>) -> Res
 }
 
 /// `[verify.service]`: what its types cannot say (`ready` is compiled when read).
-fn validate_service(s: &crate::config::ServiceCheck) -> std::result::Result<(), String> {
+fn validate_service(
+    s: &crate::config::ServiceCheck,
+) -> std::result::Result<(), (&'static str, String)> {
     if let Some(command) = &s.command
         && command.first().is_none_or(|a| a.is_empty())
     {
-        return Err(
+        return Err((
+            "command",
             "[verify.service] `command` is empty; give the command, e.g. command = [\"java\", \"-jar\", \"/app/service.jar\"], or leave it out to run the image's ENTRYPOINT + CMD".into(),
-        );
+        ));
     }
     if s.timeout == 0 {
-        return Err(
+        return Err((
+            "timeout",
             "[verify.service] timeout = 0: give the seconds the service has to start, e.g. 120"
                 .into(),
-        );
+        ));
     }
     if s.settle == 0 || s.settle > s.timeout {
-        return Err(format!(
-            "[verify.service] settle = {}: give the seconds the service must stay up without a `ready` line, between 1 and timeout ({})",
-            s.settle, s.timeout
+        return Err((
+            "settle",
+            format!(
+                "[verify.service] settle = {}: give the seconds the service must stay up without a `ready` line, between 1 and timeout ({})",
+                s.settle, s.timeout
+            ),
         ));
     }
     Ok(())
@@ -786,6 +793,23 @@ mod tests {
                 "[[verify.commands]]\nname = \"x\"\nargs = []\n",
                 "[[verify.commands]] #1 (\"x\"): `args` is empty",
             ),
+            (
+                "[verify.service]\nready = \"(\"\n",
+                "not a valid regular expression",
+            ),
+            (
+                "[verify.service]\ncommand = []\n",
+                "[verify.service] `command` is empty",
+            ),
+            (
+                "[verify.service]\ntimeout = 0\n",
+                "[verify.service] timeout = 0",
+            ),
+            (
+                "[verify.service]\ntimeout = 5\nsettle = 10\n",
+                "[verify.service] settle = 10",
+            ),
+            ("[verify.service]\nready_line = \"x\"\n", "ready_line"),
             (
                 "[[verify.commands]]\nname = \"x\"\nargs = [\"\"]\n",
                 "`args` is empty",

@@ -14,10 +14,10 @@ use crate::platform::Platform;
 use crate::store::view::IndexView;
 
 use super::cache::Cache;
+use super::check::Emulator;
 use super::check::{Check, CheckId, Outcome};
 use super::entries::Entry;
 use super::plan::Step;
-use super::check::Emulator;
 use super::policy::{CommandPolicy, Policy, ServicePolicy};
 use super::rootfs::RootFs;
 use super::runner::{Mode, Output, Sandbox, Started, Watch};
@@ -465,7 +465,13 @@ impl<'a> Execution<'a> {
         let text = out.combined();
         let expected = c.check.exit_code;
         let check = if out.timed_out {
-            timed_out(CheckId::Command, &sandbox.mode, &shown, &out, "[verify] timeout")
+            timed_out(
+                CheckId::Command,
+                &sandbox.mode,
+                &shown,
+                &out,
+                "[verify] timeout",
+            )
         } else if out.code != Some(expected) {
             let code = out
                 .code
@@ -492,7 +498,7 @@ impl<'a> Execution<'a> {
         check.took(out.duration).with_output(text)
     }
 
-    /// 8. The image's own service starts: `ENTRYPOINT` + `CMD` (or
+    /// Check 8, the image's own service starts: `ENTRYPOINT` + `CMD` (or
     /// `command`) with the image's Env, WorkingDir and User, watched until it
     /// is ready, settled or ended, then stopped with its whole sandbox. Under
     /// QEMU a JVM crash (SIGILL/SIGSEGV/SIGBUS) is tried once more with
@@ -720,12 +726,16 @@ fn judge_service(
     };
     let wanted = match &service.ready {
         Some(re) => format!("before printing a line matching /{}/", re.as_str()),
-        None => format!("within [verify.service] settle ({} s)", service.settle.as_secs()),
+        None => format!(
+            "within [verify.service] settle ({} s)",
+            service.settle.as_secs()
+        ),
     };
     match started {
-        Started::Ready(line) => {
-            Check::passed(ID, format!("`{shown}` ready after {secs:.1} s: {}", line.trim()))
-        }
+        Started::Ready(line) => Check::passed(
+            ID,
+            format!("`{shown}` ready after {secs:.1} s: {}", line.trim()),
+        ),
         Started::Settled => Check::passed(
             ID,
             format!(
@@ -733,9 +743,10 @@ fn judge_service(
                 service.settle.as_secs()
             ),
         ),
-        Started::Exited(Some(0)) if service.ready.is_none() => {
-            Check::passed(ID, format!("`{shown}` exited with code 0 after {secs:.1} s"))
-        }
+        Started::Exited(Some(0)) if service.ready.is_none() => Check::passed(
+            ID,
+            format!("`{shown}` exited with code 0 after {secs:.1} s"),
+        ),
         Started::Exited(code) => {
             let code = code.map_or("a signal".to_string(), |c| format!("code {c}"));
             let tail = if java::cause_line(&text).is_none() && !text.trim().is_empty() {
@@ -780,9 +791,10 @@ fn resolve_user(fs: &RootFs, spec: &str) -> std::result::Result<(u32, u32), Stri
     };
     let passwd = read("/etc/passwd");
     // name:x:uid:gid:…
-    let entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| {
-        f.len() >= 4 && (f[0] == user || (user.parse::<u32>().is_ok() && f[2] == user))
-    });
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && (f[0] == user || (user.parse::<u32>().is_ok() && f[2] == user)));
     let uid = match user.parse::<u32>() {
         Ok(n) => n,
         Err(_) => entry

@@ -250,7 +250,12 @@ fn crash_report_signal(line: &str) -> Option<&'static str> {
 /// target signal N`, or an exit code of 128 + N (how bwrap reports a child
 /// killed by signal N). `None` for any other ending.
 pub fn crash_signal(output: &str, code: Option<i32>) -> Option<&'static str> {
-    let by_number = |n: i32| CRASH_SIGNALS.iter().find(|(_, s)| *s == n).map(|(name, _)| *name);
+    let by_number = |n: i32| {
+        CRASH_SIGNALS
+            .iter()
+            .find(|(_, s)| *s == n)
+            .map(|(name, _)| *name)
+    };
     output
         .lines()
         .find_map(|l| {
@@ -440,7 +445,10 @@ mod tests {
             cause_line(plain).unwrap(),
             "java.io.FileNotFoundException: /app/conf.yml (No such file or directory)"
         );
-        assert_eq!(cause_line("Error: Unable to access jarfile /app/x.jar\n"), None);
+        assert_eq!(
+            cause_line("Error: Unable to access jarfile /app/x.jar\n"),
+            None
+        );
         assert_eq!(cause_line("listening on :8080\n"), None);
     }
 
@@ -448,17 +456,37 @@ mod tests {
     fn crashes_are_told_by_report_emulator_or_exit_code() {
         // (output, exit code, signal)
         let cases: &[(&str, Option<i32>, Option<&str>)] = &[
-            ("#  SIGSEGV (0xb) at pc=0x1, pid=1, tid=2\n", Some(134), Some("SIGSEGV")),
-            ("#  SIGILL (0x4) at pc=0x1, pid=1, tid=2\n", Some(134), Some("SIGILL")),
+            (
+                "#  SIGSEGV (0xb) at pc=0x1, pid=1, tid=2\n",
+                Some(134),
+                Some("SIGSEGV"),
+            ),
+            (
+                "#  SIGILL (0x4) at pc=0x1, pid=1, tid=2\n",
+                Some(134),
+                Some("SIGILL"),
+            ),
             ("#  SIGBUS (0x7) at pc=0x1\n", Some(134), Some("SIGBUS")),
-            ("qemu: uncaught target signal 11 (Segmentation fault) - core dumped\n", Some(139), Some("SIGSEGV")),
-            ("qemu: uncaught target signal 4 (Illegal instruction) - core dumped\n", None, Some("SIGILL")),
+            (
+                "qemu: uncaught target signal 11 (Segmentation fault) - core dumped\n",
+                Some(139),
+                Some("SIGSEGV"),
+            ),
+            (
+                "qemu: uncaught target signal 4 (Illegal instruction) - core dumped\n",
+                None,
+                Some("SIGILL"),
+            ),
             ("", Some(132), Some("SIGILL")),
             ("", Some(135), Some("SIGBUS")),
             ("", Some(139), Some("SIGSEGV")),
             // An abort, a plain failure, a kill: not a crash the JIT explains.
             ("", Some(134), None),
-            ("Exception in thread \"main\" java.lang.UnsatisfiedLinkError: x\n", Some(1), None),
+            (
+                "Exception in thread \"main\" java.lang.UnsatisfiedLinkError: x\n",
+                Some(1),
+                None,
+            ),
             ("", Some(137), None),
             ("", None, None),
         ];

@@ -193,7 +193,11 @@ pub struct Sandbox {
 impl Sandbox {
     /// The bwrap command line for `argv` (argv[0] an absolute path inside the
     /// image), as `user` (uid, gid) when given: in a user namespace of its own.
-    fn command(&self, argv: &[String], user: Option<(u32, u32)>) -> Result<tokio::process::Command> {
+    fn command(
+        &self,
+        argv: &[String],
+        user: Option<(u32, u32)>,
+    ) -> Result<tokio::process::Command> {
         let program = match &self.mode {
             Mode::Static => {
                 return Err(Error::Internal("static runner asked to execute".into()));
@@ -427,9 +431,12 @@ fn spawn(cmd: &mut tokio::process::Command) -> Result<tokio::process::Child> {
 /// Killing bwrap alone would leave that to `--die-with-parent`, asynchronously.
 async fn stop(child: &mut tokio::process::Child) {
     if let Some(pid) = child.id() {
-        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default();
-        for init in children.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for init in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
             // SAFETY: kill(2) with a PID read just now from bwrap's own children.
             unsafe {
                 libc::kill(init, libc::SIGKILL);

@@ -45,7 +45,8 @@ public final class Main {
         }
         if (!quiet) {
             System.out.println("example service ready: lz4 " + lz4 + " packed " + data.length
-                + " bytes into " + packed.length + " on " + System.getProperty("os.arch"));
+                + " bytes into " + packed.length + " on " + System.getProperty("os.arch")
+                + " as uid " + uid());
             System.out.flush();
         }
         if (once) {
@@ -54,6 +55,17 @@ public final class Main {
         while (true) {
             Thread.sleep(60_000L);
         }
+    }
+
+    /** The real uid, from /proc/self/status (the image may have no /etc/passwd). */
+    private static String uid() throws java.io.IOException {
+        for (String line : java.nio.file.Files.readAllLines(
+                java.nio.file.Paths.get("/proc/self/status"), StandardCharsets.UTF_8)) {
+            if (line.startsWith("Uid:")) {
+                return line.substring(4).trim().split("\\s+")[0];
+            }
+        }
+        return "?";
     }
 
     private Main() {
