@@ -368,7 +368,27 @@ pub fn jdk_context(dir: &Path) -> PathBuf {
     ctx
 }
 
-/// examples/jdk/Dockerfile, the seed's JDK image.
+/// examples/jdk/Dockerfile, the seed's JDK image: `FROM ${BASE}` (default
+/// `oci:archgate-out/base:latest`, relative to the job's directory; see
+/// [`base_image`]).
 pub fn jdk_dockerfile() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/jdk/Dockerfile")
+}
+
+/// examples/base/Dockerfile (the main job's Debian base) built by `archgate
+/// build` from `ctx` ([`jdk_context`]) for the three platforms into
+/// `oci:DIR/archgate-out/base:latest` — where examples/jdk/Dockerfile's
+/// default `BASE` finds it when `dir` is the job's directory. Returns the
+/// absolute location (for `[build.args] BASE`).
+pub fn base_image(dir: &Path, ctx: &Path) -> String {
+    let location = format!("oci:{}/archgate-out/base:latest", dir.display());
+    crate::common::archgate()
+        .arg("build")
+        .arg("-f")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/base/Dockerfile"))
+        .args(["--image", &location])
+        .arg(ctx)
+        .env("ARCHGATE_CACHE", shared_cache())
+        .assert_success();
+    location
 }

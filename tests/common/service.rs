@@ -199,3 +199,27 @@ pub fn service_entry(platform: &str, lib_arch: &str) -> Entry {
         }),
     }
 }
+
+/// The main job's service context under `dir` (what scripts/main-job.sh
+/// makes for examples/service/Dockerfile): service.jar, lz4-java.jar and per
+/// platform `lib-ARCH/` with Debian's liblz4-java.so and what it needs.
+pub fn service_context(dir: &Path) -> PathBuf {
+    let ctx = dir.join("service-context");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(service_jar(), ctx.join("service.jar")).unwrap();
+    std::fs::copy(jni_file("amd64", "lz4-java.jar"), ctx.join("lz4-java.jar")).unwrap();
+    for p in ["linux/amd64", "linux/arm64", "linux/mips64le"] {
+        let deb = debian_arch(p);
+        let lib = ctx.join(format!("lib-{}", p.trim_start_matches("linux/")));
+        std::fs::create_dir_all(&lib).unwrap();
+        for so in ["liblz4-java.so", "liblz4.so.1", "libxxhash.so.0"] {
+            std::fs::copy(jni_file(deb, so), lib.join(so)).unwrap();
+        }
+    }
+    ctx
+}
+
+/// examples/service/Dockerfile: `FROM ${JDK}` (default `oci:archgate-out/jdk:latest`).
+pub fn service_dockerfile() -> PathBuf {
+    repo().join("examples/service/Dockerfile")
+}
