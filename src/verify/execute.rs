@@ -824,3 +824,130 @@ fn resolve_user(fs: &RootFs, spec: &str) -> std::result::Result<(u32, u32), Stri
     };
     Ok((uid, gid))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn service(ready: Option<&str>) -> ServicePolicy {
+        ServicePolicy {
+            command: None,
+            ready: ready.map(|r| regex::Regex::new(r).unwrap()),
+            timeout: Duration::from_secs(120),
+            settle: Duration::from_secs(10),
+        }
+    }
+
+    fn out(code: Option<i32>, stderr: &str) -> Output {
+        Output {
+            code,
+            stdout: String::new(),
+            stderr: stderr.into(),
+            duration: Duration::from_millis(1500),
+            timed_out: false,
+        }
+    }
+
+    /// (started, exit code, output, ready pattern, outcome, message start, message part)
+    type Case = (
+        Started,
+        Option<i32>,
+        &'static str,
+        Option<&'static str>,
+        Outcome,
+        &'static str,
+        &'static str,
+    );
+
+    #[test]
+    fn service_verdicts_lead_with_the_cause() {
+        let ule = "Exception in thread \"main\" java.lang.UnsatisfiedLinkError: /app/lib/x.so: wrong ELF class: ELFCLASS32\n\tat a.B.main(B.java:3)\n";
+        let qemu = Mode::Qemu(PathBuf::from("/usr/bin/qemu-aarch64-static"));
+        let cases: &[Case] = &[
+            (
+                Started::Ready("up on 8080".into()),
+                None,
+                "",
+                Some("up"),
+                Outcome::Passed,
+                "`app` ready after 1.5 s: up on 8080",
+                "",
+            ),
+            (
+                Started::Settled,
+                None,
+                "",
+                None,
+                Outcome::Passed,
+                "`app` still running after 10 s",
+                "",
+            ),
+            (
+                Started::Exited(Some(0)),
+                Some(0),
+                "",
+                None,
+                Outcome::Passed,
+                "`app` exited with code 0",
+                "",
+            ),
+            (
+                Started::Exited(Some(0)),
+                Some(0),
+                "bye\n",
+                Some("up"),
+                Outcome::Failed,
+                "`app` exited with code 0 before printing a line matching /up/",
+                ": bye",
+            ),
+            (
+                Started::Exited(Some(1)),
+                Some(1),
+                ule,
+                Some("up"),
+                Outcome::Failed,
+                "java.lang.UnsatisfiedLinkError: /app/lib/x.so: wrong ELF class: ELFCLASS32 — `app` exited with code 1",
+                "",
+            ),
+            (
+                Started::Fatal(ule.lines().next().unwrap().into()),
+                Some(1),
+                ule,
+                Some("up"),
+                Outcome::Failed,
+                "java.lang.UnsatisfiedLinkError: /app/lib/x.so: wrong ELF class: ELFCLASS32 — `app` failed",
+                "",
+            ),
+            (
+                Started::TimedOut,
+                None,
+                "",
+                Some("up"),
+                Outcome::Error,
+                "`app` did not finish: killed after 1.5 s under qemu-aarch64-static",
+                "[verify.service] timeout",
+            ),
+        ];
+        for (started, code, text, ready, outcome, head, part) in cases {
+            let c = judge_service(started, &out(*code, text), &service(*ready), "app", &qemu);
+            assert_eq!(c.outcome, *outcome, "{started:?}: {}", c.message);
+            assert!(c.message.starts_with(head), "{started:?}: {}", c.message);
+            assert!(c.message.contains(part), "{started:?}: {}", c.message);
+            assert!(
+                !c.message.contains("\tat "),
+                "no stack frame: {}",
+                c.message
+            );
+        }
+        // Natively a hang is the image's.
+        let native = judge_service(
+            &Started::TimedOut,
+            &out(None, ""),
+            &service(Some("up")),
+            "app",
+            &Mode::Native,
+        );
+        assert_eq!(native.outcome, Outcome::Failed);
+    }
+}

@@ -59,7 +59,7 @@ pub struct Facts<'a> {
 const STATIC: &str = "runner \"static\": execution skipped by configuration";
 
 /// The checks of one platform, in order: the standard checks, then one per
-/// extra command.
+/// extra command, then `service-start` when `[verify.service]` is configured.
 pub fn plan(facts: Facts<'_>) -> Vec<Step> {
     let no_java = if facts.commands.is_empty() {
         "[verify.java] required = false and no extra commands"

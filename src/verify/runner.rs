@@ -303,7 +303,9 @@ impl Sandbox {
         let mut fatal: Option<(String, tokio::time::Instant)> = None;
         let mut code = None;
         let outcome = 'watch: loop {
-            let grace = fatal.as_ref().map_or(deadline, |(_, until)| *until);
+            let grace = fatal
+                .as_ref()
+                .map_or(deadline, |(_, until)| (*until).min(deadline));
             tokio::select! {
                 chunk = rx.recv(), if open => match chunk {
                     None => open = false,
