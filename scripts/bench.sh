@@ -233,7 +233,7 @@ for p in v["platforms"]:
   }
   # The floor: the bare `java -jar` in the same sandbox, same root, same
   # Env/WorkingDir/User, same emulator; seconds from start to the ready line.
-  floor() {
+  floor_once() {
     local os_arch=$1 qemu=$2 root="" r
     for r in "$work"/cache/rootfs/*/; do
       [ -f "$r/app/service.jar" ] && grep -q "^OS_ARCH=\"$os_arch\"" "$r/opt/jdk/release" 2>/dev/null && root=$r
@@ -247,8 +247,7 @@ for p in v["platforms"]:
     argv+=(--)
     [ -n "$qemu" ] && argv+=(/.archgate-qemu)
     argv+=(/opt/jdk/bin/java -Djava.library.path=/app/lib -jar /app/service.jar)
-    for _ in $(seq 1 "$runs"); do
-      python3 - "$ready" "${argv[@]}" <<'PY'
+    python3 - "$ready" "${argv[@]}" <<'PY'
 import subprocess, sys, time
 ready, argv = sys.argv[1], sys.argv[2:]
 t0 = time.monotonic()
@@ -261,17 +260,20 @@ for line in p.stdout:
 p.kill(); p.wait()
 print(t)
 PY
-    done | median
   }
   printf '%-16s %14s %10s %8s\n' platform "service-start s" "floor s" ratio
-  echo "(service-start: the check's own duration, start to ready line and stop, median of $runs warm runs)"
-  local p svc fl
+  echo "(service-start: the check's own duration, start to ready line and stop; floor: start to ready line;"
+  echo " medians of $runs runs, the two alternating so that a busy machine weighs on both)"
+  local p
   for p in linux/amd64:x86_64: linux/arm64:aarch64:qemu-aarch64-static linux/mips64le:mips64el:qemu-mips64el-static; do
     IFS=: read -r plat os_arch qemu <<<"$p"
-    svc=$(for _ in $(seq 1 "$runs"); do
-      "$bin" verify --json --config "$work/archgate.toml" --platform "$plat" "$image" | service_ms
-    done | median)
-    fl=$(floor "$os_arch" "$qemu")
+    : >"$work/svc.txt"; : >"$work/floor.txt"
+    for _ in $(seq 1 "$runs"); do
+      "$bin" verify --json --config "$work/archgate.toml" --platform "$plat" "$image" | service_ms >>"$work/svc.txt"
+      floor_once "$os_arch" "$qemu" >>"$work/floor.txt"
+    done
+    local svc fl
+    svc=$(median <"$work/svc.txt"); fl=$(median <"$work/floor.txt")
     printf '%-16s %14.2f %10.2f %8.2f\n' "$plat" "$svc" "$fl" "$(echo "$svc / $fl" | bc -l)"
   done
 }
