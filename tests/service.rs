@@ -4,9 +4,11 @@
 //! run under real bubblewrap and QEMU user-mode emulation.
 //!
 //! The `-Xint` retry (a JVM crash under QEMU that goes away without the JIT)
-//! cannot be triggered honestly here — no real JIT miscompilation of these
-//! JREs under this QEMU is known — so its classification is unit-tested in
-//! `src/verify/java.rs` (`crash_signal`, `with_interpreter_only`).
+//! cannot be triggered by a real emulator bug here — no JIT miscompilation of
+//! these JREs under this QEMU is known. Its classification is unit-tested in
+//! `src/verify/java.rs` (`crash_signal`, `with_interpreter_only`), and its
+//! path end to end with a stand-in: the example's `--crash-unless-interpreted`
+//! really crashes the JVM with SIGSEGV unless it runs with `-Xint`.
 
 use std::path::Path;
 
@@ -239,4 +241,45 @@ fn without_ready_a_running_or_clean_exit_passes_and_a_failing_exit_fails() {
         assert!(m.contains(part), "{args:?}: {m}");
         assert_eq!(code, if want == "passed" { 0 } else { 1 }, "{args:?}");
     }
+}
+
+#[test]
+fn a_jvm_crash_that_goes_away_with_xint_is_an_emulator_error_under_qemu_only() {
+    let dir = tempdir();
+    let entries = [
+        service_entry("linux/amd64", "amd64"),
+        service_entry("linux/arm64", "arm64"),
+    ];
+    let image = layout(&dir.path().join("layout"), &entries);
+    let mut command: Vec<&str> = ENTRYPOINT.to_vec();
+    command.push("--crash-unless-interpreted");
+    let config = format!(
+        "[verify.service]\ncommand = {}\nready = \"{READY}\"\n",
+        serde_json::to_string(&command).unwrap()
+    );
+    // Under QEMU: crashed, started with -Xint: the emulator's fault, exit 3.
+    let (code, v, stderr) = verify(dir.path(), &image, "linux/arm64", &config);
+    let (o, m) = outcome_and_message(&v, "linux/arm64");
+    assert_eq!(o, "error", "{m}");
+    assert!(
+        m.starts_with("the emulator failed, not the image: ")
+            && m.contains("crashed with SIGSEGV under qemu-aarch64")
+            && m.contains("version")
+            && m.contains("-Xint"),
+        "{m}"
+    );
+    assert_eq!(code, 3, "{stderr}\n{v:#}");
+    let junit = std::fs::read_to_string(dir.path().join("report/junit.xml")).unwrap();
+    assert!(
+        junit.contains("A fatal error has been detected by the Java Runtime Environment")
+            && junit.contains("the same start with JAVA_TOOL_OPTIONS=-Xint")
+            && junit.contains("Picked up JAVA_TOOL_OPTIONS: -Xint"),
+        "both runs in system-out: {junit}"
+    );
+    // Natively there is no emulator to blame: the crash is the image's.
+    let (code, v, stderr) = verify(dir.path(), &image, "linux/amd64", &config);
+    let (o, m) = outcome_and_message(&v, "linux/amd64");
+    assert_eq!(o, "failed", "{m}");
+    assert!(m.starts_with("SIGSEGV (0xb) at pc="), "{m}");
+    assert_eq!(code, 1, "{stderr}\n{v:#}");
 }

@@ -18,8 +18,10 @@ import net.jpountz.lz4.LZ4FastDecompressor;
  * the first step with java.lang.UnsatisfiedLinkError.
  *
  * Arguments (for tests and benchmarks): --once exits 0 after the ready line;
- * --quiet prints no ready line; --fail exits 3 before being ready; anything
- * else (e.g. a test's marker) is ignored.
+ * --quiet prints no ready line; --fail exits 3 before being ready;
+ * --crash-unless-interpreted crashes the JVM with SIGSEGV (a read of address
+ * 0) unless it runs with -Xint — a stand-in for a JIT that an emulator
+ * mis-executes; anything else (e.g. a test's marker) is ignored.
  */
 public final class Main {
     public static void main(String[] args) throws Exception {
@@ -28,6 +30,14 @@ public final class Main {
         if (Arrays.asList(args).contains("--fail")) {
             System.err.println("example service: asked to fail (--fail)");
             System.exit(3);
+        }
+        String vm = System.getProperty("java.vm.info", "");
+        if (Arrays.asList(args).contains("--crash-unless-interpreted") && !vm.contains("interpreted")) {
+            Class<?> unsafeClass = Class.forName("sun.misc.Unsafe");
+            java.lang.reflect.Field field = unsafeClass.getDeclaredField("theUnsafe");
+            field.setAccessible(true);
+            Object unsafe = field.get(null);
+            unsafeClass.getMethod("getByte", long.class).invoke(unsafe, 0L);
         }
         // The JNI library, as a service loads it: by name, from java.library.path.
         System.loadLibrary("lz4-java");
