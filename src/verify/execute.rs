@@ -476,13 +476,17 @@ impl<'a> Execution<'a> {
             let code = out
                 .code
                 .map_or("a signal".to_string(), |x| format!("exit code {x}"));
-            Check::failed(
-                CheckId::Command,
-                format!(
+            // The exception line, when the JVM printed one, not its last frames.
+            let message = match java::cause_line(&text) {
+                Some(cause) => {
+                    format!("{cause} — `{shown}` ended with {code}, expected {expected}")
+                }
+                None => format!(
                     "`{shown}` ended with {code}, expected {expected}: {}",
                     out.tail(3)
                 ),
-            )
+            };
+            Check::failed(CheckId::Command, message)
         } else if let Some(re) = c.output.as_ref().filter(|re| !re.is_match(&text)) {
             Check::failed(
                 CheckId::Command,
