@@ -250,10 +250,10 @@ impl Sandbox {
         let waited = tokio::select! {
             waited = tokio::time::timeout(self.timeout, child.wait()) => waited,
             signal = crate::cancel::cancelled() => {
-                // Killed and reaped here, not left to `kill_on_drop`: a child
-                // killed on drop is never waited for and stays `<defunct>`.
-                // bwrap's `--die-with-parent` takes the sandbox's own processes.
-                let _ = child.kill().await;
+                // Stopped and reaped here, not left to `kill_on_drop`: a child
+                // killed on drop is never waited for and stays `<defunct>`, and
+                // the sandbox's own processes would die only asynchronously.
+                stop(&mut child).await;
                 return Err(Error::Cancelled(signal));
             }
         };
@@ -265,7 +265,7 @@ impl Sandbox {
                 false,
             ),
             Err(_) => {
-                let _ = child.kill().await;
+                stop(&mut child).await;
                 (None, true)
             }
         };
@@ -433,20 +433,22 @@ fn spawn(cmd: &mut tokio::process::Command) -> Result<tokio::process::Child> {
 /// Killing bwrap alone would leave that to `--die-with-parent`, asynchronously.
 async fn stop(child: &mut tokio::process::Child) {
     if let Some(pid) = child.id() {
-        let children =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        for init in children
+        let inits: Vec<i32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
             .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        for &init in &inits {
             // SAFETY: kill(2) with a PID read just now from bwrap's own children.
             unsafe {
                 libc::kill(init, libc::SIGKILL);
             }
         }
-        if tokio::time::timeout(Duration::from_secs(5), child.wait())
-            .await
-            .is_ok()
+        // Without a child (bwrap still setting up) there is nothing to wait for.
+        if !inits.is_empty()
+            && tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_ok()
         {
             return;
         }
