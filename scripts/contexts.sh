@@ -39,6 +39,6 @@ lz4=$(readlink -f "$("$here/fetch-jre.sh" --set jni --print-root amd64)/usr/shar
 cp "$lz4" "$svc/lz4-java.jar"
 javac --release 8 -cp "$svc/lz4-java.jar" -d "$svc/classes" \
   "$repo/examples/service/src/archgate/example/Main.java"
-printf 'Main-Class: archgate.example.Main\nClass-Path: lz4-java.jar\n' >"$svc/MANIFEST.MF"
+printf 'Main-Class: archgate.example.Main\nPremain-Class: archgate.example.Main\nClass-Path: lz4-java.jar\n' >"$svc/MANIFEST.MF"
 jar cfm "$svc/service.jar" "$svc/MANIFEST.MF" -C "$svc/classes" .
 rm -rf "$svc/classes" "$svc/MANIFEST.MF"

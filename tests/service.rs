@@ -8,7 +8,8 @@
 //! these JREs under this QEMU is known. Its classification is unit-tested in
 //! `src/verify/java.rs` (`crash_signal`, `with_interpreter_only`), and its
 //! path end to end with a stand-in: the example's `--crash-unless-interpreted`
-//! really crashes the JVM with SIGSEGV unless it runs with `-Xint`.
+//! (or the example jar as a Java agent) really crashes the JVM with SIGSEGV
+//! unless it runs with `-Xint`.
 
 use std::path::Path;
 
@@ -281,5 +282,58 @@ fn a_jvm_crash_that_goes_away_with_xint_is_an_emulator_error_under_qemu_only() {
     let (o, m) = outcome_and_message(&v, "linux/amd64");
     assert_eq!(o, "failed", "{m}");
     assert!(m.starts_with("SIGSEGV (0xb) at pc="), "{m}");
+    assert_eq!(code, 1, "{stderr}\n{v:#}");
+}
+
+#[test]
+fn a_java_version_crash_that_goes_away_with_xint_is_an_emulator_error_too() {
+    let dir = tempdir();
+    let entries: Vec<Entry> = ["linux/amd64", "linux/arm64"]
+        .iter()
+        .map(|p| {
+            let mut e = service_entry(p, crate::common::jre::debian_arch(p));
+            // Every JVM of the image, `java -version` included, loads the stand-in.
+            e.env.push(
+                "JAVA_TOOL_OPTIONS=-javaagent:/app/service.jar=crash-unless-interpreted".into(),
+            );
+            e
+        })
+        .collect();
+    let image = layout(&dir.path().join("layout"), &entries);
+    let (code, v, stderr) = verify(dir.path(), &image, "linux/arm64", "");
+    let check = |p: &str, id: &str| {
+        v["platforms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["platform"] == p)
+            .unwrap()["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == id)
+            .unwrap_or_else(|| panic!("{p}: no {id}: {v:#}"))
+            .clone()
+    };
+    let java = check("linux/arm64", "java-version");
+    let m = java["message"].as_str().unwrap();
+    assert_eq!(java["outcome"], "error", "{m}");
+    assert!(
+        m.starts_with("the emulator failed, not the image: ")
+            && m.contains("crashed with SIGSEGV under qemu-aarch64"),
+        "{m}"
+    );
+    // os.arch is read from the -Xint run, which did run.
+    assert_eq!(check("linux/arm64", "java-os-arch")["outcome"], "passed");
+    assert_eq!(code, 3, "{stderr}\n{v:#}");
+    let (code, v, stderr) = verify(dir.path(), &image, "linux/amd64", "");
+    let java = v["platforms"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "java-version")
+        .unwrap()
+        .clone();
+    assert_eq!(java["outcome"], "failed", "{java}");
     assert_eq!(code, 1, "{stderr}\n{v:#}");
 }

@@ -65,6 +65,9 @@ pub struct Execution<'a> {
     /// The one `java -XshowSettings:properties -version` run both Java
     /// checks read; `Err` is why it could not start.
     run: Option<std::result::Result<Output, String>>,
+    /// The JVM crashed under QEMU (this signal, this output) and `run` is
+    /// the `-Xint` run that then succeeded: the emulator failed, not the image.
+    emulator_crash: Option<(&'static str, Output)>,
 }
 
 /// The opened root, the image's environment, and how to execute in it.
@@ -100,6 +103,7 @@ impl<'a> Execution<'a> {
             root: None,
             java: None,
             run: None,
+            emulator_crash: None,
         }
     }
 
@@ -334,7 +338,10 @@ impl<'a> Execution<'a> {
         }
     }
 
-    /// Runs `java -XshowSettings:properties -version` once, for both Java checks.
+    /// Runs `java -XshowSettings:properties -version` once, for both Java
+    /// checks. A JVM crash under QEMU is run once more with `-Xint`: when
+    /// that run succeeds, both checks read it and `java-version` is an
+    /// emulator `error`.
     async fn run_java(&mut self) {
         if self.run.is_some() {
             return;
@@ -342,14 +349,36 @@ impl<'a> Execution<'a> {
         let (Some(root), Some(java)) = (&self.root, &self.java) else {
             return;
         };
+        let argv = java_argv(&java.path);
         let run = match &root.sandbox {
             Err(msg) => Err(msg.clone()),
-            Ok(sandbox) => sandbox
-                .run(&java_argv(&java.path))
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(sandbox) => match sandbox.run(&argv).await {
+                Ok(out) => match emulator_crash(sandbox, &out) {
+                    None => Ok(out),
+                    Some(signal) => {
+                        let mut interpreted = sandbox.clone();
+                        interpreted.env = java::with_interpreter_only(&sandbox.env);
+                        match interpreted.run(&argv).await {
+                            Ok(second) if second.code == Some(0) => {
+                                self.emulator_crash = Some((signal, out));
+                                Ok(second)
+                            }
+                            _ => Ok(out),
+                        }
+                    }
+                },
+                Err(e) => Err(e.to_string()),
+            },
         };
         self.run = Some(run);
+    }
+
+    /// The emulator as messages name it: its file name and `--version`.
+    fn emulator_label(&self, mode: &Mode) -> String {
+        match self.subject.emulator {
+            Some(e) => format!("{} ({})", mode.runner_name(), e.version),
+            None => mode.runner_name(),
+        }
     }
 
     /// 6a. `java -version` runs and its version meets the policy.
@@ -366,6 +395,21 @@ impl<'a> Execution<'a> {
         let took = out.duration;
         let text = out.combined();
         let shown_cmd = java_argv(&java.path).join(" ");
+        if let (Some((signal, crashed)), Ok(sandbox)) = (&self.emulator_crash, &root.sandbox) {
+            return Check::error(
+                CheckId::JavaVersion,
+                format!(
+                    "the emulator failed, not the image: `{shown_cmd}` crashed with {signal} under {} \
+                     and ran with -Xint (JAVA_TOOL_OPTIONS): retry on another runner",
+                    self.emulator_label(&sandbox.mode)
+                ),
+            )
+            .took(crashed.duration + took)
+            .with_output(format!(
+                "{}\n--- the same run with JAVA_TOOL_OPTIONS=-Xint ---\n{text}",
+                crashed.combined()
+            ));
+        }
         let check = if out.timed_out {
             match &root.sandbox {
                 Ok(s) => timed_out(
@@ -553,18 +597,13 @@ impl<'a> Execution<'a> {
             Ok(v) => v,
         };
         let first = judge_service(&started, &out, service, &shown, &sandbox.mode);
-        let signal = java::crash_signal(&out.combined(), out.code);
-        let (Mode::Qemu(_), Some(signal), Outcome::Failed) = (&sandbox.mode, signal, first.outcome)
-        else {
+        let (Some(signal), Outcome::Failed) = (emulator_crash(sandbox, &out), first.outcome) else {
             return first.took(out.duration).with_output(out.combined());
         };
         // Honest verdicts under emulation: the same start with the JIT off.
         let mut interpreted = sandbox.clone();
         interpreted.env = java::with_interpreter_only(&sandbox.env);
-        let emulator = match self.subject.emulator {
-            Some(e) => format!("{} ({})", sandbox.mode.runner_name(), e.version),
-            None => sandbox.mode.runner_name(),
-        };
+        let emulator = self.emulator_label(&sandbox.mode);
         let (again, second) = match interpreted.serve(&argv, &watch).await {
             Err(e) => return Check::error(ID, e.to_string()),
             Ok(v) => v,
@@ -708,6 +747,16 @@ impl Root {
         argv[0] = path;
         Some(argv)
     }
+}
+
+/// The signal of a JVM crash (SIGILL, SIGBUS, SIGSEGV) under QEMU, which
+/// an `-Xint` run may pin on the emulator's handling of the JIT; `None`
+/// natively (no emulator to blame) and for any other ending.
+fn emulator_crash(sandbox: &Sandbox, out: &Output) -> Option<&'static str> {
+    if !matches!(sandbox.mode, Mode::Qemu(_)) || out.timed_out || out.code == Some(0) {
+        return None;
+    }
+    java::crash_signal(&out.combined(), out.code)
 }
 
 /// The verdict on one watched start. A message that is not a pass leads

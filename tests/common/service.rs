@@ -91,7 +91,7 @@ pub fn service_jar() -> PathBuf {
     JAR.get_or_init(|| {
         let source = repo().join("examples/service/src/archgate/example/Main.java");
         let text = std::fs::read(&source).expect("examples/service source");
-        let digest = Digest::of(&[b"service-jar-v1\n".as_slice(), &text].concat());
+        let digest = Digest::of(&[b"service-jar-v2\n".as_slice(), &text].concat());
         let dir = super::jre::fixture_dir().join(format!("service-{}", &digest.hex()[..16]));
         let jar = dir.join("service.jar");
         if jar.is_file() {
@@ -118,7 +118,7 @@ pub fn service_jar() -> PathBuf {
         let manifest = work.path().join("MANIFEST.MF");
         std::fs::write(
             &manifest,
-            "Main-Class: archgate.example.Main\nClass-Path: lz4-java.jar\n",
+            "Main-Class: archgate.example.Main\nPremain-Class: archgate.example.Main\nClass-Path: lz4-java.jar\n",
         )
         .unwrap();
         let built = work.path().join("service.jar");

@@ -21,7 +21,9 @@ import net.jpountz.lz4.LZ4FastDecompressor;
  * --quiet prints no ready line; --fail exits 3 before being ready;
  * --crash-unless-interpreted crashes the JVM with SIGSEGV (a read of address
  * 0) unless it runs with -Xint — a stand-in for a JIT that an emulator
- * mis-executes; anything else (e.g. a test's marker) is ignored.
+ * mis-executes; anything else (e.g. a test's marker) is ignored. As a Java
+ * agent (-javaagent:/app/service.jar=crash-unless-interpreted, e.g. in
+ * JAVA_TOOL_OPTIONS) it does the same to any JVM, `java -version` included.
  */
 public final class Main {
     public static void main(String[] args) throws Exception {
@@ -31,13 +33,8 @@ public final class Main {
             System.err.println("example service: asked to fail (--fail)");
             System.exit(3);
         }
-        String vm = System.getProperty("java.vm.info", "");
-        if (Arrays.asList(args).contains("--crash-unless-interpreted") && !vm.contains("interpreted")) {
-            Class<?> unsafeClass = Class.forName("sun.misc.Unsafe");
-            java.lang.reflect.Field field = unsafeClass.getDeclaredField("theUnsafe");
-            field.setAccessible(true);
-            Object unsafe = field.get(null);
-            unsafeClass.getMethod("getByte", long.class).invoke(unsafe, 0L);
+        if (Arrays.asList(args).contains("--crash-unless-interpreted")) {
+            crashUnlessInterpreted();
         }
         // The JNI library, as a service loads it: by name, from java.library.path.
         System.loadLibrary("lz4-java");
@@ -65,6 +62,25 @@ public final class Main {
         while (true) {
             Thread.sleep(60_000L);
         }
+    }
+
+    /** The agent entry point (Premain-Class). */
+    public static void premain(String options) throws Exception {
+        if ("crash-unless-interpreted".equals(options)) {
+            crashUnlessInterpreted();
+        }
+    }
+
+    /** A SIGSEGV (a read of address 0) unless the JVM runs with -Xint. */
+    private static void crashUnlessInterpreted() throws Exception {
+        if (System.getProperty("java.vm.info", "").contains("interpreted")) {
+            return;
+        }
+        Class<?> unsafeClass = Class.forName("sun.misc.Unsafe");
+        java.lang.reflect.Field field = unsafeClass.getDeclaredField("theUnsafe");
+        field.setAccessible(true);
+        Object unsafe = field.get(null);
+        unsafeClass.getMethod("getByte", long.class).invoke(unsafe, 0L);
     }
 
     /** The real uid, from /proc/self/status (the image may have no /etc/passwd). */
