@@ -542,7 +542,13 @@ fn commands_whose_layers_failed_are_listed_skipped_with_the_cause() {
 #[test]
 fn regression_hole_5_a_qemu_timeout_is_an_infrastructure_error() {
     let dir = tempdir();
-    let image = layout(dir.path(), &truthful(&["linux/mips64le"]));
+    // A JVM that never finishes (the example jar as a Java agent that hangs),
+    // not a slow one: an idle runner ran mips64el `java -version` in 0.6 s.
+    let mut entry = crate::common::service::service_entry("linux/mips64le", "mips64el");
+    entry
+        .env
+        .push("JAVA_TOOL_OPTIONS=-javaagent:/app/service.jar=hang".into());
+    let image = layout(dir.path(), &[entry]);
     let (code, v, stderr, _) = verify(
         &[
             "--runner",

@@ -23,7 +23,8 @@ import net.jpountz.lz4.LZ4FastDecompressor;
  * 0) unless it runs with -Xint — a stand-in for a JIT that an emulator
  * mis-executes; anything else (e.g. a test's marker) is ignored. As a Java
  * agent (-javaagent:/app/service.jar=crash-unless-interpreted, e.g. in
- * JAVA_TOOL_OPTIONS) it does the same to any JVM, `java -version` included.
+ * JAVA_TOOL_OPTIONS) it does the same to any JVM, `java -version` included;
+ * as -javaagent:/app/service.jar=hang it keeps any JVM from ever finishing.
  */
 public final class Main {
     public static void main(String[] args) throws Exception {
@@ -68,6 +69,11 @@ public final class Main {
     public static void premain(String options) throws Exception {
         if ("crash-unless-interpreted".equals(options)) {
             crashUnlessInterpreted();
+        }
+        if ("hang".equals(options)) {
+            while (true) {
+                Thread.sleep(60_000L);
+            }
         }
     }
 
