@@ -5,6 +5,11 @@
 #           main job's image) for three platforms: cold and warm cache, per
 #           platform against the floor — the bare `java -version` in the same
 #           bubblewrap sandbox under the same emulator (QEMU for arm64/mips64le).
+#   service `service-start` ([verify.service], ready line) of the main job's service
+#           image (examples/service/Dockerfile) per platform, warm cache, against
+#           the floor — the bare `java -jar` of the same jar in the same sandbox
+#           (same root, Env, WorkingDir, User) under the same emulator, timed from
+#           start to its ready line. Target: service-start / floor <= 1.2.
 #   build   `archgate build` of the issue's JDK Dockerfile for linux/amd64,
 #           linux/arm64 and linux/mips64le into an OCI layout: cold (empty layer
 #           cache) and no-op rebuild, wall time and peak RSS (/usr/bin/time -v),
@@ -143,18 +148,11 @@ bench_verify() {
   local work; work=$(mktemp -d /tmp/archgate-bench.XXXXXX)
   trap 'rm -rf "$work"' RETURN
   "$here/fetch-jre.sh" >/dev/null
-  # The main job's context and image (layer cache shared with the main job).
-  mkdir -p "$work/ctx"
-  local arch deb root
-  for arch in amd64 arm64 mips64le; do
-    deb=$arch; [ "$arch" = mips64le ] && deb=mips64el
-    root=$("$here/fetch-jre.sh" --print-root "$deb")
-    cp -al "$root" "$work/ctx/base-$arch" 2>/dev/null || cp -a "$root" "$work/ctx/base-$arch"
-    cp -al "$root/usr/lib/jvm/java-17-openjdk-$deb" "$work/ctx/jdk-$arch" 2>/dev/null ||
-      cp -a "$root/usr/lib/jvm/java-17-openjdk-$deb" "$work/ctx/jdk-$arch"
-  done
-  printf 'base-*/usr/lib/jvm\n' >"$work/ctx/.dockerignore"
-  "$bin" build -f "$repo/examples/jdk/Dockerfile" --image "oci:$work/layout:v1" "$work/ctx" >/dev/null
+  # The main job's context and JDK image (FROM its Debian base).
+  "$here/contexts.sh" "$work" >/dev/null
+  "$bin" build -f "$repo/examples/base/Dockerfile" --image "oci:$work/layout:base" "$work/context" >/dev/null
+  "$bin" build -f "$repo/examples/jdk/Dockerfile" --build-arg "BASE=oci:$work/layout:base" \
+    --image "oci:$work/layout:v1" "$work/context" >/dev/null
   local image="oci:$work/layout:v1"
 
   # archgate verify, cold (empty cache) once, then warm; per-platform seconds from --json.
@@ -208,6 +206,79 @@ bench_verify() {
     "$(median <"$work/warm-wall.txt")" "$(nproc)"
 }
 
+
+bench_service() {
+  echo "== service =="
+  (cd "$repo" && cargo build --release --quiet)
+  local bin="$repo/target/release/archgate" runs=${BENCH_RUNS:-5}
+  local work; work=$(mktemp -d /tmp/archgate-bench.XXXXXX)
+  trap 'rm -rf "$work"' RETURN
+  "$here/fetch-jre.sh" >/dev/null
+  "$here/fetch-jre.sh" --set jni >/dev/null
+  "$here/contexts.sh" "$work" >/dev/null
+  export ARCHGATE_CACHE="$work/cache"
+  "$bin" build -f "$repo/examples/base/Dockerfile" --image "oci:$work/layout:base" "$work/context" >/dev/null
+  "$bin" build -f "$repo/examples/jdk/Dockerfile" --build-arg "BASE=oci:$work/layout:base" \
+    --image "oci:$work/layout:jdk" "$work/context" >/dev/null
+  "$bin" build -f "$repo/examples/service/Dockerfile" --build-arg "JDK=oci:$work/layout:jdk" \
+    --image "oci:$work/layout:v1" "$work/service" >/dev/null
+  local image="oci:$work/layout:v1" ready="example service ready"
+  printf '[verify.service]\nready = "%s"\n' "$ready" >"$work/archgate.toml"
+  # One verify fills the cache (unpacked roots); the runs after are warm.
+  "$bin" verify --config "$work/archgate.toml" "$image" >/dev/null
+  service_ms() {
+    python3 -c 'import json,sys
+v=json.load(sys.stdin)
+for p in v["platforms"]:
+    for c in p["checks"]:
+        if c["name"]=="service-start": print(c["duration"]/1000 if c["outcome"]=="passed" else "nan")'
+  }
+  # The floor: the bare `java -jar` in the same sandbox, same root, same
+  # Env/WorkingDir/User, same emulator; seconds from start to the ready line.
+  floor_once() {
+    local os_arch=$1 qemu=$2 root="" r
+    for r in "$work"/cache/rootfs/*/; do
+      [ -f "$r/app/service.jar" ] && grep -q "^OS_ARCH=\"$os_arch\"" "$r/opt/jdk/release" 2>/dev/null && root=$r
+    done
+    [ -n "$root" ] || { echo nan; return; }
+    local argv=(bwrap --unshare-all --die-with-parent --new-session --unshare-user --uid 1000 --gid 1000
+      --ro-bind "$root" / --proc /proc --dev /dev --tmpfs /tmp --clearenv
+      --setenv JAVA_HOME /opt/jdk --setenv PATH /usr/bin:/bin:/opt/jdk/bin
+      --setenv LD_LIBRARY_PATH /app/lib:/opt/jdk/bin --chdir /app)
+    [ -n "$qemu" ] && argv+=(--ro-bind "$(command -v "$qemu")" /.archgate-qemu)
+    argv+=(--)
+    [ -n "$qemu" ] && argv+=(/.archgate-qemu)
+    argv+=(/opt/jdk/bin/java -Djava.library.path=/app/lib -jar /app/service.jar)
+    python3 - "$ready" "${argv[@]}" <<'PY'
+import subprocess, sys, time
+ready, argv = sys.argv[1], sys.argv[2:]
+t0 = time.monotonic()
+p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+t = float("nan")
+for line in p.stdout:
+    if ready in line:
+        t = time.monotonic() - t0
+        break
+p.kill(); p.wait()
+print(t)
+PY
+  }
+  printf '%-16s %14s %10s %8s\n' platform "service-start s" "floor s" ratio
+  echo "(service-start: the check's own duration, start to ready line and stop; floor: start to ready line;"
+  echo " medians of $runs runs, the two alternating so that a busy machine weighs on both)"
+  local p
+  for p in linux/amd64:x86_64: linux/arm64:aarch64:qemu-aarch64-static linux/mips64le:mips64el:qemu-mips64el-static; do
+    IFS=: read -r plat os_arch qemu <<<"$p"
+    : >"$work/svc.txt"; : >"$work/floor.txt"
+    for _ in $(seq 1 "$runs"); do
+      "$bin" verify --json --config "$work/archgate.toml" --platform "$plat" "$image" | service_ms >>"$work/svc.txt"
+      floor_once "$os_arch" "$qemu" >>"$work/floor.txt"
+    done
+    local svc fl
+    svc=$(median <"$work/svc.txt"); fl=$(median <"$work/floor.txt")
+    printf '%-16s %14.2f %10.2f %8.2f\n' "$plat" "$svc" "$fl" "$(echo "$svc / $fl" | bc -l)"
+  done
+}
 
 # A free TCP port on 127.0.0.1.
 free_port() {
@@ -373,6 +444,7 @@ bench_archive() {
 
 want build && bench_build
 want verify && bench_verify
+want service && bench_service
 want merge && "$here/bench-merge.sh" merge
 want mirror && bench_mirror
 want archive && bench_archive

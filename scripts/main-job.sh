@@ -1,38 +1,40 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: build the seed's JDK image for
-# linux/amd64, linux/arm64 and linux/mips64le into an OCI layout directory
-# (oci:archgate-out/image:latest, no registry), verify it under emulation, and
-# print the coverage table. Set-up included (apt packages, Debian's JREs).
+# The main job on the embedded default, the seed's whole chain for linux/amd64,
+# linux/arm64 and linux/mips64le, into OCI layout directories under
+# archgate-out/ (no registry, no container engine):
+#   1. a Debian base            examples/base/Dockerfile    -> oci:archgate-out/base:latest
+#   2. the JDK image FROM it    examples/jdk/Dockerfile     -> oci:archgate-out/jdk:latest
+#   3. a Java service FROM that examples/service/Dockerfile -> oci:archgate-out/image:latest
+#      (a jar built here from examples/service/src that loads Debian's real
+#      lz4-java JNI library for each architecture and prints a ready line),
+#      built, verified under emulation (native-libs, service-start, ...), gated,
+#      reported by `archgate run`, which prints the coverage table.
+# Set-up included (apt packages, Debian's JREs and JNI builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/fetch-jre.sh
+./scripts/fetch-jre.sh --set jni
 cargo build --release --locked
 bin=$PWD/target/release/archgate
 
-# The build context: per architecture a Debian runtime root and the JDK home,
-# hard-linked from the fetched JREs (outside the checkout; the builder never
-# follows symlinks out of its context).
+# The build contexts, outside the checkout.
 cache=${ARCHGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/archgate}
+./scripts/contexts.sh "$cache/main-job"
 ctx=$cache/main-job/context
-rm -rf "$ctx"
-mkdir -p "$ctx"
-for arch in amd64 arm64 mips64le; do
-  deb=$arch; [ "$arch" = mips64le ] && deb=mips64el
-  root=$(./scripts/fetch-jre.sh --print-root "$deb")
-  # hard links where the file system allows (instant), else a copy
-  cp -al "$root" "$ctx/base-$arch" 2>/dev/null || cp -a "$root" "$ctx/base-$arch"
-  cp -al "$root/usr/lib/jvm/java-17-openjdk-$deb" "$ctx/jdk-$arch" 2>/dev/null ||
-    cp -a "$root/usr/lib/jvm/java-17-openjdk-$deb" "$ctx/jdk-$arch"
-done
-# The JDK goes to /opt/jdk only: keep it out of the base layer.
-printf 'base-*/usr/lib/jvm\n' >"$ctx/.dockerignore"
+svc=$cache/main-job/service
 
-# archgate run: build (the Dockerfile, every configured platform) -> verify the
-# index digest under QEMU -> gate -> reports in archgate-report/.
+# 1 and 2: the base, then the JDK image FROM it (each an index of three platforms).
+"$bin" build -f examples/base/Dockerfile --image oci:archgate-out/base:latest "$ctx"
+"$bin" build -f examples/jdk/Dockerfile --image oci:archgate-out/jdk:latest "$ctx"
+
+# 3. archgate run: build the service FROM the JDK image -> verify the index
+# digest under QEMU (the service's ENTRYPOINT must print its ready line) ->
+# gate -> reports in archgate-report/.
 status=0
-ARCHGATE_BUILD__DOCKERFILE=examples/jdk/Dockerfile \
-ARCHGATE_BUILD__CONTEXT="$ctx" \
+ARCHGATE_BUILD__DOCKERFILE=examples/service/Dockerfile \
+ARCHGATE_BUILD__CONTEXT="$svc" \
+ARCHGATE_VERIFY__SERVICE__READY="example service ready" \
   "$bin" run || status=$?
 echo
 cat archgate-report/coverage.md

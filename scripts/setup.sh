@@ -22,6 +22,8 @@ command -v xmllint >/dev/null || need+=(libxml2-utils)
 # CI templates: the Jenkins step runs under groovy; gitlab-ci-local needs rsync
 command -v groovy >/dev/null || need+=(groovy)
 command -v rsync >/dev/null || need+=(rsync)
+# the main job's example service (examples/service) and its test fixture: javac --release 8
+command -v javac >/dev/null || need+=(openjdk-17-jdk-headless)
 
 if [ "${#need[@]}" -gt 0 ]; then
   SUDO=""

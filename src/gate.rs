@@ -96,6 +96,7 @@ fn unproven<'a>(g: &GateSettings, p: &'a PlatformResult) -> Vec<&'a Check> {
                 CheckId::JavaVersion => Waiver::JavaVersion,
                 CheckId::JavaOsArch => Waiver::JavaOsArch,
                 CheckId::Command => Waiver::Commands,
+                CheckId::ServiceStart => Waiver::ServiceStart,
                 _ => return false,
             };
             !g.waive_skipped.contains(&waiver)
@@ -245,6 +246,7 @@ mod tests {
             outcome,
             checks: vec![check],
             duration: Duration::ZERO,
+            emulator: None,
         }
     }
 

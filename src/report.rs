@@ -384,11 +384,21 @@ pub fn coverage_md(report: &RunReport) -> String {
         if has_commands {
             out.push_str(" commands |");
         }
+        let has_service = v
+            .platforms
+            .iter()
+            .any(|p| p.checks.iter().any(|c| c.id == CheckId::ServiceStart));
+        if has_service {
+            out.push_str(" service-start |");
+        }
         out.push_str(" java |\n|---|");
         for _ in COLUMNS {
             out.push_str(":-:|");
         }
         if has_commands {
+            out.push_str(":-:|");
+        }
+        if has_service {
             out.push_str(":-:|");
         }
         out.push_str("---|\n");
@@ -406,6 +416,14 @@ pub fn coverage_md(report: &RunReport) -> String {
                     .map(|c| c.outcome)
                     .max();
                 let _ = write!(out, " {} |", worst.map_or("—", cell));
+            }
+            if has_service {
+                let o = p
+                    .checks
+                    .iter()
+                    .find(|c| c.id == CheckId::ServiceStart)
+                    .map(|c| c.outcome);
+                let _ = write!(out, " {} |", o.map_or("—", cell));
             }
             let _ = writeln!(out, " {} |", p.java_version.as_deref().unwrap_or("—"));
         }

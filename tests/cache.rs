@@ -33,6 +33,7 @@ fn small_image(dir: &Path, name: &str, seed: u64) -> String {
         config_platform: "linux/amd64".into(),
         layers: vec![Layer::gzip(Bytes::from(tar.into_inner().unwrap()))],
         env: vec!["PATH=/bin".into()],
+        runtime: serde_json::Value::Null,
     };
     let layout = dir.join(format!("layout-{name}"));
     let rt = tokio::runtime::Runtime::new().unwrap();

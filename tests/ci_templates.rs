@@ -61,7 +61,7 @@ fn gitlab_ci_local() -> PathBuf {
 
 #[test]
 fn the_gitlab_fan_out_pipeline_builds_merges_and_verifies_for_real() {
-    use crate::common::jre::{jdk_context, jdk_dockerfile};
+    use crate::common::jre::{base_image, jdk_context, jdk_dockerfile};
     use crate::common::{TestRegistry, skopeo_raw, tempdir};
 
     let registry = TestRegistry::start_http();
@@ -91,9 +91,10 @@ fn the_gitlab_fan_out_pipeline_builds_merges_and_verifies_for_real() {
             "platforms = [\"linux/amd64\", \"linux/arm64\", \"linux/mips64le\"]\n\
              image = \"{host}/team/app:{{git_short_sha}}\"\n\
              [registries.\"{host}\"]\nhttp = true\n\
-             [build]\ndockerfile = {:?}\ncontext = {:?}\n",
+             [build]\ndockerfile = {:?}\ncontext = {:?}\n[build.args]\nBASE = {:?}\n",
             jdk_dockerfile().display().to_string(),
-            ctx.display().to_string()
+            ctx.display().to_string(),
+            base_image(dir.path(), &ctx)
         ),
     )
     .unwrap();

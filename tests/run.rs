@@ -9,9 +9,10 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::common::jre::{
-    Entry, debian_arch, jdk_context, jdk_dockerfile, jre_env, shared_cache, write_index,
+    Entry, base_image, debian_arch, jdk_context, jdk_dockerfile, jre_env, shared_cache, write_index,
 };
 use crate::common::registry::free_port;
+use crate::common::service::{READY, service_context, service_dockerfile};
 use crate::common::{TestOutput, TestRegistry, archgate, skopeo_raw, tempdir};
 
 const THREE: [&str; 3] = ["linux/amd64", "linux/arm64", "linux/mips64le"];
@@ -331,10 +332,22 @@ fn a_registry_that_is_down_is_exit_3_and_the_report_says_why() {
 }
 
 #[test]
-fn the_main_job_builds_the_seed_dockerfile_and_verifies_three_platforms_in_a_layout() {
+fn the_main_job_builds_the_seed_chain_and_proves_the_service_on_three_platforms_in_a_layout() {
+    // scripts/main-job.sh: base -> JDK FROM the base -> service FROM the JDK,
+    // each a three-platform index in a layout under the job's directory.
     let dir = tempdir();
     let ctx = jdk_context(dir.path());
-    let dockerfile = jdk_dockerfile();
+    base_image(dir.path(), &ctx);
+    archgate()
+        .current_dir(dir.path())
+        .arg("build")
+        .arg("-f")
+        .arg(jdk_dockerfile())
+        .args(["--image", "oci:archgate-out/jdk:latest"])
+        .arg(&ctx)
+        .env("ARCHGATE_CACHE", shared_cache())
+        .assert_success();
+    let service = service_context(dir.path());
     let out_dir = dir.path().join("archgate-out");
     let report_dir = dir.path().join("report");
     // The embedded default target is oci:archgate-out/image:{tag}, relative to the job's directory.
@@ -342,8 +355,9 @@ fn the_main_job_builds_the_seed_dockerfile_and_verifies_three_platforms_in_a_lay
         .current_dir(dir.path())
         .arg("run")
         .env("ARCHGATE_CACHE", shared_cache())
-        .env("ARCHGATE_BUILD__DOCKERFILE", &dockerfile)
-        .env("ARCHGATE_BUILD__CONTEXT", &ctx)
+        .env("ARCHGATE_BUILD__DOCKERFILE", service_dockerfile())
+        .env("ARCHGATE_BUILD__CONTEXT", &service)
+        .env("ARCHGATE_VERIFY__SERVICE__READY", READY)
         .env("ARCHGATE_REPORT__DIR", &report_dir)
         .output();
     out.assert_code(0);
@@ -361,17 +375,31 @@ fn the_main_job_builds_the_seed_dockerfile_and_verifies_three_platforms_in_a_lay
             .iter()
             .find(|x| x["platform"] == p)
             .unwrap();
-        let found = platform["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "jdk-found")
-            .unwrap();
+        let check = |name: &str| {
+            platform["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == name)
+                .unwrap_or_else(|| panic!("{p}: no {name}"))
+                .clone()
+        };
         assert_eq!(
-            found["message"], "/opt/jdk/bin/java",
-            "{p}: JAVA_HOME=/opt/jdk from the Dockerfile"
+            check("jdk-found")["message"],
+            "/opt/jdk/bin/java",
+            "{p}: JAVA_HOME=/opt/jdk from the JDK image"
+        );
+        let service = check("service-start");
+        assert_eq!(service["outcome"], "passed", "{p}: {service}");
+        assert!(
+            service["message"]
+                .as_str()
+                .unwrap()
+                .contains("lz4 LZ4Factory:JNI"),
+            "{p}: the service's ready line: {service}"
         );
     }
+    assert!(r.md.contains("service-start"), "{}", r.md);
     assert!(
         dotenv_value(&r.env, "AG_IMAGE")
             .unwrap()
@@ -384,16 +412,19 @@ fn verify_right_after_build_downloads_no_layer() {
     let registry = TestRegistry::start_http();
     let dir = tempdir();
     let ctx = jdk_context(dir.path());
+    let base = base_image(dir.path(), &ctx);
     let report_dir = dir.path().join("report");
     let config = write_config(
         dir.path(),
         &format!(
             "image = \"{}/team/jdk:v1\"\n[registries.\"{}\"]\nhttp = true\n\
-             [build]\ndockerfile = {:?}\ncontext = {:?}\n[report]\ndir = {:?}\n",
+             [build]\ndockerfile = {:?}\ncontext = {:?}\n[build.args]\nBASE = {:?}\n\
+             [report]\ndir = {:?}\n",
             registry.host(),
             registry.host(),
             jdk_dockerfile().display().to_string(),
             ctx.display().to_string(),
+            base,
             report_dir.display().to_string()
         ),
     );
@@ -422,8 +453,8 @@ fn verify_right_after_build_downloads_no_layer() {
         .collect();
     assert_eq!(
         layers.len(),
-        6,
-        "two new layers per platform: {}",
+        3,
+        "one new layer per platform (the JDK; the base's come from its layout): {}",
         r.json["produced"]
     );
     let layer_gets: Vec<String> = registry

@@ -19,6 +19,7 @@ mod mirror;
 mod registry;
 mod run;
 mod secrets;
+mod service;
 mod shared_cache;
 mod store_contract;
 mod verify;

@@ -168,6 +168,7 @@ fn an_arm64_entry_carrying_the_amd64_jre_fails_elf_and_java() {
         config_platform: "linux/arm64".into(),
         layers: vec![jre_layer("amd64")],
         env: jre_env("amd64"),
+        runtime: Value::Null,
     });
     let image = layout(dir.path(), &entries);
     let (code, v, stderr, _) = verify(&[&image], &shared_cache(), &[]);
@@ -198,6 +199,7 @@ fn a_mislabelled_image_fails_the_config_platform_check() {
         config_platform: "linux/amd64".into(),
         layers: vec![jre_layer("amd64")],
         env: jre_env("amd64"),
+        runtime: Value::Null,
     });
     let image = layout(dir.path(), &entries);
     let (code, v, stderr, _) = verify(&[&image], &shared_cache(), &[]);

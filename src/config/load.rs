@@ -377,6 +377,9 @@ fn validate(settings: &Settings, origins: &BTreeMap<Vec<String>, String>) -> Res
             ));
         }
     }
+    if let Some(service) = &v.service {
+        validate_service(service).map_err(|(k, m)| fail(&["verify", "service", k], m))?;
+    }
     if v.timeout == 0 {
         return Err(fail(
             &["verify", "timeout"],
@@ -408,6 +411,37 @@ fn check_image_name(name: &str) -> std::result::Result<(), String> {
             "give the repository only, e.g. \"10.0.0.5:5000/team/app\": the tag is the target's"
                 .into(),
         );
+    }
+    Ok(())
+}
+
+/// `[verify.service]`: what its types cannot say (`ready` is compiled when read).
+fn validate_service(
+    s: &crate::config::ServiceCheck,
+) -> std::result::Result<(), (&'static str, String)> {
+    if let Some(command) = &s.command
+        && command.first().is_none_or(|a| a.is_empty())
+    {
+        return Err((
+            "command",
+            "[verify.service] `command` is empty; give the command, e.g. command = [\"java\", \"-jar\", \"/app/service.jar\"], or leave it out to run the image's ENTRYPOINT + CMD".into(),
+        ));
+    }
+    if s.timeout == 0 {
+        return Err((
+            "timeout",
+            "[verify.service] timeout = 0: give the seconds the service has to start, e.g. 120"
+                .into(),
+        ));
+    }
+    if s.settle == 0 || s.settle > s.timeout {
+        return Err((
+            "settle",
+            format!(
+                "[verify.service] settle = {}: give the seconds the service must stay up without a `ready` line, between 1 and timeout ({})",
+                s.settle, s.timeout
+            ),
+        ));
     }
     Ok(())
 }
@@ -793,6 +827,23 @@ mod tests {
                 "[[verify.commands]] #1 (\"x\"): `args` is empty",
             ),
             (
+                "[verify.service]\nready = \"(\"\n",
+                "not a valid regular expression",
+            ),
+            (
+                "[verify.service]\ncommand = []\n",
+                "[verify.service] `command` is empty",
+            ),
+            (
+                "[verify.service]\ntimeout = 0\n",
+                "[verify.service] timeout = 0",
+            ),
+            (
+                "[verify.service]\ntimeout = 5\nsettle = 10\n",
+                "[verify.service] settle = 10",
+            ),
+            ("[verify.service]\nready_line = \"x\"\n", "ready_line"),
+            (
                 "[[verify.commands]]\nname = \"x\"\nargs = [\"\"]\n",
                 "`args` is empty",
             ),
@@ -942,6 +993,11 @@ mod example_file {
             ..Default::default()
         });
         settings.mirror.push(crate::config::MirrorEntry::default());
+        settings.verify.service = Some(crate::config::ServiceCheck {
+            command: Some(vec!["x".into()]),
+            ready: Some(crate::config::Pattern::new("x").unwrap()),
+            ..Default::default()
+        });
         let ci = serde_json::json!({"registry": 1, "registry_image": 1, "registry_user": 1, "registry_password": 1,
             "job_token": 1, "commit_tag": 1, "commit_sha": 1, "commit_short_sha": 1, "ref_slug": 1, "pipeline_id": 1});
         let mut value = serde_json::to_value(&settings).unwrap();

@@ -385,6 +385,9 @@ pub struct VerifySettings {
     pub java: JavaPolicy,
     /// `[[verify.commands]]`: extra commands run in every platform's image.
     pub commands: Vec<CommandCheck>,
+    /// `[verify.service]`: start the image's own service (`service-start`); absent: not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceCheck>,
 }
 
 impl Default for VerifySettings {
@@ -397,6 +400,7 @@ impl Default for VerifySettings {
             max_unpacked_bytes: 8 << 30,
             java: JavaPolicy::default(),
             commands: Vec::new(),
+            service: None,
         }
     }
 }
@@ -442,6 +446,33 @@ pub struct CommandCheck {
     pub platforms: Vec<Platform>,
 }
 
+/// `[verify.service]`: the `service-start` check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceCheck {
+    /// The command (exec form) instead of the image's `ENTRYPOINT` + `CMD`; not empty when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// A regular expression: the service is started when a line of stdout or stderr matches it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<Pattern>,
+    /// Seconds the service has to print `ready` (or to settle); > 0.
+    pub timeout: u64,
+    /// Without `ready`: seconds the process must stay alive (or exit 0 before); > 0, ≤ `timeout`.
+    pub settle: u64,
+}
+
+impl Default for ServiceCheck {
+    fn default() -> Self {
+        ServiceCheck {
+            command: None,
+            ready: None,
+            timeout: 120,
+            settle: 10,
+        }
+    }
+}
+
 /// `[gate]`: the release gate's policy.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -470,6 +501,8 @@ pub enum Waiver {
     JavaOsArch,
     /// Every `[[verify.commands]]` entry.
     Commands,
+    /// `service-start`: the image's service started (`[verify.service]`).
+    ServiceStart,
 }
 
 impl Default for GateSettings {

@@ -64,6 +64,8 @@ pub enum CheckId {
     JavaOsArch,
     /// 7. An extra `[[verify.commands]]` entry.
     Command,
+    /// 8. The image's own service starts (`[verify.service]`).
+    ServiceStart,
 }
 
 impl CheckId {
@@ -89,7 +91,7 @@ impl CheckId {
             // A mislabelled config does not stop the file system checks: the
             // ELF check then says what the layers really hold.
             CheckId::ConfigPlatform | CheckId::Layers => &[CheckId::Manifest],
-            CheckId::JdkFound | CheckId::Command => &[CheckId::Layers],
+            CheckId::JdkFound | CheckId::Command | CheckId::ServiceStart => &[CheckId::Layers],
             // A `java` for the wrong CPU is still run: its failure under the
             // emulator is part of the evidence. `os.arch` reads the same run
             // as `java-version`, so a version below the policy still shows it.
@@ -109,6 +111,7 @@ impl CheckId {
             CheckId::JavaVersion => "java-version",
             CheckId::JavaOsArch => "java-os-arch",
             CheckId::Command => "command",
+            CheckId::ServiceStart => "service-start",
         }
     }
 
@@ -124,6 +127,7 @@ impl CheckId {
             CheckId::JavaVersion => "java -version runs and meets the policy",
             CheckId::JavaOsArch => "JVM os.arch matches the platform",
             CheckId::Command => "extra command",
+            CheckId::ServiceStart => "the image's service starts and is ready",
         }
     }
 }
@@ -211,6 +215,18 @@ pub struct PlatformResult {
     pub checks: Vec<Check>,
     #[serde(serialize_with = "millis")]
     pub duration: Duration,
+    /// The QEMU user-mode emulator the platform ran under (binary and version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emulator: Option<Emulator>,
+}
+
+/// A QEMU user-mode emulator, as `report.json` names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Emulator {
+    /// The host path of the binary.
+    pub binary: String,
+    /// The first line of its `--version` (`qemu-aarch64 version 7.2.13 (Debian …)`).
+    pub version: String,
 }
 
 impl PlatformResult {
@@ -365,6 +381,7 @@ mod tests {
             outcome: o,
             checks: vec![],
             duration: Duration::ZERO,
+            emulator: None,
         };
         use Outcome::*;
         assert_eq!(Verification::summarise(&[p(Passed), p(Passed)]), Passed);

@@ -14,12 +14,13 @@ use crate::platform::Platform;
 use crate::store::view::IndexView;
 
 use super::cache::Cache;
+use super::check::Emulator;
 use super::check::{Check, CheckId, Outcome};
 use super::entries::Entry;
 use super::plan::Step;
-use super::policy::{CommandPolicy, Policy};
+use super::policy::{CommandPolicy, Policy, ServicePolicy};
 use super::rootfs::RootFs;
-use super::runner::{Mode, Output, Sandbox};
+use super::runner::{Mode, Output, Sandbox, Started, Watch};
 use super::{elf, java, unpack};
 
 /// The PATH a container runtime sets when the image sets none.
@@ -44,6 +45,8 @@ pub struct Subject<'a> {
     pub mode: &'a std::result::Result<Mode, String>,
     /// The extra commands for this platform, as the plan numbers them.
     pub commands: Vec<&'a CommandPolicy>,
+    /// The QEMU emulator of this platform, when it runs under one.
+    pub emulator: Option<&'a Emulator>,
 }
 
 /// One platform's checks being executed, and what they found so far.
@@ -62,12 +65,17 @@ pub struct Execution<'a> {
     /// The one `java -XshowSettings:properties -version` run both Java
     /// checks read; `Err` is why it could not start.
     run: Option<std::result::Result<Output, String>>,
+    /// The JVM crashed under QEMU (this signal, this output) and `run` is
+    /// the `-Xint` run that then succeeded: the emulator failed, not the image.
+    emulator_crash: Option<(&'static str, Output)>,
 }
 
 /// The opened root, the image's environment, and how to execute in it.
 struct Root {
     fs: RootFs,
     env: Vec<String>,
+    /// The image config's runtime part (`ENTRYPOINT`, `CMD`, `USER`).
+    runtime: crate::image::manifest::RuntimeConfig,
     /// `Err`: the runner cannot execute this platform (why, for an `error`).
     sandbox: std::result::Result<Sandbox, String>,
     /// Keeps `cache prune` off the root while the checks read and run it.
@@ -95,6 +103,7 @@ impl<'a> Execution<'a> {
             root: None,
             java: None,
             run: None,
+            emulator_crash: None,
         }
     }
 
@@ -114,6 +123,10 @@ impl<'a> Execution<'a> {
                 .and_then(|i| self.subject.commands.get(i).copied())
             {
                 Some(c) => self.command(c).await,
+                None => not_found_before(step.id),
+            },
+            CheckId::ServiceStart => match &self.subject.ctx.policy.service {
+                Some(service) => self.service_start(service).await,
                 None => not_found_before(step.id),
             },
         }
@@ -264,6 +277,7 @@ impl<'a> Execution<'a> {
         self.root = Some(Root {
             fs,
             env,
+            runtime,
             sandbox,
             _in_use: cached.in_use,
         });
@@ -324,7 +338,10 @@ impl<'a> Execution<'a> {
         }
     }
 
-    /// Runs `java -XshowSettings:properties -version` once, for both Java checks.
+    /// Runs `java -XshowSettings:properties -version` once, for both Java
+    /// checks. A JVM crash under QEMU is run once more with `-Xint`: when
+    /// that run succeeds, both checks read it and `java-version` is an
+    /// emulator `error`.
     async fn run_java(&mut self) {
         if self.run.is_some() {
             return;
@@ -332,14 +349,36 @@ impl<'a> Execution<'a> {
         let (Some(root), Some(java)) = (&self.root, &self.java) else {
             return;
         };
+        let argv = java_argv(&java.path);
         let run = match &root.sandbox {
             Err(msg) => Err(msg.clone()),
-            Ok(sandbox) => sandbox
-                .run(&java_argv(&java.path))
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(sandbox) => match sandbox.run(&argv).await {
+                Ok(out) => match emulator_crash(sandbox, &out) {
+                    None => Ok(out),
+                    Some(signal) => {
+                        let mut interpreted = sandbox.clone();
+                        interpreted.env = java::with_interpreter_only(&sandbox.env);
+                        match interpreted.run(&argv).await {
+                            Ok(second) if second.code == Some(0) => {
+                                self.emulator_crash = Some((signal, out));
+                                Ok(second)
+                            }
+                            _ => Ok(out),
+                        }
+                    }
+                },
+                Err(e) => Err(e.to_string()),
+            },
         };
         self.run = Some(run);
+    }
+
+    /// The emulator as messages name it: its file name and `--version`.
+    fn emulator_label(&self, mode: &Mode) -> String {
+        match self.subject.emulator {
+            Some(e) => format!("{} ({})", mode.runner_name(), e.version),
+            None => mode.runner_name(),
+        }
     }
 
     /// 6a. `java -version` runs and its version meets the policy.
@@ -356,9 +395,30 @@ impl<'a> Execution<'a> {
         let took = out.duration;
         let text = out.combined();
         let shown_cmd = java_argv(&java.path).join(" ");
+        if let (Some((signal, crashed)), Ok(sandbox)) = (&self.emulator_crash, &root.sandbox) {
+            return Check::error(
+                CheckId::JavaVersion,
+                format!(
+                    "the emulator failed, not the image: `{shown_cmd}` crashed with {signal} under {} \
+                     and ran with -Xint (JAVA_TOOL_OPTIONS): retry on another runner",
+                    self.emulator_label(&sandbox.mode)
+                ),
+            )
+            .took(crashed.duration + took)
+            .with_output(format!(
+                "{}\n--- the same run with JAVA_TOOL_OPTIONS=-Xint ---\n{text}",
+                crashed.combined()
+            ));
+        }
         let check = if out.timed_out {
             match &root.sandbox {
-                Ok(s) => timed_out(CheckId::JavaVersion, &s.mode, &shown_cmd, out),
+                Ok(s) => timed_out(
+                    CheckId::JavaVersion,
+                    &s.mode,
+                    &shown_cmd,
+                    out,
+                    "[verify] timeout",
+                ),
                 Err(_) => Check::error(CheckId::JavaVersion, "timed out without a sandbox"),
             }
         } else if out.code != Some(0) {
@@ -435,23 +495,12 @@ impl<'a> Execution<'a> {
             Ok(s) => s,
         };
         let args = &c.check.args;
-        let program = &args[0];
-        let resolved = if program.starts_with('/') {
-            Some(program.clone())
-        } else {
-            root.fs.find_in_path(
-                program,
-                env_value(&root.env, "PATH").unwrap_or(DEFAULT_PATH),
-            )
-        };
-        let Some(program_path) = resolved else {
+        let Some(argv) = root.resolve_argv(args) else {
             return Check::failed(
                 CheckId::Command,
-                format!("`{program}` is not in the image's PATH"),
+                format!("`{}` is not in the image's PATH", args[0]),
             );
         };
-        let mut argv = args.clone();
-        argv[0] = program_path;
         let shown = args.join(" ");
         let out = match sandbox.run(&argv).await {
             Err(e) => return Check::error(CheckId::Command, e.to_string()),
@@ -460,18 +509,28 @@ impl<'a> Execution<'a> {
         let text = out.combined();
         let expected = c.check.exit_code;
         let check = if out.timed_out {
-            timed_out(CheckId::Command, &sandbox.mode, &shown, &out)
+            timed_out(
+                CheckId::Command,
+                &sandbox.mode,
+                &shown,
+                &out,
+                "[verify] timeout",
+            )
         } else if out.code != Some(expected) {
             let code = out
                 .code
                 .map_or("a signal".to_string(), |x| format!("exit code {x}"));
-            Check::failed(
-                CheckId::Command,
-                format!(
+            // The exception line, when the JVM printed one, not its last frames.
+            let message = match java::cause_line(&text) {
+                Some(cause) => {
+                    format!("{cause} — `{shown}` ended with {code}, expected {expected}")
+                }
+                None => format!(
                     "`{shown}` ended with {code}, expected {expected}: {}",
                     out.tail(3)
                 ),
-            )
+            };
+            Check::failed(CheckId::Command, message)
         } else if let Some(re) = c.output.as_ref().filter(|re| !re.is_match(&text)) {
             Check::failed(
                 CheckId::Command,
@@ -486,6 +545,96 @@ impl<'a> Execution<'a> {
         };
         check.took(out.duration).with_output(text)
     }
+
+    /// Check 8, the image's own service starts: `ENTRYPOINT` + `CMD` (or
+    /// `command`) with the image's Env, WorkingDir and User, watched until it
+    /// is ready, settled or ended, then stopped with its whole sandbox. Under
+    /// QEMU a JVM crash (SIGILL/SIGSEGV/SIGBUS) is tried once more with
+    /// `-Xint`: when that starts, the emulator failed, not the image.
+    async fn service_start(&self, service: &ServicePolicy) -> Check {
+        const ID: CheckId = CheckId::ServiceStart;
+        let Some(root) = &self.root else {
+            return not_found_before(ID);
+        };
+        let sandbox = match &root.sandbox {
+            Err(msg) => return Check::error(ID, msg.clone()),
+            Ok(s) => s,
+        };
+        let args = match &service.command {
+            Some(command) => command.clone(),
+            None => {
+                let rt = &root.runtime;
+                let mut args = rt.entrypoint.clone().unwrap_or_default();
+                args.extend(rt.cmd.clone().unwrap_or_default());
+                args
+            }
+        };
+        if args.first().is_none_or(|a| a.is_empty()) {
+            return Check::failed(
+                ID,
+                "the image config has no ENTRYPOINT or CMD to start: give one in the Dockerfile, or set [verify.service] command",
+            );
+        }
+        let shown = args.join(" ");
+        let Some(argv) = root.resolve_argv(&args) else {
+            return Check::failed(ID, format!("`{}` is not in the image's PATH", args[0]));
+        };
+        let user = match root.runtime.user.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(spec) => match resolve_user(&root.fs, spec) {
+                Ok(ids) => Some(ids),
+                Err(msg) => return Check::failed(ID, msg),
+            },
+        };
+        let watch = Watch {
+            ready: service.ready.as_ref(),
+            timeout: service.timeout,
+            settle: service.settle,
+            user,
+        };
+        let (started, out) = match sandbox.serve(&argv, &watch).await {
+            Err(e) => return Check::error(ID, e.to_string()),
+            Ok(v) => v,
+        };
+        let first = judge_service(&started, &out, service, &shown, &sandbox.mode);
+        let (Some(signal), Outcome::Failed) = (emulator_crash(sandbox, &out), first.outcome) else {
+            return first.took(out.duration).with_output(out.combined());
+        };
+        // Honest verdicts under emulation: the same start with the JIT off.
+        let mut interpreted = sandbox.clone();
+        interpreted.env = java::with_interpreter_only(&sandbox.env);
+        let emulator = self.emulator_label(&sandbox.mode);
+        let (again, second) = match interpreted.serve(&argv, &watch).await {
+            Err(e) => return Check::error(ID, e.to_string()),
+            Ok(v) => v,
+        };
+        let retry = judge_service(&again, &second, service, &shown, &sandbox.mode);
+        let output = format!(
+            "{}\n--- the same start with JAVA_TOOL_OPTIONS=-Xint ---\n{}",
+            out.combined(),
+            second.combined()
+        );
+        let took = out.duration + second.duration;
+        let check = if retry.outcome == Outcome::Passed {
+            Check::error(
+                ID,
+                format!(
+                    "the emulator failed, not the image: `{shown}` crashed with {signal} under {emulator} \
+                     and started with -Xint (JAVA_TOOL_OPTIONS): retry on another runner ({})",
+                    retry.message
+                ),
+            )
+        } else {
+            Check::failed(
+                ID,
+                format!(
+                    "{} (with -Xint as well, so not the emulator's JIT)",
+                    first.message
+                ),
+            )
+        };
+        check.took(took).with_output(output)
+    }
 }
 
 /// The check for an executor run without what an earlier check finds: the
@@ -493,10 +642,10 @@ impl<'a> Execution<'a> {
 /// The check for a command killed at `[verify] timeout`: an `error` naming
 /// the emulator and the elapsed time under QEMU (the runner was too slow to
 /// tell), `failed` natively (the program itself hung).
-fn timed_out(id: CheckId, mode: &Mode, shown: &str, out: &Output) -> Check {
+fn timed_out(id: CheckId, mode: &Mode, shown: &str, out: &Output, key: &str) -> Check {
     let message = format!(
-        "`{shown}` did not finish: killed after {:.1} s under {} (`[verify] timeout`); \
-         raise [verify] timeout or use a faster runner",
+        "`{shown}` did not finish: killed after {:.1} s under {} (`{key}`); \
+         raise {key} or use a faster runner",
         out.duration.as_secs_f64(),
         mode.runner_name()
     );
@@ -579,4 +728,279 @@ fn java_home_of(java: &str) -> String {
         .and_then(|bin| bin.parent())
         .map(|h| h.display().to_string())
         .unwrap_or_else(|| "/".into())
+}
+
+impl Root {
+    /// `args` with argv[0] made absolute: as given when it is, else the
+    /// first match on the image's `PATH`; `None` when the image has none.
+    fn resolve_argv(&self, args: &[String]) -> Option<Vec<String>> {
+        let program = args.first()?;
+        let path = if program.starts_with('/') {
+            program.clone()
+        } else {
+            self.fs.find_in_path(
+                program,
+                env_value(&self.env, "PATH").unwrap_or(DEFAULT_PATH),
+            )?
+        };
+        let mut argv = args.to_vec();
+        argv[0] = path;
+        Some(argv)
+    }
+}
+
+/// The signal of a JVM crash (SIGILL, SIGBUS, SIGSEGV) under QEMU, which
+/// an `-Xint` run may pin on the emulator's handling of the JIT; `None`
+/// natively (no emulator to blame) and for any other ending.
+fn emulator_crash(sandbox: &Sandbox, out: &Output) -> Option<&'static str> {
+    if !matches!(sandbox.mode, Mode::Qemu(_)) || out.timed_out || out.code == Some(0) {
+        return None;
+    }
+    java::crash_signal(&out.combined(), out.code)
+}
+
+/// The verdict on one watched start. A message that is not a pass leads
+/// with the cause: the exception line or crash signal the JVM printed, not
+/// its last stack frame.
+fn judge_service(
+    started: &Started,
+    out: &Output,
+    service: &ServicePolicy,
+    shown: &str,
+    mode: &Mode,
+) -> Check {
+    const ID: CheckId = CheckId::ServiceStart;
+    let secs = out.duration.as_secs_f64();
+    let text = out.combined();
+    let cause = || {
+        java::cause_line(&text)
+            .map(|c| format!("{c} — "))
+            .unwrap_or_default()
+    };
+    let wanted = match &service.ready {
+        Some(re) => format!("before printing a line matching /{}/", re.as_str()),
+        None => format!(
+            "within [verify.service] settle ({} s)",
+            service.settle.as_secs()
+        ),
+    };
+    match started {
+        Started::Ready(line) => Check::passed(
+            ID,
+            format!("`{shown}` ready after {secs:.1} s: {}", line.trim()),
+        ),
+        Started::Settled => Check::passed(
+            ID,
+            format!(
+                "`{shown}` still running after {} s (no `ready` pattern: [verify.service] settle)",
+                service.settle.as_secs()
+            ),
+        ),
+        Started::Exited(Some(0)) if service.ready.is_none() => Check::passed(
+            ID,
+            format!("`{shown}` exited with code 0 after {secs:.1} s"),
+        ),
+        Started::Exited(code) => {
+            let code = code.map_or("a signal".to_string(), |c| format!("code {c}"));
+            let tail = if java::cause_line(&text).is_none() && !text.trim().is_empty() {
+                format!(": {}", out.tail(3))
+            } else {
+                String::new()
+            };
+            Check::failed(
+                ID,
+                format!("{}`{shown}` exited with {code} {wanted}{tail}", cause()),
+            )
+        }
+        Started::Fatal(line) => {
+            let head = java::cause_line(&text).unwrap_or_else(|| line.trim().to_string());
+            Check::failed(ID, format!("{head} — `{shown}` failed {wanted}; stopped"))
+        }
+        Started::TimedOut => {
+            let mut check = timed_out(ID, mode, shown, out, "[verify.service] timeout");
+            check.message = format!(
+                "{} — no line matched /{}/",
+                check.message,
+                service.ready.as_ref().map_or("", |r| r.as_str())
+            );
+            check
+        }
+    }
+}
+
+/// `USER` (`name`, `uid`, `name:group`, `uid:gid`) as numeric ids, names
+/// looked up in the image's own `/etc/passwd` and `/etc/group` (a container
+/// runtime does the same); a bare uid not in passwd runs with gid 0.
+fn resolve_user(fs: &RootFs, spec: &str) -> std::result::Result<(u32, u32), String> {
+    let read = |file: &str| {
+        fs.resolve(file)
+            .ok()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    };
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd = read("/etc/passwd");
+    // name:x:uid:gid:…
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && (f[0] == user || (user.parse::<u32>().is_ok() && f[2] == user)));
+    let uid = match user.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => entry
+            .as_ref()
+            .and_then(|f| f[2].parse().ok())
+            .ok_or_else(|| {
+                format!(
+                    "the image config's User {spec:?} names user {user:?}, which is not in the image's /etc/passwd"
+                )
+            })?,
+    };
+    let gid = match group {
+        None => entry.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0),
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => read("/etc/group")
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    format!(
+                        "the image config's User {spec:?} names group {g:?}, which is not in the image's /etc/group"
+                    )
+                })?,
+        },
+    };
+    Ok((uid, gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn service(ready: Option<&str>) -> ServicePolicy {
+        ServicePolicy {
+            command: None,
+            ready: ready.map(|r| regex::Regex::new(r).unwrap()),
+            timeout: Duration::from_secs(120),
+            settle: Duration::from_secs(10),
+        }
+    }
+
+    fn out(code: Option<i32>, stderr: &str) -> Output {
+        Output {
+            code,
+            stdout: String::new(),
+            stderr: stderr.into(),
+            duration: Duration::from_millis(1500),
+            timed_out: false,
+        }
+    }
+
+    /// (started, exit code, output, ready pattern, outcome, message start, message part)
+    type Case = (
+        Started,
+        Option<i32>,
+        &'static str,
+        Option<&'static str>,
+        Outcome,
+        &'static str,
+        &'static str,
+    );
+
+    #[test]
+    fn service_verdicts_lead_with_the_cause() {
+        let ule = "Exception in thread \"main\" java.lang.UnsatisfiedLinkError: /app/lib/x.so: wrong ELF class: ELFCLASS32\n\tat a.B.main(B.java:3)\n";
+        let qemu = Mode::Qemu(PathBuf::from("/usr/bin/qemu-aarch64-static"));
+        let cases: &[Case] = &[
+            (
+                Started::Ready("up on 8080".into()),
+                None,
+                "",
+                Some("up"),
+                Outcome::Passed,
+                "`app` ready after 1.5 s: up on 8080",
+                "",
+            ),
+            (
+                Started::Settled,
+                None,
+                "",
+                None,
+                Outcome::Passed,
+                "`app` still running after 10 s",
+                "",
+            ),
+            (
+                Started::Exited(Some(0)),
+                Some(0),
+                "",
+                None,
+                Outcome::Passed,
+                "`app` exited with code 0",
+                "",
+            ),
+            (
+                Started::Exited(Some(0)),
+                Some(0),
+                "bye\n",
+                Some("up"),
+                Outcome::Failed,
+                "`app` exited with code 0 before printing a line matching /up/",
+                ": bye",
+            ),
+            (
+                Started::Exited(Some(1)),
+                Some(1),
+                ule,
+                Some("up"),
+                Outcome::Failed,
+                "java.lang.UnsatisfiedLinkError: /app/lib/x.so: wrong ELF class: ELFCLASS32 — `app` exited with code 1",
+                "",
+            ),
+            (
+                Started::Fatal(ule.lines().next().unwrap().into()),
+                Some(1),
+                ule,
+                Some("up"),
+                Outcome::Failed,
+                "java.lang.UnsatisfiedLinkError: /app/lib/x.so: wrong ELF class: ELFCLASS32 — `app` failed",
+                "",
+            ),
+            (
+                Started::TimedOut,
+                None,
+                "",
+                Some("up"),
+                Outcome::Error,
+                "`app` did not finish: killed after 1.5 s under qemu-aarch64-static",
+                "[verify.service] timeout",
+            ),
+        ];
+        for (started, code, text, ready, outcome, head, part) in cases {
+            let c = judge_service(started, &out(*code, text), &service(*ready), "app", &qemu);
+            assert_eq!(c.outcome, *outcome, "{started:?}: {}", c.message);
+            assert!(c.message.starts_with(head), "{started:?}: {}", c.message);
+            assert!(c.message.contains(part), "{started:?}: {}", c.message);
+            assert!(
+                !c.message.contains("\tat "),
+                "no stack frame: {}",
+                c.message
+            );
+        }
+        // Natively a hang is the image's.
+        let native = judge_service(
+            &Started::TimedOut,
+            &out(None, ""),
+            &service(Some("up")),
+            "app",
+            &Mode::Native,
+        );
+        assert_eq!(native.outcome, Outcome::Failed);
+    }
 }

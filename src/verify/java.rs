@@ -199,6 +199,101 @@ pub fn libjvm_candidates(home: &str) -> Vec<String> {
     out
 }
 
+/// The line of a JVM's output that says why it stopped, for the head of a
+/// failure message: the `UnsatisfiedLinkError` line first (the native library
+/// that did not load), else the crash report's signal line (`SIGSEGV (0xb) at
+/// pc=…`), else the first exception line — never a stack frame. The
+/// `Exception in thread "main" ` prefix is dropped.
+pub fn cause_line(output: &str) -> Option<String> {
+    let lines: Vec<&str> = output.lines().map(str::trim).collect();
+    let exception = |l: &&str| {
+        let l = strip_thread(l);
+        let l = l.strip_prefix("Caused by: ").unwrap_or(l);
+        let name = l.split(':').next().unwrap_or("");
+        !name.contains(' ')
+            && name.contains('.')
+            && (name.ends_with("Exception") || name.ends_with("Error"))
+    };
+    lines
+        .iter()
+        .find(|l| l.contains("UnsatisfiedLinkError") && exception(l))
+        .or_else(|| lines.iter().find(|l| crash_report_signal(l).is_some()))
+        .or_else(|| lines.iter().find(|l| exception(l)))
+        .map(|l| {
+            let l = strip_thread(l);
+            let l = l.strip_prefix("Caused by: ").unwrap_or(l);
+            l.trim_start_matches(['#', ' ']).to_string()
+        })
+}
+
+fn strip_thread(line: &str) -> &str {
+    match line.strip_prefix("Exception in thread \"") {
+        Some(rest) => rest.split_once("\" ").map_or(line, |(_, l)| l),
+        None => line,
+    }
+}
+
+/// The signals by which a JIT miscompiled by an emulator shows itself.
+const CRASH_SIGNALS: &[(&str, i32)] = &[("SIGILL", 4), ("SIGBUS", 7), ("SIGSEGV", 11)];
+
+/// `#  SIGSEGV (0xb) at pc=…` in a JVM crash report (`hs_err`).
+fn crash_report_signal(line: &str) -> Option<&'static str> {
+    let l = line.trim_start_matches(['#', ' ']);
+    CRASH_SIGNALS
+        .iter()
+        .find(|(name, n)| l.starts_with(&format!("{name} (0x{n:x})")))
+        .map(|(name, _)| *name)
+}
+
+/// The signal a JVM crashed with — SIGILL, SIGBUS or SIGSEGV — from its
+/// output and exit code: its crash report's signal line, QEMU's `uncaught
+/// target signal N`, or an exit code of 128 + N (how bwrap reports a child
+/// killed by signal N). `None` for any other ending.
+pub fn crash_signal(output: &str, code: Option<i32>) -> Option<&'static str> {
+    let by_number = |n: i32| {
+        CRASH_SIGNALS
+            .iter()
+            .find(|(_, s)| *s == n)
+            .map(|(name, _)| *name)
+    };
+    output
+        .lines()
+        .find_map(|l| {
+            crash_report_signal(l).or_else(|| {
+                let (_, rest) = l.split_once("uncaught target signal ")?;
+                by_number(rest.split_whitespace().next()?.parse().ok()?)
+            })
+        })
+        .or_else(|| code.and_then(|c| by_number(c - 128)))
+}
+
+/// The environment with `-Xint` added to `JAVA_TOOL_OPTIONS` (the JVM reads
+/// it whatever the command line is): the interpreter only, no JIT.
+pub fn with_interpreter_only(env: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(env.len() + 1);
+    let mut seen = false;
+    for e in env {
+        match e.strip_prefix("JAVA_TOOL_OPTIONS=") {
+            Some(v) if !seen => {
+                seen = true;
+                let v = v.trim();
+                let joined = if v.is_empty() {
+                    "-Xint".to_string()
+                } else {
+                    format!("{v} -Xint")
+                };
+                out.push(format!("JAVA_TOOL_OPTIONS={joined}"));
+            }
+            Some(_) => {}
+            None => out.push(e.clone()),
+        }
+    }
+    if !seen {
+        out.push("JAVA_TOOL_OPTIONS=-Xint".into());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,5 +421,94 @@ mod tests {
         assert_eq!(c[0], "/opt/jdk/lib/server/libjvm.so");
         assert!(c.contains(&"/opt/jdk/jre/lib/amd64/server/libjvm.so".to_string()));
         assert!(c.contains(&"/opt/jdk/lib/zero/libjvm.so".to_string()));
+    }
+
+    #[test]
+    fn the_cause_is_the_exception_line_not_a_frame() {
+        let ule = "Exception in thread \"main\" java.lang.UnsatisfiedLinkError: /app/lib/liblz4-java.so: /app/lib/liblz4-java.so: cannot open shared object file: No such file or directory (Possible cause: can't load AMD 64 .so on a AARCH64 platform)\n\tat java.base/jdk.internal.loader.NativeLibraries.load(Native Method)\n\tat archgate.example.Main.main(Main.java:33)\n";
+        assert_eq!(
+            cause_line(ule).unwrap(),
+            "java.lang.UnsatisfiedLinkError: /app/lib/liblz4-java.so: /app/lib/liblz4-java.so: cannot open shared object file: No such file or directory (Possible cause: can't load AMD 64 .so on a AARCH64 platform)"
+        );
+        let wrapped = "Exception in thread \"main\" java.lang.ExceptionInInitializerError\n\tat a.B.c(B.java:1)\nCaused by: java.lang.UnsatisfiedLinkError: no lz4-java in java.library.path\n\tat x.Y.z(Y.java:2)\n";
+        assert_eq!(
+            cause_line(wrapped).unwrap(),
+            "java.lang.UnsatisfiedLinkError: no lz4-java in java.library.path"
+        );
+        let crash = "#\n# A fatal error has been detected by the Java Runtime Environment:\n#\n#  SIGSEGV (0xb) at pc=0x0000ffff8c3f1c4c, pid=7, tid=8\n#\n# Problematic frame:\n# C  [liblz4-java.so+0x1c4c]\n";
+        assert_eq!(
+            cause_line(crash).unwrap(),
+            "SIGSEGV (0xb) at pc=0x0000ffff8c3f1c4c, pid=7, tid=8"
+        );
+        let plain = "starting\njava.io.FileNotFoundException: /app/conf.yml (No such file or directory)\n\tat java.base/java.io.FileInputStream.open0(Native Method)\n";
+        assert_eq!(
+            cause_line(plain).unwrap(),
+            "java.io.FileNotFoundException: /app/conf.yml (No such file or directory)"
+        );
+        assert_eq!(
+            cause_line("Error: Unable to access jarfile /app/x.jar\n"),
+            None
+        );
+        assert_eq!(cause_line("listening on :8080\n"), None);
+    }
+
+    #[test]
+    fn crashes_are_told_by_report_emulator_or_exit_code() {
+        // (output, exit code, signal)
+        let cases: &[(&str, Option<i32>, Option<&str>)] = &[
+            (
+                "#  SIGSEGV (0xb) at pc=0x1, pid=1, tid=2\n",
+                Some(134),
+                Some("SIGSEGV"),
+            ),
+            (
+                "#  SIGILL (0x4) at pc=0x1, pid=1, tid=2\n",
+                Some(134),
+                Some("SIGILL"),
+            ),
+            ("#  SIGBUS (0x7) at pc=0x1\n", Some(134), Some("SIGBUS")),
+            (
+                "qemu: uncaught target signal 11 (Segmentation fault) - core dumped\n",
+                Some(139),
+                Some("SIGSEGV"),
+            ),
+            (
+                "qemu: uncaught target signal 4 (Illegal instruction) - core dumped\n",
+                None,
+                Some("SIGILL"),
+            ),
+            ("", Some(132), Some("SIGILL")),
+            ("", Some(135), Some("SIGBUS")),
+            ("", Some(139), Some("SIGSEGV")),
+            // An abort, a plain failure, a kill: not a crash the JIT explains.
+            ("", Some(134), None),
+            (
+                "Exception in thread \"main\" java.lang.UnsatisfiedLinkError: x\n",
+                Some(1),
+                None,
+            ),
+            ("", Some(137), None),
+            ("", None, None),
+        ];
+        for (out, code, want) in cases {
+            assert_eq!(crash_signal(out, *code), *want, "{out:?} {code:?}");
+        }
+    }
+
+    #[test]
+    fn interpreter_only_is_added_to_java_tool_options() {
+        let env = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            with_interpreter_only(&env(&["PATH=/bin"])),
+            env(&["PATH=/bin", "JAVA_TOOL_OPTIONS=-Xint"])
+        );
+        assert_eq!(
+            with_interpreter_only(&env(&["JAVA_TOOL_OPTIONS=-Xmx64m", "A=1"])),
+            env(&["JAVA_TOOL_OPTIONS=-Xmx64m -Xint", "A=1"])
+        );
+        assert_eq!(
+            with_interpreter_only(&env(&["JAVA_TOOL_OPTIONS="])),
+            env(&["JAVA_TOOL_OPTIONS=-Xint"])
+        );
     }
 }

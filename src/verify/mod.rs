@@ -41,7 +41,7 @@ use crate::image::Location;
 use crate::platform::Platform;
 use crate::store::{self, view::IndexView};
 
-pub use check::{Check, CheckId, Outcome, PlatformResult, Verification, render_text};
+pub use check::{Check, CheckId, Emulator, Outcome, PlatformResult, Verification, render_text};
 pub use policy::Policy;
 
 use cache::Cache;
@@ -140,7 +140,17 @@ async fn verify_platform(
         java_required: ctx.policy.java_required,
         executes: !matches!(mode, Ok(Mode::Static)),
         commands: &names,
+        service: ctx.policy.service.is_some(),
     });
+    let emulator = match &mode {
+        Ok(Mode::Qemu(qemu)) => Some(Emulator {
+            binary: qemu.display().to_string(),
+            version: runner::emulator_version(qemu)
+                .await
+                .unwrap_or_else(|| "unknown (no answer to --version)".into()),
+        }),
+        _ => None,
+    };
     let mut execution = Execution::new(Subject {
         ctx,
         platform,
@@ -148,6 +158,7 @@ async fn verify_platform(
         listed,
         mode: &mode,
         commands,
+        emulator: emulator.as_ref(),
     });
     let checks = plan::run(&plan, async |step| execution.execute(step).await).await;
     PlatformResult {
@@ -162,5 +173,6 @@ async fn verify_platform(
         outcome: PlatformResult::summarise(&checks),
         checks,
         duration: started.elapsed(),
+        emulator,
     }
 }

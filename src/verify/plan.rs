@@ -51,13 +51,15 @@ pub struct Facts<'a> {
     pub executes: bool,
     /// The names of the `[[verify.commands]]` that apply to this platform.
     pub commands: &'a [&'a str],
+    /// `[verify.service]` is configured: `service-start` runs last.
+    pub service: bool,
 }
 
 /// The execution checks, switched off together by the `static` runner.
 const STATIC: &str = "runner \"static\": execution skipped by configuration";
 
 /// The checks of one platform, in order: the standard checks, then one per
-/// extra command.
+/// extra command, then `service-start` when `[verify.service]` is configured.
 pub fn plan(facts: Facts<'_>) -> Vec<Step> {
     let no_java = if facts.commands.is_empty() {
         "[verify.java] required = false and no extra commands"
@@ -86,6 +88,9 @@ pub fn plan(facts: Facts<'_>) -> Vec<Step> {
         step.name = format!("command:{name}");
         step.command = Some(i);
         steps.push(step);
+    }
+    if facts.service {
+        steps.push(Step::new(CheckId::ServiceStart).off_when(!facts.executes, STATIC));
     }
     steps
 }
@@ -144,6 +149,7 @@ mod tests {
         java_required: true,
         executes: true,
         commands: &[],
+        service: false,
     };
 
     /// Runs `plan` with executors that return the outcome given for their
@@ -286,6 +292,35 @@ mod tests {
                 assert_eq!(*o, want, "{failing} → {name}");
             }
         }
+    }
+
+    #[test]
+    fn the_service_starts_last_after_the_layers_whatever_java_did() {
+        let plan = plan(Facts {
+            commands: &["app"],
+            service: true,
+            ..ALL_ON
+        });
+        assert_eq!(names(&plan).last(), Some(&"service-start"));
+        // A service needs its file system, not the JDK checks: a failed
+        // `java -version` does not hide whether the service itself starts.
+        let got = evaluate(&plan, &[("java-version", Failed)]);
+        assert_eq!(got.last().unwrap().1, Passed);
+        let got = evaluate(&plan, &[("layers", Failed)]);
+        assert_eq!(
+            (got.last().unwrap().1, got.last().unwrap().2.as_str()),
+            (Skipped, "needs `layers`, which failed")
+        );
+        let off = plan_static_service();
+        assert_eq!(off.last().unwrap().off.as_deref(), Some(STATIC));
+    }
+
+    fn plan_static_service() -> Vec<Step> {
+        plan(Facts {
+            executes: false,
+            service: true,
+            ..ALL_ON
+        })
     }
 
     #[test]

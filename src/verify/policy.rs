@@ -24,6 +24,19 @@ pub struct Policy {
     pub runner: Runner,
     pub timeout: Duration,
     pub max_unpacked_bytes: u64,
+    /// `[verify.service]`, when configured.
+    pub service: Option<ServicePolicy>,
+}
+
+/// `[verify.service]`, validated.
+#[derive(Debug)]
+pub struct ServicePolicy {
+    /// Instead of the image's `ENTRYPOINT` + `CMD`.
+    pub command: Option<Vec<String>>,
+    /// `ready`, compiled (`None`: alive after `settle`, or exit 0, passes).
+    pub ready: Option<regex::Regex>,
+    pub timeout: Duration,
+    pub settle: Duration,
 }
 
 /// One `[[verify.commands]]` entry, validated.
@@ -65,6 +78,12 @@ impl Policy {
             runner: v.runner,
             timeout: Duration::from_secs(v.timeout),
             max_unpacked_bytes: v.max_unpacked_bytes,
+            service: v.service.as_ref().map(|s| ServicePolicy {
+                command: s.command.clone(),
+                ready: s.ready.as_ref().map(|p| p.regex().clone()),
+                timeout: Duration::from_secs(s.timeout),
+                settle: Duration::from_secs(s.settle),
+            }),
         })
     }
 

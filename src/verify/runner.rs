@@ -191,9 +191,13 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Runs `argv` (argv[0] an absolute path inside the image). `Err` means the
-    /// sandbox itself could not start (an infrastructure problem, not the image's).
-    pub async fn run(&self, argv: &[String]) -> Result<Output> {
+    /// The bwrap command line for `argv` (argv[0] an absolute path inside the
+    /// image), as `user` (uid, gid) when given: in a user namespace of its own.
+    fn command(
+        &self,
+        argv: &[String],
+        user: Option<(u32, u32)>,
+    ) -> Result<tokio::process::Command> {
         let program = match &self.mode {
             Mode::Static => {
                 return Err(Error::Internal("static runner asked to execute".into()));
@@ -203,8 +207,12 @@ impl Sandbox {
                 .ok_or_else(|| Error::Internal("empty argv".into()))?,
         };
         let mut cmd = tokio::process::Command::new("bwrap");
-        cmd.args(["--unshare-all", "--die-with-parent", "--new-session"])
-            .arg("--ro-bind")
+        cmd.args(["--unshare-all", "--die-with-parent", "--new-session"]);
+        if let Some((uid, gid)) = user {
+            cmd.arg("--unshare-user")
+                .args(["--uid", &uid.to_string(), "--gid", &gid.to_string()]);
+        }
+        cmd.arg("--ro-bind")
             .arg(&self.root)
             .arg("/")
             .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
@@ -228,22 +236,24 @@ impl Sandbox {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        Ok(cmd)
+    }
 
+    /// Runs `argv` (argv[0] an absolute path inside the image). `Err` means the
+    /// sandbox itself could not start (an infrastructure problem, not the image's).
+    pub async fn run(&self, argv: &[String]) -> Result<Output> {
+        let mut cmd = self.command(argv, None)?;
         let started = Instant::now();
-        let mut child = cmd.spawn().map_err(|e| {
-            Error::Internal(format!(
-                "cannot start bwrap: {e} (install bubblewrap: apt-get install bubblewrap)"
-            ))
-        })?;
+        let mut child = spawn(&mut cmd)?;
         let out = tokio::spawn(capture(child.stdout.take()));
         let err = tokio::spawn(capture(child.stderr.take()));
         let waited = tokio::select! {
             waited = tokio::time::timeout(self.timeout, child.wait()) => waited,
             signal = crate::cancel::cancelled() => {
-                // Killed and reaped here, not left to `kill_on_drop`: a child
-                // killed on drop is never waited for and stays `<defunct>`.
-                // bwrap's `--die-with-parent` takes the sandbox's own processes.
-                let _ = child.kill().await;
+                // Stopped and reaped here, not left to `kill_on_drop`: a child
+                // killed on drop is never waited for and stays `<defunct>`, and
+                // the sandbox's own processes would die only asynchronously.
+                stop(&mut child).await;
                 return Err(Error::Cancelled(signal));
             }
         };
@@ -255,7 +265,7 @@ impl Sandbox {
                 false,
             ),
             Err(_) => {
-                let _ = child.kill().await;
+                stop(&mut child).await;
                 (None, true)
             }
         };
@@ -271,6 +281,282 @@ impl Sandbox {
         sandbox_failure(&output)?;
         Ok(output)
     }
+
+    /// Starts a service (`argv` as in [`Sandbox::run`]) and watches it until
+    /// it is [`Started`] one way or the other, then stops the whole sandbox
+    /// (every process in it, emulator included) before returning: nothing is
+    /// left running. `Output::timed_out` is set when `watch.timeout` ran out.
+    pub async fn serve(&self, argv: &[String], watch: &Watch<'_>) -> Result<(Started, Output)> {
+        let mut cmd = self.command(argv, watch.user)?;
+        let started = Instant::now();
+        let mut child = spawn(&mut cmd)?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let readers = [
+            tokio::spawn(forward(child.stdout.take(), Stream::Stdout, tx.clone())),
+            tokio::spawn(forward(child.stderr.take(), Stream::Stderr, tx)),
+        ];
+        let deadline = tokio::time::Instant::from_std(started + watch.timeout);
+        let settle_at = tokio::time::Instant::from_std(started + watch.settle.min(watch.timeout));
+        let mut lines = Lines::default();
+        let mut open = true;
+        // After a fatal line, the rest of the trace is collected for a moment.
+        let mut fatal: Option<(String, tokio::time::Instant)> = None;
+        let mut code = None;
+        let outcome = 'watch: loop {
+            let grace = fatal
+                .as_ref()
+                .map_or(deadline, |(_, until)| (*until).min(deadline));
+            tokio::select! {
+                chunk = rx.recv(), if open => match chunk {
+                    None => open = false,
+                    Some((stream, bytes)) => {
+                        for line in lines.push(stream, &bytes) {
+                            if fatal.is_some() {
+                                continue;
+                            }
+                            if watch.ready.is_some_and(|re| re.is_match(&line)) {
+                                break 'watch Started::Ready(line);
+                            }
+                            if is_fatal(&line) {
+                                fatal = Some((line, tokio::time::Instant::now() + FATAL_GRACE));
+                            }
+                        }
+                        if fatal.is_none()
+                            && let (Some(re), Some(partial)) = (watch.ready, lines.partial())
+                            && re.is_match(&partial)
+                        {
+                            break Started::Ready(partial);
+                        }
+                    }
+                },
+                status = child.wait() => {
+                    code = status
+                        .map_err(|e| Error::Internal(format!("waiting for bwrap: {e}")))?
+                        .code();
+                    // The sandbox is gone: its pipes end now.
+                    while let Some((stream, bytes)) = rx.recv().await {
+                        lines.push(stream, &bytes);
+                    }
+                    break match fatal.take() {
+                        Some((line, _)) => Started::Fatal(line),
+                        None => match lines.ready_in_rest(watch.ready) {
+                            Some(line) => Started::Ready(line),
+                            None => Started::Exited(code),
+                        },
+                    };
+                }
+                _ = tokio::time::sleep_until(grace), if fatal.is_some() => {
+                    break Started::Fatal(fatal.take().map(|(l, _)| l).unwrap_or_default());
+                }
+                _ = tokio::time::sleep_until(settle_at), if watch.ready.is_none() && fatal.is_none() => {
+                    break Started::Settled;
+                }
+                _ = tokio::time::sleep_until(deadline), if fatal.is_none() => break Started::TimedOut,
+                signal = crate::cancel::cancelled() => {
+                    stop(&mut child).await;
+                    return Err(Error::Cancelled(signal));
+                }
+            }
+        };
+        stop(&mut child).await;
+        for r in readers {
+            let _ = r.await;
+        }
+        while let Ok((stream, bytes)) = rx.try_recv() {
+            lines.push(stream, &bytes);
+        }
+        let (stdout, stderr) = lines.finish();
+        let output = Output {
+            code,
+            stdout,
+            stderr,
+            duration: started.elapsed(),
+            timed_out: matches!(outcome, Started::TimedOut),
+        };
+        if matches!(outcome, Started::Exited(_)) {
+            sandbox_failure(&output)?;
+        }
+        Ok((outcome, output))
+    }
+}
+
+/// How long the rest of a trace is collected after a fatal line.
+const FATAL_GRACE: Duration = Duration::from_secs(3);
+
+/// What [`Sandbox::serve`] waits for.
+#[derive(Debug, Clone)]
+pub struct Watch<'a> {
+    /// A line matching it means ready; `None`: alive after `settle`, or exit, ends the wait.
+    pub ready: Option<&'a regex::Regex>,
+    pub timeout: Duration,
+    pub settle: Duration,
+    /// `(uid, gid)` to run as; `None`: the sandbox's default (root).
+    pub user: Option<(u32, u32)>,
+}
+
+/// How a watched service ended the wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// It printed this line, matching `ready`, while alive.
+    Ready(String),
+    /// No `ready` pattern, and it was still running after `settle`.
+    Settled,
+    /// It exited (its code; `None`: killed by a signal) before either.
+    Exited(Option<i32>),
+    /// It printed this fatal line (`UnsatisfiedLinkError`, a JVM crash report) before it was ready.
+    Fatal(String),
+    /// `timeout` ran out first.
+    TimedOut,
+}
+
+/// A JVM's own words for "this process cannot work": a native library that
+/// does not load, or the fatal error report (`hs_err`) of a crash.
+fn is_fatal(line: &str) -> bool {
+    line.contains("UnsatisfiedLinkError")
+        || line.contains("A fatal error has been detected by the Java Runtime Environment")
+        || line.contains("hs_err_pid")
+}
+
+/// Starts bwrap: `Err` when it cannot start at all.
+fn spawn(cmd: &mut tokio::process::Command) -> Result<tokio::process::Child> {
+    cmd.spawn().map_err(|e| {
+        Error::Internal(format!(
+            "cannot start bwrap: {e} (install bubblewrap: apt-get install bubblewrap)"
+        ))
+    })
+}
+
+/// Stops a sandbox and everything in it, and reaps it. The sandbox's own
+/// init (bwrap's child, PID 1 of its PID namespace) is killed first: the
+/// kernel then kills every process of the namespace and bwrap exits once its
+/// child is gone — so when this returns, no process of the sandbox is left.
+/// Killing bwrap alone would leave that to `--die-with-parent`, asynchronously.
+async fn stop(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let inits: Vec<i32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        for &init in &inits {
+            // SAFETY: kill(2) with a PID read just now from bwrap's own children.
+            unsafe {
+                libc::kill(init, libc::SIGKILL);
+            }
+        }
+        // Without a child (bwrap still setting up) there is nothing to wait for.
+        if !inits.is_empty()
+            && tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = child.kill().await;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Sends a pipe's chunks to `tx` until it ends.
+async fn forward<R: AsyncRead + Unpin>(
+    pipe: Option<R>,
+    stream: Stream,
+    tx: tokio::sync::mpsc::UnboundedSender<(Stream, Vec<u8>)>,
+) {
+    let Some(mut pipe) = pipe else {
+        return;
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if tx.send((stream, buf[..n].to_vec())).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A service's output as it arrives: kept (at most [`MAX_CAPTURE`] per
+/// stream) and cut into complete lines.
+#[derive(Debug, Default)]
+struct Lines {
+    kept: [Vec<u8>; 2],
+    /// Per stream: bytes after the last newline.
+    pending: [Vec<u8>; 2],
+    /// The newest stream that had a partial line.
+    last: Option<usize>,
+}
+
+impl Lines {
+    /// Adds a chunk; returns the lines it completed.
+    fn push(&mut self, stream: Stream, bytes: &[u8]) -> Vec<String> {
+        let i = stream as usize;
+        let room = MAX_CAPTURE.saturating_sub(self.kept[i].len());
+        self.kept[i].extend_from_slice(&bytes[..bytes.len().min(room)]);
+        let pending = &mut self.pending[i];
+        pending.extend_from_slice(bytes);
+        let mut lines = Vec::new();
+        while let Some(n) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=n).collect();
+            lines.push(
+                String::from_utf8_lossy(&line)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            );
+        }
+        // A line longer than the capture limit is judged by its start.
+        pending.truncate(MAX_CAPTURE);
+        self.last = (!pending.is_empty()).then_some(i);
+        lines
+    }
+
+    /// The newest partial line (a ready line printed without a newline).
+    fn partial(&self) -> Option<String> {
+        self.last
+            .map(|i| String::from_utf8_lossy(&self.pending[i]).into_owned())
+    }
+
+    /// A ready line among the partial lines left at the end.
+    fn ready_in_rest(&self, ready: Option<&regex::Regex>) -> Option<String> {
+        let re = ready?;
+        self.pending
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .find(|p| !p.is_empty() && re.is_match(p))
+    }
+
+    /// `(stdout, stderr)` as kept.
+    fn finish(self) -> (String, String) {
+        let [out, err] = self.kept;
+        (
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+        )
+    }
+}
+
+/// The first line of `qemu --version` (`qemu-aarch64 version 7.2.13 (Debian …)`),
+/// for reports; `None` when it does not answer.
+pub async fn emulator_version(qemu: &Path) -> Option<String> {
+    let out = tokio::process::Command::new(qemu)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
 }
 
 /// Reads a pipe to its end, keeping at most [`MAX_CAPTURE`] bytes.

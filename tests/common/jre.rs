@@ -73,6 +73,8 @@ pub struct Entry {
     pub config_platform: String,
     pub layers: Vec<Layer>,
     pub env: Vec<String>,
+    /// More of the config's `config` (`Entrypoint`, `User`, …); `Null`: none.
+    pub runtime: serde_json::Value,
 }
 
 impl Entry {
@@ -83,6 +85,7 @@ impl Entry {
             config_platform: platform.into(),
             layers: vec![jre_layer(jre_arch)],
             env: jre_env(jre_arch),
+            runtime: serde_json::Value::Null,
         }
     }
 }
@@ -135,7 +138,7 @@ pub fn shared_cache() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("verify-cache")
 }
 
-fn fixture_dir() -> PathBuf {
+pub fn fixture_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
@@ -279,6 +282,11 @@ pub async fn write_index(dir: &Path, entries: &[Entry], tag: &str) -> Digest {
         if let Some(v) = variant {
             config["variant"] = json!(v);
         }
+        if let serde_json::Value::Object(more) = &e.runtime {
+            for (k, v) in more {
+                config["config"][k] = v.clone();
+            }
+        }
         let config = serde_json::to_vec(&config).unwrap();
         let config_digest = Digest::of(&config);
         store
@@ -360,7 +368,27 @@ pub fn jdk_context(dir: &Path) -> PathBuf {
     ctx
 }
 
-/// examples/jdk/Dockerfile, the seed's JDK image.
+/// examples/jdk/Dockerfile, the seed's JDK image: `FROM ${BASE}` (default
+/// `oci:archgate-out/base:latest`, relative to the job's directory; see
+/// [`base_image`]).
 pub fn jdk_dockerfile() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/jdk/Dockerfile")
+}
+
+/// examples/base/Dockerfile (the main job's Debian base) built by `archgate
+/// build` from `ctx` ([`jdk_context`]) for the three platforms into
+/// `oci:DIR/archgate-out/base:latest` — where examples/jdk/Dockerfile's
+/// default `BASE` finds it when `dir` is the job's directory. Returns the
+/// absolute location (for `[build.args] BASE`).
+pub fn base_image(dir: &Path, ctx: &Path) -> String {
+    let location = format!("oci:{}/archgate-out/base:latest", dir.display());
+    crate::common::archgate()
+        .arg("build")
+        .arg("-f")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/base/Dockerfile"))
+        .args(["--image", &location])
+        .arg(ctx)
+        .env("ARCHGATE_CACHE", shared_cache())
+        .assert_success();
+    location
 }

@@ -11,6 +11,7 @@ pub mod faults;
 pub mod images;
 pub mod jre;
 pub mod registry;
+pub mod service;
 
 pub use command::{Running, TestCommand, TestOutput};
 pub use images::{Flavor, image_set, image_set_with_env, large_image_set, push_image_set};
