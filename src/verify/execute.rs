@@ -11,6 +11,7 @@ use std::time::Instant;
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::{Digest, ImageConfig, ImageManifest};
 use crate::platform::Platform;
+use crate::progress;
 use crate::store::view::IndexView;
 
 use super::cache::Cache;
@@ -233,6 +234,7 @@ impl<'a> Execution<'a> {
             ctx.view.store(),
             &manifest.layers,
             ctx.policy.max_unpacked_bytes,
+            &self.subject.platform.to_string(),
         )
         .await
         .and_then(|root| Ok((RootFs::open(&root.path)?, root)));
@@ -334,10 +336,12 @@ impl<'a> Execution<'a> {
         };
         let run = match &root.sandbox {
             Err(msg) => Err(msg.clone()),
-            Ok(sandbox) => sandbox
-                .run(&java_argv(&java.path))
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(sandbox) => {
+                let running = running(self.subject.platform, sandbox, "java -version");
+                let run = sandbox.run(&java_argv(&java.path)).await;
+                running.complete();
+                run.map_err(|e| e.to_string())
+            }
         };
         self.run = Some(run);
     }
@@ -453,10 +457,12 @@ impl<'a> Execution<'a> {
         let mut argv = args.clone();
         argv[0] = program_path;
         let shown = args.join(" ");
+        let running = running(self.subject.platform, sandbox, &shown);
         let out = match sandbox.run(&argv).await {
             Err(e) => return Check::error(CheckId::Command, e.to_string()),
             Ok(out) => out,
         };
+        running.complete();
         let text = out.combined();
         let expected = c.check.exit_code;
         let check = if out.timed_out {
@@ -505,6 +511,15 @@ fn timed_out(id: CheckId, mode: &Mode, shown: &str, out: &Output) -> Check {
     } else {
         Check::failed(id, message)
     }
+}
+
+/// Reports a command running in `sandbox` as `platform`'s progress until dropped.
+fn running(platform: &Platform, sandbox: &Sandbox, command: &str) -> progress::Tracker {
+    let phase = match sandbox.mode {
+        Mode::Qemu(_) => progress::Phase::Emulate,
+        _ => progress::Phase::Run,
+    };
+    progress::start(&platform.to_string(), phase, command, None)
 }
 
 fn not_found_before(id: CheckId) -> Check {
