@@ -1,4 +1,4 @@
-//! Progress of long work (downloads, unpacks, emulated runs), reported by the
+//! Progress of long work (downloads, unpacks, emulated runs, built layers), reported by the
 //! library and drawn by whoever installed a [`Sink`]: `src/cli` draws bars on
 //! a terminal and plain lines in CI. The library never prints progress; with
 //! no sink installed (library use, unit tests) a report is a no-op.
@@ -43,6 +43,8 @@ pub enum Phase {
     Emulate,
     /// Running a command on the host CPU.
     Run,
+    /// Writing a built layer (tar, gzip, sha256; bytes: file bytes read).
+    Compress,
 }
 
 impl Phase {
@@ -52,6 +54,7 @@ impl Phase {
             Phase::Unpack => "unpack",
             Phase::Emulate => "emulate",
             Phase::Run => "run",
+            Phase::Compress => "compress",
         }
     }
 }

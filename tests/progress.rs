@@ -267,3 +267,41 @@ fn on_a_terminal_a_bar_shows_platform_phase_and_bytes() {
     assert!(!screen.contains("linux/amd64: unpack started"), "{out}");
     assert!(screen.contains("verdict:"), "the result follows: {out}");
 }
+
+/// A cold build in CI: per platform, a line when each layer's compression
+/// starts and ends, naming the Dockerfile line, with bytes and rate; the
+/// `--json` result on stdout stays JSON.
+#[test]
+fn a_cold_build_reports_compressing_each_layer() {
+    let dir = tempdir();
+    let ctx = crate::common::jre::jdk_context(dir.path());
+    let out = archgate()
+        .args(["build", "--json"])
+        .arg("-f")
+        .arg(crate::common::jre::jdk_dockerfile())
+        .arg("--image")
+        .arg(format!("oci:{}:v1", dir.path().join("out").display()))
+        .arg(&ctx)
+        .env("ARCHGATE_CACHE", dir.path().join("cache"))
+        // Two platforms make this release (the default three would be required).
+        .env("ARCHGATE_PLATFORMS", "linux/amd64,linux/arm64")
+        .output();
+    out.assert_code(0);
+    assert_eq!(out.json()["platforms"].as_array().map(Vec::len), Some(2));
+    for p in ["linux/amd64", "linux/arm64"] {
+        let all = lines(out.stderr(), p, "compress Dockerfile:");
+        let done: Vec<&&str> = all.iter().filter(|l| l.contains(" done: ")).collect();
+        assert!(!done.is_empty(), "{p}: compress lines\n{out}");
+        assert_eq!(
+            all.iter()
+                .filter(|l| l.ends_with(" started") || l.contains(" started ("))
+                .count(),
+            done.len(),
+            "{p}: a start for every end\n{out}"
+        );
+        assert!(
+            done.iter().any(|l| l.contains(" MiB in ")),
+            "{p}: the JDK layer's bytes\n{out}"
+        );
+    }
+}

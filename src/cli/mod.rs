@@ -500,7 +500,12 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
             loaded.settings.build.tags.extend(args.tags.iter().cloned());
             let request = BuildRequest::from_settings(&loaded.settings)?;
             let bound = crate::cache_prune::max_size_setting(&loaded.settings.cache_max_size)?;
-            let outcome = crate::build::build(&request, &loaded.settings).await?;
+            let shown = progress::install(&loaded.settings, log_format, true);
+            let built = crate::build::build(&request, &loaded.settings).await;
+            if let Some(d) = &shown {
+                d.finish();
+            }
+            let outcome = built?;
             crate::cache_prune::enforce(loaded.settings.cache_dir(), bound).await;
             if let Some(path) = &args.dotenv {
                 let key = match outcome.platforms.as_slice() {

@@ -172,10 +172,12 @@ impl Sink for Display {
     fn started(&self, work: &Arc<Work>) {
         match &self.kind {
             Kind::Bars { multi, shown } => {
-                let bar = multi.add(ProgressBar::new(work.total.unwrap_or(0)));
-                bar.set_style(bar_style(work.total.is_some()));
-                bar.set_prefix(work.subject.clone());
-                bar.set_message(what(work));
+                // Styled before it is added: its first frame is already complete.
+                let bar = ProgressBar::new(work.total.unwrap_or(0))
+                    .with_style(bar_style(work.total.is_some()))
+                    .with_prefix(work.subject.clone())
+                    .with_message(what(work));
+                let bar = multi.add(bar);
                 bar.enable_steady_tick(BAR_TICK);
                 lock(shown).push((work.clone(), bar));
             }
