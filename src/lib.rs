@@ -19,6 +19,7 @@ pub mod merge;
 pub mod mirror;
 pub mod pipeline;
 pub mod platform;
+pub mod progress;
 pub mod publish;
 pub mod report;
 pub mod store;

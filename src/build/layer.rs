@@ -83,17 +83,19 @@ impl LayerCache {
     /// Writes the layer for `entries` (or finds it in the index). `what` names
     /// it in errors. Blocks while another process writes the same layer.
     pub fn layer(&self, entries: &Entries, epoch: i64, what: &str) -> Result<LayerBlob> {
-        self.layer_counted(entries, epoch, what)
+        self.layer_counted(entries, epoch, what, None)
             .map(|(blob, _)| blob)
     }
 
     /// [`LayerCache::layer`], and whether this call wrote it (`false`: it was
-    /// in the index, perhaps written by another process while this one waited).
+    /// in the index, perhaps written by another process while this one waited);
+    /// the file bytes read while writing count towards `progress`.
     pub fn layer_counted(
         &self,
         entries: &Entries,
         epoch: i64,
         what: &str,
+        progress: Option<&crate::progress::Tracker>,
     ) -> Result<(LayerBlob, bool)> {
         let fp = fingerprint(entries, epoch);
         if let Some(hit) = self.lookup(&fp) {
@@ -115,7 +117,7 @@ impl LayerCache {
         temp.prefix(&prefix);
         let tmp = temp.tempfile_in(&blobs).map_err(|e| Error::io(&blobs, e))?;
         let file = tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?;
-        let blob = write(entries, epoch, file, what)?;
+        let blob = write(entries, epoch, file, what, progress)?;
         let path = self.blob_path(&blob.digest);
         tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         let record = serde_json::to_vec(&blob).map_err(|e| Error::Internal(e.to_string()))?;
@@ -188,8 +190,27 @@ impl<R: Read> Read for Exact<R> {
     }
 }
 
-/// Writes the layer: tar, gzip and both sha256 in one pass, into `out`.
-pub fn write(entries: &Entries, epoch: i64, out: File, what: &str) -> Result<LayerBlob> {
+/// The bytes of the files a layer holds (not counting `ADD`ed archives): its progress total.
+pub fn file_bytes(entries: &Entries) -> u64 {
+    entries
+        .map
+        .values()
+        .map(|e| match e.kind {
+            Kind::File { size, .. } => size,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Writes the layer: tar, gzip and both sha256 in one pass, into `out`; the
+/// file bytes read count towards `progress`.
+pub fn write(
+    entries: &Entries,
+    epoch: i64,
+    out: File,
+    what: &str,
+    progress: Option<&crate::progress::Tracker>,
+) -> Result<LayerBlob> {
     let fail = |e: io::Error| Error::Internal(format!("{what}: writing the layer: {e}"));
     let compressed = HashWriter {
         inner: BufWriter::with_capacity(1 << 20, out),
@@ -222,10 +243,13 @@ pub fn write(entries: &Entries, epoch: i64, out: File, what: &str) -> Result<Lay
                 tar.append_data(
                     &mut h,
                     path,
-                    Exact {
-                        inner: f,
-                        left: *size,
-                    },
+                    crate::progress::counted(
+                        progress,
+                        Exact {
+                            inner: f,
+                            left: *size,
+                        },
+                    ),
                 )
                 .map_err(|e| Error::io(source, e))?;
             }

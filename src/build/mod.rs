@@ -24,6 +24,7 @@ use crate::image::manifest;
 use crate::image::media::{self, Format};
 use crate::image::{Descriptor, Digest, ImageConfig, Location, RawManifest, Selector};
 use crate::platform::Platform;
+use crate::progress::Phase;
 use crate::publish::{self, Blob, Written};
 use crate::store::{BlobFrom, ImageView, IndexView, Pool, Store, StoreId};
 
@@ -126,7 +127,8 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
     // 1. Per platform: the base (each location opened once), the plan, the layer inputs.
     let mut pool = Pool::new();
     let mut prepared = Vec::new();
-    let mut jobs: BTreeMap<String, (context::Entries, String)> = BTreeMap::new();
+    // Per layer: its entries, the Dockerfile line and the platform it is first built for.
+    let mut jobs: BTreeMap<String, (context::Entries, String, String)> = BTreeMap::new();
     for p in &req.platforms {
         let inputs = Inputs {
             file: &file,
@@ -172,7 +174,7 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
             let entries = context::entries(&req.context, &ignore, spec, &what)?;
             let fp = layer::fingerprint(&entries, req.epoch);
             jobs.entry(fp.clone())
-                .or_insert((entries, format!("{what} ({p})")));
+                .or_insert((entries, what, p.to_string()));
             fingerprints.push(fp);
         }
         prepared.push(Prepared {
@@ -203,11 +205,26 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
         .unwrap_or(2);
     let epoch = req.epoch;
     let built: Vec<(String, (LayerBlob, bool))> =
-        futures_util::stream::iter(pending.into_iter().map(|(fp, (entries, what))| {
+        futures_util::stream::iter(pending.into_iter().map(|(fp, (entries, line, p))| {
             let cache = cache.clone();
             async move {
                 tokio::task::spawn_blocking(move || {
-                    cache.layer_counted(&entries, epoch, &what).map(|b| (fp, b))
+                    let total = layer::file_bytes(&entries);
+                    // `Dockerfile:12`: the file's name is enough beside the platform.
+                    let short = std::path::Path::new(&line)
+                        .file_name()
+                        .map_or(line.clone(), |n| n.to_string_lossy().into_owned());
+                    let tracker = crate::progress::start(&p, Phase::Compress, &short, Some(total));
+                    let built = cache.layer_counted(
+                        &entries,
+                        epoch,
+                        &format!("{line} ({p})"),
+                        Some(&tracker),
+                    );
+                    if built.is_ok() {
+                        tracker.complete();
+                    }
+                    built.map(|b| (fp, b))
                 })
                 .await
                 .map_err(|e| Error::Internal(format!("layer writer stopped: {e}")))?

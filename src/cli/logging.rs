@@ -30,10 +30,25 @@ pub fn init(verbose: u8, format: LogFormat, environment: &BTreeMap<String, Strin
         && environment.get(env::NO_COLOR).is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| Stderr)
         .with_target(verbose > 0);
     let _ = match format {
         LogFormat::Text => builder.with_ansi(ansi).without_time().try_init(),
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
     };
+}
+
+/// stderr through [`super::progress::write_stderr`], so that a log line
+/// lands above the progress bars instead of through them.
+struct Stderr;
+
+impl std::io::Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        super::progress::write_stderr(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }

@@ -3,6 +3,7 @@
 
 mod flags;
 mod logging;
+mod progress;
 mod run;
 mod signals;
 
@@ -86,6 +87,10 @@ pub struct GlobalArgs {
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text, env = "ARCHGATE_LOG_FORMAT")]
     pub log_format: logging::LogFormat,
+    /// Progress on stderr: bars on a terminal, else a line per platform and phase every
+    /// few seconds (auto); lines only; or none. The `progress` setting (ARCHGATE_PROGRESS).
+    #[arg(long, global = true, value_enum, value_name = "WHEN")]
+    pub progress: Option<progress::ProgressArg>,
 }
 
 /// The subcommands.
@@ -368,6 +373,10 @@ async fn run_until_signal(cli: Cli, sources: Sources) -> Result<ExitStatus> {
 /// `sources`, the settings are loaded (and validated) once, and the library does the rest.
 pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
     crate::cache_prune::run_started();
+    if let Some(p) = cli.global.progress {
+        flags::set(&mut sources, &["progress"], p.setting(), "--progress");
+    }
+    let log_format = cli.global.log_format;
     match cli.command {
         Command::Merge(args) => {
             flags::merge(&mut sources, &args);
@@ -450,10 +459,12 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
             if args.image.is_none() {
                 eprintln!("{}", default_image_line(&loaded, &request.image));
             }
-            let verification = match crate::verify::verify(&request, s)
-                .await
-                .and_then(|v| cancel::check().map(|()| v))
-            {
+            let shown = progress::install(s, log_format, true);
+            let verified = crate::verify::verify(&request, s).await;
+            if let Some(d) = &shown {
+                d.finish();
+            }
+            let verification = match verified.and_then(|v| cancel::check().map(|()| v)) {
                 Ok(v) => v,
                 Err(e) => {
                     // A cancelled verify still says so in its reports.
@@ -491,8 +502,13 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
                     let mut sections = run::Sections {
                         gitlab: loaded.settings.host.gitlab_ci,
                     };
+                    // Inside `run`'s own sections.
+                    let shown = progress::install(&loaded.settings, log_format, false);
                     let report =
                         crate::pipeline::run(&loaded, args.image.as_deref(), &mut sections).await;
+                    if let Some(d) = &shown {
+                        d.finish();
+                    }
                     (report, loaded.settings.report.dir.clone())
                 }
                 Err(e) => {
@@ -514,7 +530,12 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
             loaded.settings.build.tags.extend(args.tags.iter().cloned());
             let request = BuildRequest::from_settings(&loaded.settings)?;
             let bound = crate::cache_prune::max_size_setting(&loaded.settings.cache_max_size)?;
-            let outcome = crate::build::build(&request, &loaded.settings).await?;
+            let shown = progress::install(&loaded.settings, log_format, true);
+            let built = crate::build::build(&request, &loaded.settings).await;
+            if let Some(d) = &shown {
+                d.finish();
+            }
+            let outcome = built?;
             crate::cache_prune::enforce(loaded.settings.cache_dir(), bound).await;
             if let Some(path) = &args.dotenv {
                 let key = match outcome.platforms.as_slice() {

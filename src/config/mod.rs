@@ -72,6 +72,10 @@ pub struct Settings {
     /// applied least recently used first when `verify`, `build` and `run` end.
     #[serde(deserialize_with = "size_text")]
     pub cache_max_size: String,
+    /// Progress of downloads, unpacks and emulated runs on stderr (`--progress`,
+    /// `ARCHGATE_PROGRESS`): `auto` (bars on a terminal, else a line per
+    /// platform and phase every few seconds), `lines`, `never`.
+    pub progress: crate::progress::ProgressMode,
     /// Values read from the CI system (GitLab, Jenkins); usually not set by hand.
     pub ci: CiContext,
     /// Whether `platforms` was set (file, environment or flag) rather than
@@ -116,6 +120,7 @@ impl Default for Settings {
             report: ReportSettings::default(),
             cache: None,
             cache_max_size: "4GiB".into(),
+            progress: crate::progress::ProgressMode::Auto,
             ci: CiContext::default(),
             platforms_explicit: false,
             host: HostEnv::default(),

@@ -140,10 +140,23 @@ impl Cache {
         })
     }
 
+    /// Whether [`Cache::blob`] would find `desc` without downloading it (for
+    /// progress totals only: the answer may change before `blob` runs).
+    pub fn has_blob(&self, store: &dyn Store, desc: &Descriptor) -> bool {
+        store.local_blob(&desc.digest).is_some()
+            || std::fs::metadata(crate::cache_lock::blob_path(&self.dir, &desc.digest))
+                .is_ok_and(|m| m.len() == desc.size)
+    }
+
     /// A blob as a local file: the store's own file when it has one (to be
     /// verified while read), else a cache entry, downloaded and verified now
-    /// when missing.
-    pub async fn blob(&self, store: &dyn Store, desc: &Descriptor) -> Result<BlobFile> {
+    /// when missing; the bytes downloaded count towards `progress`.
+    pub async fn blob(
+        &self,
+        store: &dyn Store,
+        desc: &Descriptor,
+        progress: Option<&crate::progress::Tracker>,
+    ) -> Result<BlobFile> {
         if let Some(path) = store.local_blob(&desc.digest) {
             return Ok(BlobFile {
                 path,
@@ -172,7 +185,8 @@ impl Cache {
             .tempfile_in(&dir)
             .map_err(|e| Error::io(&dir, e))?;
         let started = std::time::Instant::now();
-        let mut reader = store.get_blob(&desc.digest, Some(desc.size)).await?;
+        let reader = store.get_blob(&desc.digest, Some(desc.size)).await?;
+        let mut reader = crate::progress::counted(progress, reader);
         let mut file =
             tokio::fs::File::from_std(tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?);
         // On a signal the download stops and `tmp` is removed on return.

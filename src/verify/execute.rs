@@ -11,6 +11,7 @@ use std::time::Instant;
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::{Digest, ImageConfig, ImageManifest};
 use crate::platform::Platform;
+use crate::progress;
 use crate::store::view::IndexView;
 
 use super::cache::Cache;
@@ -246,6 +247,7 @@ impl<'a> Execution<'a> {
             ctx.view.store(),
             &manifest.layers,
             ctx.policy.max_unpacked_bytes,
+            &self.subject.platform.to_string(),
         )
         .await
         .and_then(|root| Ok((RootFs::open(&root.path)?, root)));
@@ -352,23 +354,28 @@ impl<'a> Execution<'a> {
         let argv = java_argv(&java.path);
         let run = match &root.sandbox {
             Err(msg) => Err(msg.clone()),
-            Ok(sandbox) => match sandbox.run(&argv).await {
-                Ok(out) => match emulator_crash(sandbox, &out) {
-                    None => Ok(out),
-                    Some(signal) => {
-                        let mut interpreted = sandbox.clone();
-                        interpreted.env = java::with_interpreter_only(&sandbox.env);
-                        match interpreted.run(&argv).await {
-                            Ok(second) if second.code == Some(0) => {
-                                self.emulator_crash = Some((signal, out));
-                                Ok(second)
+            Ok(sandbox) => {
+                let running = running(self.subject.platform, sandbox, "java -version");
+                let run = match sandbox.run(&argv).await {
+                    Ok(out) => match emulator_crash(sandbox, &out) {
+                        None => Ok(out),
+                        Some(signal) => {
+                            let mut interpreted = sandbox.clone();
+                            interpreted.env = java::with_interpreter_only(&sandbox.env);
+                            match interpreted.run(&argv).await {
+                                Ok(second) if second.code == Some(0) => {
+                                    self.emulator_crash = Some((signal, out));
+                                    Ok(second)
+                                }
+                                _ => Ok(out),
                             }
-                            _ => Ok(out),
                         }
-                    }
-                },
-                Err(e) => Err(e.to_string()),
-            },
+                    },
+                    Err(e) => Err(e.to_string()),
+                };
+                running.complete();
+                run
+            }
         };
         self.run = Some(run);
     }
@@ -502,10 +509,12 @@ impl<'a> Execution<'a> {
             );
         };
         let shown = args.join(" ");
+        let running = running(self.subject.platform, sandbox, &shown);
         let out = match sandbox.run(&argv).await {
             Err(e) => return Check::error(CheckId::Command, e.to_string()),
             Ok(out) => out,
         };
+        running.complete();
         let text = out.combined();
         let expected = c.check.exit_code;
         let check = if out.timed_out {
@@ -654,6 +663,15 @@ fn timed_out(id: CheckId, mode: &Mode, shown: &str, out: &Output, key: &str) -> 
     } else {
         Check::failed(id, message)
     }
+}
+
+/// Reports a command running in `sandbox` as `platform`'s progress until dropped.
+fn running(platform: &Platform, sandbox: &Sandbox, command: &str) -> progress::Tracker {
+    let phase = match sandbox.mode {
+        Mode::Qemu(_) => progress::Phase::Emulate,
+        _ => progress::Phase::Run,
+    };
+    progress::start(&platform.to_string(), phase, command, None)
 }
 
 fn not_found_before(id: CheckId) -> Check {

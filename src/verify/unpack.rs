@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::image::Descriptor;
 use crate::image::digest::Hasher;
+use crate::progress;
 use crate::store::Store;
 
 use super::cache::{BlobFile, Cache, use_lock};
@@ -25,12 +26,14 @@ pub struct CachedRoot {
 
 /// The complete, cached root made by `layers`, unpacking it now when no
 /// process has yet; at most `max_unpacked_bytes` are written. Its use is
-/// recorded and held until the returned value is dropped.
+/// recorded and held until the returned value is dropped. Downloading and
+/// unpacking are reported as `subject`'s [`progress`].
 pub async fn root_for(
     cache: &Cache,
     store: &dyn Store,
     layers: &[Descriptor],
     max_unpacked_bytes: u64,
+    subject: &str,
 ) -> Result<CachedRoot> {
     let key = Cache::root_key(layers);
     let held = cache.lock(&key).await?;
@@ -42,10 +45,22 @@ pub async fn root_for(
         return Ok(CachedRoot { path, in_use });
     }
     cache.remove_stale_staging(&held, &key);
+    let missing: u64 = layers
+        .iter()
+        .filter(|l| !cache.has_blob(store, l))
+        .map(|l| l.size)
+        .sum();
+    let download = (missing > 0)
+        .then(|| progress::start(subject, progress::Phase::Download, "", Some(missing)));
     let mut files = Vec::new();
     for l in layers {
-        files.push((l.clone(), cache.blob(store, l).await?));
+        files.push((l.clone(), cache.blob(store, l, download.as_ref()).await?));
     }
+    if let Some(d) = download {
+        d.complete();
+    }
+    let compressed = layers.iter().map(|l| l.size).sum();
+    let tracker = progress::start(subject, progress::Phase::Unpack, "", Some(compressed));
     let dir = cache.rootfs_dir();
     let limits = rootfs::Limits {
         max_total_bytes: max_unpacked_bytes,
@@ -57,8 +72,11 @@ pub async fn root_for(
     // that `cancel::settle` waits until the staging directory is removed.
     let busy = crate::cancel::Busy::start();
     let staged = tokio::task::spawn_blocking(move || {
-        let staged = unpack(&dir, &prefix, &files, limits, pool);
+        let staged = unpack(&dir, &prefix, &files, limits, pool, &tracker);
         drop(busy);
+        if staged.is_ok() {
+            tracker.complete();
+        }
         staged
     })
     .await
@@ -79,6 +97,7 @@ fn unpack(
     layers: &[(Descriptor, BlobFile)],
     limits: rootfs::Limits,
     pool: Pool,
+    tracker: &progress::Tracker,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut root = rootfs::RootFs::new_named(dir, prefix, limits)?;
@@ -91,6 +110,7 @@ fn unpack(
         let mut reader = HashingReader {
             inner: std::io::BufReader::with_capacity(256 * 1024, f),
             hasher: Hasher::new(),
+            tracker,
         };
         root.apply_layer(&mut reader, compression, &what)?;
         std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| Error::io(&file.path, e))?;
@@ -119,13 +139,15 @@ fn unpack(
     Ok(root.keep())
 }
 
-/// Hashes what passes through, to verify a store's own blob file while it is unpacked.
-struct HashingReader<R> {
+/// Hashes what passes through, to verify a store's own blob file while it is
+/// unpacked, and counts it as the unpack's progress.
+struct HashingReader<'a, R> {
     inner: R,
     hasher: Hasher,
+    tracker: &'a progress::Tracker,
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl<R: Read> Read for HashingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         // The one place an unpack reads: stopping here removes its staging (`RootFs` on drop).
         if let Some(signal) = crate::cancel::requested() {
@@ -134,6 +156,7 @@ impl<R: Read> Read for HashingReader<R> {
         }
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        self.tracker.add(n as u64);
         Ok(n)
     }
 }

@@ -142,6 +142,36 @@ impl TestCommand {
         TestOutput::new(self.line.clone(), out)
     }
 
+    /// Runs to the end on a pseudo-terminal (util-linux `script`, package
+    /// bsdutils), with the same arguments, environment and directory: what a
+    /// person at a terminal sees lands in stdout, stdout and stderr together.
+    pub fn output_on_a_terminal(&mut self) -> TestOutput {
+        let quote = |s: &OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+        let mut line = quote(self.cmd.get_program());
+        for a in self.cmd.get_args() {
+            line.push(' ');
+            line.push_str(&quote(a));
+        }
+        let mut script = Command::new("script");
+        script.args(["-qefc", &line, "/dev/null"]);
+        for (k, v) in self.cmd.get_envs() {
+            match v {
+                Some(v) => script.env(k, v),
+                None => script.env_remove(k),
+            };
+        }
+        if let Some(d) = self.cmd.get_current_dir() {
+            script.current_dir(d);
+        }
+        let out = script.stdin(Stdio::null()).output().unwrap_or_else(|e| {
+            panic!(
+                "start `script` (util-linux, Debian package bsdutils) for {}: {e}",
+                self.line
+            )
+        });
+        TestOutput::new(format!("script -qefc {line}"), out)
+    }
+
     /// Starts the run in the background with stdout and stderr captured (for
     /// tests that run several at once); finish it with [`Running::wait`].
     pub fn spawn(&mut self) -> Running {
