@@ -358,6 +358,14 @@ transfer_source() {
   echo "content: $kind layers, $(du -sh "$work/layout/blobs" | cut -f1) in blobs; $runs runs each; cores: $(nproc)"
 }
 
+# One row of a transfer table: LABEL, then the medians of the archgate and
+# skopeo timing files and their ratio (no files: the header).
+ratio_row() {
+  if [ -z "$2" ]; then printf '%-40s %8s %8s %8s\n' "$1" archgate skopeo ratio; return; fi
+  local a s; a=$(median <"$2"); s=$(median <"$3")
+  printf '%-40s %8.2f %8.2f %8.2f\n' "$1" "$a" "$s" "$(echo "$a / $s" | bc -l)"
+}
+
 bench_mirror() {
   echo "== mirror =="
   command -v docker-registry >/dev/null && command -v skopeo >/dev/null || {
@@ -388,12 +396,9 @@ bench_mirror() {
     seconds skopeo copy --all --quiet --src-tls-verify=false \
       "docker://127.0.0.1:$src/bench/jre:17" "oci-archive:$work/s.tar:17" >>"$work/s-tar"
   done
-  local ar sr at st
-  ar=$(median <"$work/a-reg"); sr=$(median <"$work/s-reg")
-  at=$(median <"$work/a-tar"); st=$(median <"$work/s-tar")
-  printf '%-36s %8s %8s %8s\n' "median seconds" archgate skopeo ratio
-  printf '%-36s %8.2f %8.2f %8.2f\n' "registry -> registry" "$ar" "$sr" "$(echo "$ar / $sr" | bc -l)"
-  printf '%-36s %8.2f %8.2f %8.2f\n' "registry -> oci-archive" "$at" "$st" "$(echo "$at / $st" | bc -l)"
+  ratio_row "median seconds" "" ""
+  ratio_row "registry -> registry" "$work/a-reg" "$work/s-reg"
+  ratio_row "registry -> oci-archive" "$work/a-tar" "$work/s-tar"
   echo "(ratio = archgate / skopeo; below 1 is faster than skopeo)"
 }
 
@@ -432,12 +437,9 @@ bench_archive() {
     done; echo "$t" >>"$work/s-load"
     kill "$dpid"; wait "$dpid" 2>/dev/null || true
   done
-  local as ss al sl
-  as=$(median <"$work/a-save"); ss=$(median <"$work/s-save")
-  al=$(median <"$work/a-load"); sl=$(median <"$work/s-load")
-  printf '%-40s %8s %8s %8s\n' "median seconds (3 platforms)" archgate skopeo ratio
-  printf '%-40s %8.2f %8.2f %8.2f\n' "registry -> docker-archive per platform" "$as" "$ss" "$(echo "$as / $ss" | bc -l)"
-  printf '%-40s %8.2f %8.2f %8.2f\n' "docker-archive -> registry" "$al" "$sl" "$(echo "$al / $sl" | bc -l)"
+  ratio_row "median seconds (3 platforms)" "" ""
+  ratio_row "registry -> docker-archive per platform" "$work/a-save" "$work/s-save"
+  ratio_row "docker-archive -> registry" "$work/a-load" "$work/s-load"
   echo "(ratio = archgate / skopeo; archgate pushes a docker save file's layers as they are,"
   echo " uncompressed OCI layers; skopeo gzips them for the registry)"
 }
