@@ -28,7 +28,7 @@ use crate::platform::Platform;
 pub use java::VersionNumber;
 pub use load::{Loaded, Sources, load};
 pub use merge_sources::MergeSources;
-pub use pattern::Pattern;
+pub use pattern::{Glob, Pattern};
 pub use secret::Secret;
 
 /// The effective configuration.
@@ -375,6 +375,8 @@ pub struct VerifySettings {
     pub java: JavaPolicy,
     /// `[[verify.commands]]`: extra commands run in every platform's image.
     pub commands: Vec<CommandCheck>,
+    /// `[verify.natives]`: the `native-libs` check.
+    pub natives: NativesPolicy,
 }
 
 impl Default for VerifySettings {
@@ -387,6 +389,7 @@ impl Default for VerifySettings {
             max_unpacked_bytes: 8 << 30,
             java: JavaPolicy::default(),
             commands: Vec::new(),
+            natives: NativesPolicy::default(),
         }
     }
 }
@@ -411,6 +414,46 @@ impl Default for JavaPolicy {
             required: true,
             min_version: Some(VersionNumber::parse("1.8").expect("a version number")),
             version: None,
+        }
+    }
+}
+
+/// `[verify.natives]`: what the `native-libs` check may pass over.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NativesPolicy {
+    /// Globs (`*` within a path segment, `**` across, `?`, `[…]`) matched against
+    /// in-image paths (`/opt/tools/**`), jar paths (`/app/app.jar!BOOT-INF/lib/x.jar`)
+    /// and Maven coordinates (`org.xerial.snappy:snappy-java:*`): what a team
+    /// knowingly ships unused.
+    pub ignore: Vec<Glob>,
+    /// Whether a failure fails the platform; `false`: reported as `failed`, ignored by the gate.
+    pub required: bool,
+}
+
+/// The JDK's own libraries for desktop and device APIs (fonts, JPEG, colour
+/// management, sound, smart cards): a headless JRE ships them while their
+/// libraries (libfreetype, libjpeg, liblcms2, libasound, libpcsclite) are
+/// only recommended, and a service never loads them. The default `ignore`;
+/// setting `ignore` replaces it.
+pub const JDK_DESKTOP_LIBRARIES: &[&str] = &[
+    "**/lib/libfontmanager.so",
+    "**/lib/libjavajpeg.so",
+    "**/lib/liblcms.so",
+    "**/lib/libjsound.so",
+    "**/lib/libj2pcsc.so",
+    "**/lib/libawt_xawt.so",
+    "**/lib/libsplashscreen.so",
+];
+
+impl Default for NativesPolicy {
+    fn default() -> Self {
+        NativesPolicy {
+            ignore: JDK_DESKTOP_LIBRARIES
+                .iter()
+                .map(|g| Glob::new(g).expect("a valid glob"))
+                .collect(),
+            required: true,
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::config::{CommandCheck, Runner, Settings};
+use crate::config::{CommandCheck, NativesPolicy, Runner, Settings};
 use crate::error::{Error, Result};
 use crate::platform::Platform;
 
@@ -24,6 +24,8 @@ pub struct Policy {
     pub runner: Runner,
     pub timeout: Duration,
     pub max_unpacked_bytes: u64,
+    /// `[verify.natives]`.
+    pub natives: NativesPolicy,
 }
 
 /// One `[[verify.commands]]` entry, validated.
@@ -65,6 +67,7 @@ impl Policy {
             runner: v.runner,
             timeout: Duration::from_secs(v.timeout),
             max_unpacked_bytes: v.max_unpacked_bytes,
+            natives: v.natives.clone(),
         })
     }
 
