@@ -14,6 +14,7 @@ mod human_output;
 mod layout;
 mod merge;
 mod mirror;
+mod natives;
 mod registry;
 mod run;
 mod secrets;

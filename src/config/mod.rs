@@ -429,13 +429,15 @@ pub struct NativesPolicy {
     pub ignore: Vec<Glob>,
     /// Whether a failure fails the platform; `false`: reported as `failed`, ignored by the gate.
     pub required: bool,
+    /// Pass over the JDK's desktop libraries ([`JDK_DESKTOP_LIBRARIES`]) besides `ignore`.
+    pub ignore_jdk_desktop: bool,
 }
 
 /// The JDK's own libraries for desktop and device APIs (fonts, JPEG, colour
 /// management, sound, smart cards): a headless JRE ships them while their
 /// libraries (libfreetype, libjpeg, liblcms2, libasound, libpcsclite) are
-/// only recommended, and a service never loads them. The default `ignore`;
-/// setting `ignore` replaces it.
+/// only recommended, and a service never loads them. Passed over unless
+/// `[verify.natives] ignore_jdk_desktop = false`.
 pub const JDK_DESKTOP_LIBRARIES: &[&str] = &[
     "**/lib/libfontmanager.so",
     "**/lib/libjavajpeg.so",
@@ -449,11 +451,9 @@ pub const JDK_DESKTOP_LIBRARIES: &[&str] = &[
 impl Default for NativesPolicy {
     fn default() -> Self {
         NativesPolicy {
-            ignore: JDK_DESKTOP_LIBRARIES
-                .iter()
-                .map(|g| Glob::new(g).expect("a valid glob"))
-                .collect(),
+            ignore: Vec::new(),
             required: true,
+            ignore_jdk_desktop: true,
         }
     }
 }

@@ -434,11 +434,19 @@ impl<'a> Execution<'a> {
         let t = Instant::now();
         let policy = &self.subject.ctx.policy.natives;
         let platform = self.subject.platform;
+        let mut ignore = policy.ignore.clone();
+        if policy.ignore_jdk_desktop {
+            ignore.extend(
+                crate::config::JDK_DESKTOP_LIBRARIES
+                    .iter()
+                    .filter_map(|g| crate::config::Glob::new(g).ok()),
+            );
+        }
         let found = natives::check(&natives::Request {
             fs: &root.fs,
             platform,
             env: &root.env,
-            ignore: &policy.ignore,
+            ignore: &ignore,
         });
         let message = found.message(platform);
         let check = if found.problems.is_empty() {
