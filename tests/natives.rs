@@ -10,7 +10,8 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::common::jre::{
-    Entry, debian_arch, files_layer, jni_layer, jni_root, jre_env, jre_layer, shared_cache, triplet,
+    Entry, debian_arch, files_layer, jni_layer, jni_root, jre_env, jre_layer, newer_root,
+    shared_cache, triplet,
 };
 use crate::common::{archgate, tempdir};
 
@@ -345,6 +346,28 @@ fn a_library_whose_dependency_is_missing_fails_naming_both() {
         &format!("{STATIC}[verify.natives]\nignore = [\"/opt/unused/**\"]\n"),
     );
     assert_eq!(code, 0, "{v:#}");
+}
+
+#[test]
+fn a_library_needing_a_newer_glibc_than_the_images_fails_naming_both_versions() {
+    // A service vendoring the next Debian release's libstdc++ (real: it needs
+    // GLIBC_2.38) into a bookworm image, whose libc6 2.36 defines up to GLIBC_2.36.
+    let dir = tempdir();
+    let lib =
+        std::fs::read(newer_root("amd64").join("usr/lib/x86_64-linux-gnu/libstdc++.so.6")).unwrap();
+    let entry = Entry::jre("linux/amd64", "amd64")
+        .with_layer(files_layer(&[("opt/app/lib/libstdc++.so.6", &lib)]));
+    let image = layout(&dir.path().join("layout"), &[entry]);
+    let (code, v) = verify(dir.path(), &image, STATIC);
+    assert_eq!(code, 1, "{v:#}");
+    let c = natives(&v, "linux/amd64");
+    assert_eq!(c["outcome"], "failed");
+    let m = c["message"].as_str().unwrap();
+    assert!(
+        m.contains("/opt/app/lib/libstdc++.so.6 needs GLIBC_2.38 from libc.so.6, but the image's ")
+            && m.contains("/libc.so.6 has up to GLIBC_2.36"),
+        "{m}"
+    );
 }
 
 #[test]

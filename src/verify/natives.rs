@@ -1090,23 +1090,6 @@ mod tests {
     }
 
     #[test]
-    fn scratch_real_root() {
-        let Ok(root) = std::env::var("NATIVES_ROOT") else {
-            return;
-        };
-        let fs = RootFs::open(Path::new(&root)).unwrap();
-        let p = Platform::parse(&std::env::var("NATIVES_PLATFORM").unwrap()).unwrap();
-        let t = std::time::Instant::now();
-        let f = check(&Request {
-            fs: &fs,
-            platform: &p,
-            env: &[],
-            ignore: &[],
-        });
-        eprintln!("{:?}\n{}\n{:?}", t.elapsed(), f.message(&p), f);
-    }
-
-    #[test]
     fn maven_coordinates_from_pom_properties() {
         let body =
             "#Generated\nversion=1.1.8.3\ngroupId=org.xerial.snappy\nartifactId=snappy-java\n";

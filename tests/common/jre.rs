@@ -381,6 +381,21 @@ pub fn jni_root(arch: &str) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// The root of `scripts/fetch-jre.sh --set newer` for `arch`: the next Debian
+/// release's real `libstdc++.so.6`, which needs `GLIBC_2.38` (bookworm's libc has 2.36).
+pub fn newer_root(arch: &str) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-jre.sh");
+    let out = Command::new(&script)
+        .args(["--set", "newer", "--print-root", arch])
+        .output()
+        .expect("run scripts/fetch-jre.sh");
+    assert!(
+        out.status.success(),
+        "no newer root for {arch}: run scripts/fetch-jre.sh --set newer --arch {arch} (scripts/test.sh does)"
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 /// The GNU triplet of a Debian architecture (its library directory).
 pub fn triplet(arch: &str) -> &'static str {
     match arch {
