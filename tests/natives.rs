@@ -280,7 +280,7 @@ fn a_fat_jar_without_a_mips64el_native_fails_mips64le_naming_jar_and_coordinates
         .as_str()
         .unwrap()
         .to_string();
-    assert!(m.contains("ignored by [verify.natives] ignore"), "{m}");
+    assert!(m.contains("passed over by [verify.natives] ignore"), "{m}");
 
     // Ignored by its path in the image.
     let (code, _) = verify(

@@ -89,7 +89,11 @@ impl Findings {
                 platform_name(platform)
             );
             if self.ignored > 0 {
-                let _ = write!(m, " ({} ignored by [verify.natives] ignore)", self.ignored);
+                let _ = write!(
+                    m,
+                    " ({} passed over by [verify.natives] ignore, ignore_jdk_desktop)",
+                    self.ignored
+                );
             }
             return m;
         }
