@@ -380,9 +380,15 @@ fn hostile_jars_cost_bounded_work_and_are_named() {
     out.start_file("../../etc/evil.jar", stored).unwrap();
     out.write_all(b"PK\x03\x04 not really").unwrap();
     let traversal = out.finish().unwrap().into_inner();
+    // Jars nested six deep: opened to the bound, then named.
+    let mut deep = fat_jar(&[]);
+    for _ in 0..6 {
+        deep = fat_jar(&[("inner.jar", deep)]);
+    }
     let entry = Entry::jre("linux/amd64", "amd64").with_layer(files_layer(&[
         ("app/broken.jar", b"this is no zip"),
         ("app/traversal.jar", &traversal),
+        ("app/deep.jar", &deep),
     ]));
     let image = layout(&dir.path().join("layout"), &[entry]);
     let (code, v) = verify(dir.path(), &image, STATIC);
@@ -394,6 +400,10 @@ fn hostile_jars_cost_bounded_work_and_are_named() {
     assert!(m.contains("/app/broken.jar cannot be read as a jar"), "{m}");
     assert!(
         m.contains("/app/traversal.jar!../../etc/evil.jar cannot be read as a jar"),
+        "{m}"
+    );
+    assert!(
+        m.contains("/app/deep.jar!BOOT-INF/lib/inner.jar!BOOT-INF/lib/inner.jar!BOOT-INF/lib/inner.jar!BOOT-INF/lib/inner.jar!BOOT-INF/lib/inner.jar is nested more than 4 jars deep"),
         "{m}"
     );
     // Nothing was written outside: the name is only shown.
