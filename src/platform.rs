@@ -991,6 +991,21 @@ mod tests {
     }
 
     #[test]
+    fn elf_abi_is_a_fact_only_where_the_header_alone_does_not_tell() {
+        // (platform, ABI name, e_flags of a real binary that has it)
+        let mips = p("linux/mips64le").elf_abi().expect("mips64le states n64");
+        assert_eq!(mips.name, "n64");
+        assert!(
+            mips.matches(0x8000_0007),
+            "Debian mips64el: MIPS64r2, PIC, CPIC"
+        );
+        assert!(!mips.matches(0x8000_0027), "EF_MIPS_ABI2 is n32");
+        for s in ["linux/amd64", "linux/arm64", "linux/s390x"] {
+            assert_eq!(p(s).elf_abi(), None, "{s}");
+        }
+    }
+
+    #[test]
     fn elf_constants() {
         let rows = [
             (EM_X86_64, 62),
