@@ -15,6 +15,10 @@
 #           cache) and no-op rebuild, wall time and peak RSS (/usr/bin/time -v),
 #           against the floor `tar -cf - TREE | gzip | sha256sum` over the same
 #           trees (one after another, and all at once), and buildah when present.
+#   natives `native-libs` alone (from the report's per-check duration) over each
+#           platform's ≈200 MB JRE root plus Debian's JNI libraries and a Spring Boot
+#           fat jar bundling JNA's natives for all three CPUs, warm cache, median of
+#           BENCH_RUNS; target ≤ 0.5 s per platform.
 [ ${#sections[@]} -gt 0 ] || sections=(build verify merge mirror)
 #   archive the three-platform JRE image, registry -> one docker-archive file per
 #           platform and each file -> registry, against skopeo copy (median of 5).
@@ -309,13 +313,16 @@ seconds() {
 
 # An OCI layout at DIR:17 with a three-platform index, one gzip -1 layer per
 # platform from the JRE roots (else 60 MB of random bytes per platform).
+# With ROOTS (a directory of <debian-arch>/ trees), those trees instead.
 jre_layout() {
-  local dir=$1 arch deb root gz cfg man entries="" kind=jre
+  local dir=$1 roots=${2:-} arch deb root gz cfg man entries="" kind=jre
   mkdir -p "$dir/blobs/sha256"
   for arch in amd64 arm64 mips64le; do
     deb=$arch; [ "$arch" = mips64le ] && deb=mips64el
     gz="$dir/layer.tmp"
-    if root=$("$here/fetch-jre.sh" --print-root "$deb" 2>/dev/null); then
+    if [ -n "$roots" ]; then
+      tar -C "$roots/$deb" -cf - . >"$dir/layer.tar"
+    elif root=$("$here/fetch-jre.sh" --print-root "$deb" 2>/dev/null); then
       tar -C "$root" -cf - . >"$dir/layer.tar"
     else
       kind=random; head -c 60000000 /dev/urandom >"$dir/layer.tar"
@@ -444,9 +451,72 @@ bench_archive() {
   echo " uncompressed OCI layers; skopeo gzips them for the registry)"
 }
 
+bench_natives() {
+  echo "== natives =="
+  (cd "$repo" && cargo build --release --quiet)
+  local bin="$repo/target/release/archgate" runs=${BENCH_RUNS:-5}
+  local work; work=$(mktemp -d /tmp/archgate-bench.XXXXXX)
+  trap 'rm -rf "$work"' RETURN
+  "$here/fetch-jre.sh" >/dev/null
+  "$here/fetch-jre.sh" --set jni >/dev/null
+  local deb jni
+  for deb in amd64 arm64 mips64el; do
+    mkdir -p "$work/roots"
+    cp -a "$("$here/fetch-jre.sh" --print-root "$deb")" "$work/roots/$deb"
+    jni=$("$here/fetch-jre.sh" --set jni --print-root "$deb")
+    cp -a "$jni"/. "$work/roots/$deb/"
+  done
+  # A Spring Boot fat jar: JNA (Debian's jar) with its natives for the three CPUs, stored.
+  python3 - "$work" <<'PY'
+import io, sys, zipfile, pathlib
+work = pathlib.Path(sys.argv[1])
+trip = {"amd64": ("x86_64-linux-gnu", "linux-x86-64"), "arm64": ("aarch64-linux-gnu", "linux-aarch64"),
+        "mips64el": ("mips64el-linux-gnuabi64", "linux-mips64el")}
+inner = io.BytesIO()
+with zipfile.ZipFile(work / "roots/amd64/usr/share/java/jna-5.13.0.jar") as src, \
+        zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as out:
+    for i in src.infolist():
+        out.writestr(i, src.read(i))
+    for deb, (t, d) in trip.items():
+        out.writestr(f"com/sun/jna/{d}/libjnidispatch.so",
+                     (work / f"roots/{deb}/usr/lib/{t}/jni/libjnidispatch.system.so").read_bytes())
+for deb in trip:
+    app = work / f"roots/{deb}/app"
+    app.mkdir(exist_ok=True)
+    with zipfile.ZipFile(app / "app.jar", "w", zipfile.ZIP_DEFLATED) as fat:
+        fat.writestr("META-INF/maven/com.example/service/pom.properties",
+                     "groupId=com.example\nartifactId=service\nversion=1.0.0\n")
+        fat.writestr(zipfile.ZipInfo("BOOT-INF/lib/jna-5.13.0.jar"), inner.getvalue(), zipfile.ZIP_STORED)
+PY
+  jre_layout "$work/layout" "$work/roots" >/dev/null
+  local cfg="$work/archgate.toml"
+  : >"$cfg"
+  local json="$work/out.json" i p
+  ARCHGATE_CACHE="$work/cache" "$bin" verify --json --runner static --config "$cfg" "oci:$work/layout:17" >"$json" || true
+  for i in $(seq 1 "$runs"); do
+    ARCHGATE_CACHE="$work/cache" "$bin" verify --json --runner static --config "$cfg" "oci:$work/layout:17" >"$json" || true
+    python3 - "$json" "$work" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1]))
+for p in v["platforms"]:
+    c = next(c for c in p["checks"] if c["name"] == "native-libs")
+    with open(f"{sys.argv[2]}/n-{p['platform'].replace('/', '_')}", "a") as f:
+        f.write(f"{c['duration'] / 1000}\n")
+    if c["outcome"] != "passed":
+        print(f"{p['platform']}: native-libs {c['outcome']}: {c['message']}", file=sys.stderr)
+PY
+  done
+  printf '%-20s %10s  %s\n' platform "median s" "(native-libs, warm cache, target <= 0.5 s)"
+  for p in linux_amd64 linux_arm64 linux_mips64le; do
+    printf '%-20s %10.3f\n' "${p/_//}" "$(median <"$work/n-$p")"
+  done
+  du -sh "$work/roots/amd64" | awk '{print "root size (amd64): " $1}'
+}
+
 want build && bench_build
 want verify && bench_verify
 want service && bench_service
+want natives && bench_natives
 want merge && "$here/bench-merge.sh" merge
 want mirror && bench_mirror
 want archive && bench_archive

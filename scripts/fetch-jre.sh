@@ -14,11 +14,13 @@
 # dpkg status, own state/cache/sources). The sources reuse the host's Debian mirror.
 #
 # Usage:
-#   scripts/fetch-jre.sh [--set jre|jni] [--arch amd64,arm64,mips64el] [--check] [--refresh]
-#   scripts/fetch-jre.sh [--set jre|jni] --print-root ARCH
+#   scripts/fetch-jre.sh [--set jre|jni|newer] [--arch amd64,arm64,mips64el] [--check] [--refresh]
+#   scripts/fetch-jre.sh [--set jre|jni|newer] --print-root ARCH
 #
 #   --set SET          jre (default): the JRE above; jni: Debian's JNI libraries and their jars
-#                      (lz4-java, snappy-java, JNA) with the shared libraries they need
+#                      (lz4-java, snappy-java, JNA) with the shared libraries they need;
+#                      newer: the next Debian release's (trixie) libstdc++6, which needs a newer
+#                      GLIBC_ than this release's libc6 defines (from the host's mirror)
 #   --arch LIST        comma-separated; Debian (mips64el) or OCI (mips64le) names; default all three
 #   --check            fetch if needed, then run `java -version` in each root under bubblewrap + QEMU
 #   --refresh          re-read the package lists; re-fetch only an architecture whose versions changed
@@ -33,6 +35,9 @@ JRE_PACKAGES=(openjdk-17-jre-headless libc6 libgcc-s1 libstdc++6 zlib1g)
 # the libraries they are linked against, and the (architecture-independent) jars that load them.
 JNI_PACKAGES=(liblz4-jni liblz4-1 libxxhash0 liblz4-java libsnappy-jni libsnappy1v5 libsnappy-java
   libjna-jni libffi8 libjna-java)
+# The next release's C++ library: real code needing GLIBC_2.38, which bookworm's libc6 (2.36) lacks.
+NEWER_PACKAGES=(libstdc++6)
+NEWER_CODENAME=trixie
 SET=jre
 PACKAGES=("${JRE_PACKAGES[@]}")
 ALL_ARCHES=(amd64 arm64 mips64el)
@@ -67,6 +72,11 @@ sentinel_rel() {
   case "$SET" in
     jre) java_rel "$1" ;;
     jni) echo "usr/share/java/lz4-java.jar" ;;
+    newer) case "$1" in
+        amd64) echo usr/lib/x86_64-linux-gnu/libstdc++.so.6 ;;
+        arm64) echo usr/lib/aarch64-linux-gnu/libstdc++.so.6 ;;
+        mips64el) echo usr/lib/mips64el-linux-gnuabi64/libstdc++.so.6 ;;
+      esac ;;
   esac
 }
 
@@ -151,6 +161,15 @@ host_source_entries() { # prints "URI SUITE" for every enabled deb entry of the 
 
 detect_release_and_mirror() {
   [ -n "$codename" ] && return 0
+  if [ "$SET" = newer ]; then
+    # Another release than the host's: the host's Debian mirror, that release's suite.
+    local host_uri
+    host_uri=${ARCHGATE_DEBIAN_MIRROR:-$(host_source_entries | awk '$2 !~ /security|\// {print $1; exit}')}
+    [ -n "$host_uri" ] || die "no Debian mirror in the host's apt sources: set ARCHGATE_DEBIAN_MIRROR (e.g. http://deb.debian.org/debian)"
+    codename=$NEWER_CODENAME
+    MIRROR_LINES=("${host_uri%/} $codename")
+    return 0
+  fi
   codename="${ARCHGATE_DEBIAN_CODENAME:-}"
   if [ -z "$codename" ] && [ -r /etc/os-release ]; then
     codename=$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release | tr -d "\"'")
@@ -376,7 +395,8 @@ main() {
   case "$SET" in
     jre) PACKAGES=("${JRE_PACKAGES[@]}") ;;
     jni) PACKAGES=("${JNI_PACKAGES[@]}") ;;
-    *) die "unknown set '$SET' (jre, jni)" ;;
+    newer) PACKAGES=("${NEWER_PACKAGES[@]}") ;;
+    *) die "unknown set '$SET' (jre, jni, newer)" ;;
   esac
   [ "$check" = 0 ] || [ "$SET" = jre ] || die "--check runs java: only for --set jre"
   if [ -n "$print_root" ]; then

@@ -8,4 +8,5 @@ cd "$(dirname "$0")/.."
 ./scripts/fetch-jre.sh
 # Real JNI libraries (lz4-java, snappy-java, JNA) for the same three, for the service gate.
 ./scripts/fetch-jre.sh --set jni
+./scripts/fetch-jre.sh --set newer --arch amd64
 cargo test --locked -- --test-threads=4

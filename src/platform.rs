@@ -78,6 +78,32 @@ impl fmt::Display for ElfIdentity {
     }
 }
 
+/// MIPS `e_flags`: `EF_MIPS_ABI2` (n32) and the `EF_MIPS_ABI` field (o32, o64, EABI).
+pub const EF_MIPS_ABI_BITS: u32 = 0x0000_f020;
+
+/// The ABI a platform's binaries state in `e_flags`: `flags & mask == value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ElfAbi {
+    pub mask: u32,
+    pub value: u32,
+    /// How people call it (`n64`).
+    pub name: &'static str,
+}
+
+impl ElfAbi {
+    /// Whether a binary with these `e_flags` has this ABI.
+    pub fn matches(&self, flags: u32) -> bool {
+        flags & self.mask == self.value
+    }
+}
+
+/// MIPS64 n64 (Debian's mips64el): 64-bit class, neither n32 nor an old ABI field.
+const MIPS_N64: ElfAbi = ElfAbi {
+    mask: EF_MIPS_ABI_BITS,
+    value: 0,
+    name: "n64",
+};
+
 /// One supported platform (always `linux/…`) and its facts.
 #[derive(Debug)]
 struct Facts {
@@ -88,6 +114,9 @@ struct Facts {
     debian: &'static str,
     java: &'static str,
     triplet: &'static str,
+    /// The ABI bits of `e_flags` the platform's binaries carry, where the
+    /// machine, class and byte order alone do not tell (MIPS n64 vs n32).
+    abi: Option<ElfAbi>,
 }
 
 const fn elf(machine: u16, class64: bool, little_endian: bool) -> ElfIdentity {
@@ -109,6 +138,7 @@ const PLATFORMS: &[Facts] = &[
         debian: "amd64",
         java: "amd64",
         triplet: "x86_64-linux-gnu",
+        abi: None,
     },
     Facts {
         arch: "arm64",
@@ -118,6 +148,7 @@ const PLATFORMS: &[Facts] = &[
         debian: "arm64",
         java: "aarch64",
         triplet: "aarch64-linux-gnu",
+        abi: None,
     },
     Facts {
         arch: "mips64le",
@@ -128,6 +159,7 @@ const PLATFORMS: &[Facts] = &[
         debian: "mips64el",
         java: "mips64el",
         triplet: "mips64el-linux-gnuabi64",
+        abi: Some(MIPS_N64),
     },
     Facts {
         arch: "arm",
@@ -137,6 +169,7 @@ const PLATFORMS: &[Facts] = &[
         debian: "armhf",
         java: "arm",
         triplet: "arm-linux-gnueabihf",
+        abi: None,
     },
     // Debian's armhf needs ARMv7; armel (ARMv5TE baseline) is what runs on v6 and v5.
     Facts {
@@ -147,6 +180,7 @@ const PLATFORMS: &[Facts] = &[
         debian: "armel",
         java: "arm",
         triplet: "arm-linux-gnueabi",
+        abi: None,
     },
     Facts {
         arch: "arm",
@@ -156,6 +190,7 @@ const PLATFORMS: &[Facts] = &[
         debian: "armel",
         java: "arm",
         triplet: "arm-linux-gnueabi",
+        abi: None,
     },
     Facts {
         arch: "386",
@@ -165,6 +200,7 @@ const PLATFORMS: &[Facts] = &[
         debian: "i386",
         java: "i386",
         triplet: "i386-linux-gnu",
+        abi: None,
     },
     Facts {
         arch: "ppc64le",
@@ -174,6 +210,7 @@ const PLATFORMS: &[Facts] = &[
         debian: "ppc64el",
         java: "ppc64le",
         triplet: "powerpc64le-linux-gnu",
+        abi: None,
     },
     Facts {
         arch: "s390x",
@@ -184,6 +221,7 @@ const PLATFORMS: &[Facts] = &[
         debian: "s390x",
         java: "s390x",
         triplet: "s390x-linux-gnu",
+        abi: None,
     },
     Facts {
         arch: "riscv64",
@@ -193,6 +231,7 @@ const PLATFORMS: &[Facts] = &[
         debian: "riscv64",
         java: "riscv64",
         triplet: "riscv64-linux-gnu",
+        abi: None,
     },
     Facts {
         arch: "loong64",
@@ -202,6 +241,7 @@ const PLATFORMS: &[Facts] = &[
         debian: "loong64",
         java: "loongarch64",
         triplet: "loongarch64-linux-gnu",
+        abi: None,
     },
 ];
 
@@ -451,6 +491,11 @@ impl Platform {
     /// The value a JVM on this platform reports as `os.arch`.
     pub fn java_os_arch(&self) -> Option<&'static str> {
         self.facts().map(|f| f.java)
+    }
+
+    /// The ABI its binaries state in `e_flags`, where that is a fact (mips64le: n64).
+    pub fn elf_abi(&self) -> Option<ElfAbi> {
+        self.facts().and_then(|f| f.abi)
     }
 
     /// The GNU multiarch triplet (library directory name, `x86_64-linux-gnu`).
@@ -942,6 +987,21 @@ mod tests {
                 Some(triplet),
                 "multiarch_triplet({s})"
             );
+        }
+    }
+
+    #[test]
+    fn elf_abi_is_a_fact_only_where_the_header_alone_does_not_tell() {
+        // (platform, ABI name, e_flags of a real binary that has it)
+        let mips = p("linux/mips64le").elf_abi().expect("mips64le states n64");
+        assert_eq!(mips.name, "n64");
+        assert!(
+            mips.matches(0x8000_0007),
+            "Debian mips64el: MIPS64r2, PIC, CPIC"
+        );
+        assert!(!mips.matches(0x8000_0027), "EF_MIPS_ABI2 is n32");
+        for s in ["linux/amd64", "linux/arm64", "linux/s390x"] {
+            assert_eq!(p(s).elf_abi(), None, "{s}");
         }
     }
 

@@ -138,7 +138,7 @@ fn a_full_run_merges_verifies_and_writes_four_reports() {
     }
     assert_eq!(
         r.junit.matches("<testcase ").count(),
-        3 * 8,
+        3 * 9,
         "a test case per check"
     );
     assert!(!r.junit.contains("<failure"), "{}", r.junit);
@@ -192,7 +192,7 @@ fn a_full_run_merges_verifies_and_writes_four_reports() {
     let rows: Vec<&str> = r.md.lines().filter(|l| l.starts_with("| linux/")).collect();
     assert_eq!(rows.len(), 3, "{}", r.md);
     assert!(
-        rows.iter().all(|row| row.matches('✅').count() == 8),
+        rows.iter().all(|row| row.matches('✅').count() == 9),
         "{}",
         r.md
     );

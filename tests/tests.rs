@@ -16,6 +16,7 @@ mod k3s_import;
 mod layout;
 mod merge;
 mod mirror;
+mod natives;
 mod progress;
 mod registry;
 mod run;

@@ -856,6 +856,14 @@ mod tests {
                 "[verify.java]\nversion = \"17\"\n",
                 "both `min_version` and `version` are set",
             ),
+            (
+                "[verify.natives]\nignore = [\"/opt/[abc\"]\n",
+                "`[` without its `]`",
+            ),
+            (
+                "[verify.natives]\nrequired = \"maybe\"\n",
+                "verify.natives.required",
+            ),
             ("[report]\ndir = \"\"\n", "[report] dir is empty"),
             ("[gate]\nerror_fails = \"sometimes\"\n", "gate.error_fails"),
         ] {

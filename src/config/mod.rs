@@ -28,7 +28,7 @@ use crate::platform::Platform;
 pub use java::VersionNumber;
 pub use load::{Loaded, Sources, load};
 pub use merge_sources::MergeSources;
-pub use pattern::Pattern;
+pub use pattern::{Glob, Pattern};
 pub use secret::Secret;
 
 /// The effective configuration.
@@ -393,6 +393,8 @@ pub struct VerifySettings {
     /// `[verify.service]`: start the image's own service (`service-start`); absent: not checked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceCheck>,
+    /// `[verify.natives]`: the `native-libs` check.
+    pub natives: NativesPolicy,
 }
 
 impl Default for VerifySettings {
@@ -406,6 +408,7 @@ impl Default for VerifySettings {
             java: JavaPolicy::default(),
             commands: Vec::new(),
             service: None,
+            natives: NativesPolicy::default(),
         }
     }
 }
@@ -430,6 +433,46 @@ impl Default for JavaPolicy {
             required: true,
             min_version: Some(VersionNumber::parse("1.8").expect("a version number")),
             version: None,
+        }
+    }
+}
+
+/// `[verify.natives]`: what the `native-libs` check may pass over.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NativesPolicy {
+    /// Globs (`*` within a path segment, `**` across, `?`, `[…]`) matched against
+    /// in-image paths (`/opt/tools/**`), jar paths (`/app/app.jar!BOOT-INF/lib/x.jar`)
+    /// and Maven coordinates (`org.xerial.snappy:snappy-java:*`): what a team
+    /// knowingly ships unused.
+    pub ignore: Vec<Glob>,
+    /// Whether a failure fails the platform; `false`: reported as `failed`, ignored by the gate.
+    pub required: bool,
+    /// Pass over the JDK's desktop libraries ([`JDK_DESKTOP_LIBRARIES`]) besides `ignore`.
+    pub ignore_jdk_desktop: bool,
+}
+
+/// The JDK's own libraries for desktop and device APIs (fonts, JPEG, colour
+/// management, sound, smart cards): a headless JRE ships them while their
+/// libraries (libfreetype, libjpeg, liblcms2, libasound, libpcsclite) are
+/// only recommended, and a service never loads them. Passed over unless
+/// `[verify.natives] ignore_jdk_desktop = false`.
+pub const JDK_DESKTOP_LIBRARIES: &[&str] = &[
+    "**/lib/libfontmanager.so",
+    "**/lib/libjavajpeg.so",
+    "**/lib/liblcms.so",
+    "**/lib/libjsound.so",
+    "**/lib/libj2pcsc.so",
+    "**/lib/libawt_xawt.so",
+    "**/lib/libsplashscreen.so",
+];
+
+impl Default for NativesPolicy {
+    fn default() -> Self {
+        NativesPolicy {
+            ignore: Vec::new(),
+            required: true,
+            ignore_jdk_desktop: true,
         }
     }
 }

@@ -66,11 +66,14 @@ pub enum CheckId {
     Command,
     /// 8. The image's own service starts (`[verify.service]`).
     ServiceStart,
+    /// Every ELF file and every jar's bundled natives built for the platform,
+    /// their libraries and symbol versions present in the image (static).
+    NativeLibs,
 }
 
 impl CheckId {
     /// The checks every platform gets, in order (extra commands follow).
-    pub const STANDARD: [CheckId; 8] = [
+    pub const STANDARD: [CheckId; 9] = [
         CheckId::IndexEntry,
         CheckId::Manifest,
         CheckId::ConfigPlatform,
@@ -79,6 +82,7 @@ impl CheckId {
         CheckId::JdkElf,
         CheckId::JavaVersion,
         CheckId::JavaOsArch,
+        CheckId::NativeLibs,
     ];
 
     /// The checks that must have passed for this one to run (see
@@ -92,6 +96,8 @@ impl CheckId {
             // ELF check then says what the layers really hold.
             CheckId::ConfigPlatform | CheckId::Layers => &[CheckId::Manifest],
             CheckId::JdkFound | CheckId::Command | CheckId::ServiceStart => &[CheckId::Layers],
+            // Static, and about every file: it runs whether or not a JDK is there.
+            CheckId::NativeLibs => &[CheckId::Layers],
             // A `java` for the wrong CPU is still run: its failure under the
             // emulator is part of the evidence. `os.arch` reads the same run
             // as `java-version`, so a version below the policy still shows it.
@@ -112,6 +118,7 @@ impl CheckId {
             CheckId::JavaOsArch => "java-os-arch",
             CheckId::Command => "command",
             CheckId::ServiceStart => "service-start",
+            CheckId::NativeLibs => "native-libs",
         }
     }
 
@@ -128,6 +135,9 @@ impl CheckId {
             CheckId::JavaOsArch => "JVM os.arch matches the platform",
             CheckId::Command => "extra command",
             CheckId::ServiceStart => "the image's service starts and is ready",
+            CheckId::NativeLibs => {
+                "native libraries built for this CPU, their dependencies in the image"
+            }
         }
     }
 }
@@ -146,6 +156,10 @@ pub struct Check {
     /// Captured output of an execution (`java -version`), for JUnit `system-out`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// Reported but not counted (`[verify.natives] required = false`): its
+    /// outcome stays visible, the platform's outcome and the gate ignore it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub advisory: bool,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -161,6 +175,7 @@ impl Check {
             message: message.into(),
             duration: Duration::ZERO,
             output: None,
+            advisory: false,
         }
     }
 
@@ -192,6 +207,12 @@ impl Check {
 
     pub fn with_output(mut self, output: impl Into<String>) -> Check {
         self.output = Some(output.into());
+        self
+    }
+
+    /// Marks the check advisory (see [`Check::advisory`]).
+    pub fn advisory(mut self, advisory: bool) -> Check {
+        self.advisory = advisory;
         self
     }
 }
@@ -233,10 +254,12 @@ impl PlatformResult {
     /// The platform's outcome: the worst of its checks (`failed` > `error` >
     /// `skipped` > `passed`), except that skipped checks alone do not stop a
     /// platform from passing — a `static` runner's skips are by policy.
+    /// Advisory checks do not count.
     pub fn summarise(checks: &[Check]) -> Outcome {
-        match checks.iter().map(|c| c.outcome).max() {
+        let counted = || checks.iter().filter(|c| !c.advisory);
+        match counted().map(|c| c.outcome).max() {
             None => Outcome::Error,
-            Some(Outcome::Skipped) if checks.iter().any(|c| c.outcome == Outcome::Passed) => {
+            Some(Outcome::Skipped) if counted().any(|c| c.outcome == Outcome::Passed) => {
                 Outcome::Passed
             }
             Some(o) => o,
@@ -368,6 +391,15 @@ mod tests {
                 "{input:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_advisory_failure_does_not_fail_the_platform() {
+        let mut c = checks(&[Outcome::Passed]);
+        c.push(Check::failed(CheckId::NativeLibs, "x").advisory(true));
+        assert_eq!(PlatformResult::summarise(&c), Outcome::Passed);
+        c.push(Check::failed(CheckId::NativeLibs, "x"));
+        assert_eq!(PlatformResult::summarise(&c), Outcome::Failed);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::plan::Step;
 use super::policy::{CommandPolicy, Policy, ServicePolicy};
 use super::rootfs::RootFs;
 use super::runner::{Mode, Output, Sandbox, Started, Watch};
-use super::{elf, java, unpack};
+use super::{elf, java, natives, unpack};
 
 /// The PATH a container runtime sets when the image sets none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -119,6 +119,7 @@ impl<'a> Execution<'a> {
             CheckId::JdkElf => self.jdk_elf(),
             CheckId::JavaVersion => self.java_version().await,
             CheckId::JavaOsArch => self.java_os_arch().await,
+            CheckId::NativeLibs => self.native_libs(),
             CheckId::Command => match step
                 .command
                 .and_then(|i| self.subject.commands.get(i).copied())
@@ -492,6 +493,43 @@ impl<'a> Execution<'a> {
         }
     }
 
+    /// Native code built for the platform, its needs met in the image (static).
+    fn native_libs(&self) -> Check {
+        let Some(root) = &self.root else {
+            return not_found_before(CheckId::NativeLibs);
+        };
+        let t = Instant::now();
+        let policy = &self.subject.ctx.policy.natives;
+        let platform = self.subject.platform;
+        let mut ignore = policy.ignore.clone();
+        if policy.ignore_jdk_desktop {
+            ignore.extend(
+                crate::config::JDK_DESKTOP_LIBRARIES
+                    .iter()
+                    .filter_map(|g| crate::config::Glob::new(g).ok()),
+            );
+        }
+        let found = natives::check(&natives::Request {
+            fs: &root.fs,
+            platform,
+            env: &root.env,
+            ignore: &ignore,
+        });
+        let message = found.message(platform);
+        let check = if found.problems.is_empty() {
+            Check::passed(CheckId::NativeLibs, message)
+        } else if policy.required {
+            Check::failed(CheckId::NativeLibs, message)
+        } else {
+            Check::failed(
+                CheckId::NativeLibs,
+                format!("{message} (advisory: [verify.natives] required = false)"),
+            )
+            .advisory(true)
+        };
+        check.took(t.elapsed())
+    }
+
     /// 7. An extra command.
     async fn command(&self, c: &CommandPolicy) -> Check {
         let Some(root) = &self.root else {
@@ -709,7 +747,7 @@ fn java_argv(java: &str) -> Vec<String> {
     ]
 }
 
-fn env_value<'e>(env: &'e [String], key: &str) -> Option<&'e str> {
+pub(super) fn env_value<'e>(env: &'e [String], key: &str) -> Option<&'e str> {
     env.iter()
         .rev()
         .find_map(|e| e.strip_prefix(key).and_then(|r| r.strip_prefix('=')))

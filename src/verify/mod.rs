@@ -13,7 +13,8 @@
 //! checks, their needs, the runner: pure) and [`execute`] (a check against the
 //! store, the root, the sandbox). Leaf modules: [`entries`] (the index walk),
 //! [`unpack`] and [`cache`] (layers → cached roots, blobs), [`rootfs`] (safe
-//! layer application), [`elf`] (CPU identity of binaries), [`java`] (version
+//! layer application), [`elf`] (CPU identity of binaries), [`natives`] (ELF files, jars' bundled
+//! natives and their library needs), [`java`] (version
 //! and `os.arch` parsing, policy), [`runner`] (bubblewrap + QEMU), [`check`]
 //! (the verdict model).
 
@@ -23,6 +24,7 @@ pub mod elf;
 pub mod entries;
 pub mod execute;
 pub mod java;
+pub mod natives;
 pub mod plan;
 pub mod policy;
 pub mod pool;

@@ -74,12 +74,9 @@ pub fn plan(facts: Facts<'_>) -> Vec<Step> {
                 CheckId::JdkFound | CheckId::JdkElf | CheckId::JavaVersion | CheckId::JavaOsArch
             );
             let runs = matches!(id, CheckId::JavaVersion | CheckId::JavaOsArch);
+            // `layers` always runs: `native-libs` reads every platform's files.
             Step::new(id)
                 .off_when(java && !facts.java_required, no_java)
-                .off_when(
-                    id == CheckId::Layers && !facts.java_required && facts.commands.is_empty(),
-                    "nothing to look at in the file system",
-                )
                 .off_when(runs && !facts.executes, STATIC)
         })
         .collect();
@@ -202,8 +199,8 @@ mod tests {
         want.extend(["command:modules", "command:version"]);
         assert_eq!(names(&plan), want);
         assert!(plan.iter().all(|s| s.off.is_none()));
-        assert_eq!(plan[8].command, Some(0));
-        assert_eq!(plan[9].command, Some(1));
+        assert_eq!(plan[9].command, Some(0));
+        assert_eq!(plan[10].command, Some(1));
     }
 
     /// A failing check, its outcome, and `(dependent, message)` it skips.
@@ -365,7 +362,8 @@ mod tests {
     }
 
     /// Regression: with `[verify.java] required = false` and no command,
-    /// `layers` was recorded after the checks that depend on it.
+    /// `layers` was recorded after the checks that depend on it. Now
+    /// `native-libs` reads the files of every image, so `layers` runs too.
     #[test]
     fn regression_java_not_required_without_commands_records_layers_in_plan_order() {
         let plan = plan(Facts {
@@ -377,14 +375,26 @@ mod tests {
         let standard: Vec<&str> = CheckId::STANDARD.iter().map(|c| c.as_str()).collect();
         assert_eq!(order, standard);
         for (name, o, m) in &got[3..] {
-            assert_eq!(*o, Skipped, "{name}");
-            let want = if name == "layers" {
-                "nothing to look at in the file system"
+            if matches!(name.as_str(), "layers" | "native-libs") {
+                assert_eq!(*o, Passed, "{name}");
             } else {
-                "[verify.java] required = false and no extra commands"
-            };
-            assert_eq!(m, want, "{name}");
+                assert_eq!(*o, Skipped, "{name}");
+                assert_eq!(m, "[verify.java] required = false and no extra commands");
+            }
         }
+    }
+
+    #[test]
+    fn native_libs_runs_under_the_static_runner_and_without_a_jdk() {
+        let plan = plan(Facts {
+            java_required: false,
+            executes: false,
+            commands: &[],
+            service: false,
+        });
+        let got = evaluate(&plan, &[("jdk-found", Failed)]);
+        let natives = got.iter().find(|(n, _, _)| n == "native-libs").unwrap();
+        assert_eq!(natives.1, Passed, "{natives:?}");
     }
 
     /// Regression: when the unpacked root could not be opened, the

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::config::{CommandCheck, Runner, Settings};
+use crate::config::{CommandCheck, NativesPolicy, Runner, Settings};
 use crate::error::{Error, Result};
 use crate::platform::Platform;
 
@@ -24,6 +24,8 @@ pub struct Policy {
     pub runner: Runner,
     pub timeout: Duration,
     pub max_unpacked_bytes: u64,
+    /// `[verify.natives]`.
+    pub natives: NativesPolicy,
     /// `[verify.service]`, when configured.
     pub service: Option<ServicePolicy>,
 }
@@ -84,6 +86,7 @@ impl Policy {
                 timeout: Duration::from_secs(s.timeout),
                 settle: Duration::from_secs(s.settle),
             }),
+            natives: v.natives.clone(),
         })
     }
 

@@ -392,3 +392,80 @@ pub fn base_image(dir: &Path, ctx: &Path) -> String {
         .assert_success();
     location
 }
+
+/// The root of Debian's JNI builds for `arch` (`scripts/fetch-jre.sh --set jni`):
+/// `usr/lib/<triplet>/jni/{liblz4-java,libsnappyjava,libjnidispatch.system}.so`,
+/// the libraries they need, and `usr/share/java/*.jar` (pom.properties, no natives).
+pub fn jni_root(arch: &str) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-jre.sh");
+    let out = Command::new(&script)
+        .args(["--set", "jni", "--print-root", arch])
+        .output()
+        .expect("run scripts/fetch-jre.sh");
+    assert!(
+        out.status.success(),
+        "no JNI root for {arch}: run scripts/fetch-jre.sh --set jni (scripts/test.sh does)"
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// The root of `scripts/fetch-jre.sh --set newer` for `arch`: the next Debian
+/// release's real `libstdc++.so.6`, which needs `GLIBC_2.38` (bookworm's libc has 2.36).
+pub fn newer_root(arch: &str) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-jre.sh");
+    let out = Command::new(&script)
+        .args(["--set", "newer", "--print-root", arch])
+        .output()
+        .expect("run scripts/fetch-jre.sh");
+    assert!(
+        out.status.success(),
+        "no newer root for {arch}: run scripts/fetch-jre.sh --set newer --arch {arch} (scripts/test.sh does)"
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// The GNU triplet of a Debian architecture (its library directory).
+pub fn triplet(arch: &str) -> &'static str {
+    match arch {
+        "amd64" => "x86_64-linux-gnu",
+        "arm64" => "aarch64-linux-gnu",
+        "mips64el" => "mips64el-linux-gnuabi64",
+        other => panic!("no triplet for {other}"),
+    }
+}
+
+/// The whole JNI root of `arch` as one uncompressed layer (small: < 1 MB).
+pub fn jni_layer(arch: &str) -> Layer {
+    let root = jni_root(arch);
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.follow_symlinks(false);
+    tar.mode(tar::HeaderMode::Deterministic);
+    let mut paths = Vec::new();
+    walk(&root, &root, &mut paths);
+    paths.sort();
+    for rel in paths {
+        tar.append_path_with_name(root.join(&rel), &rel).unwrap();
+    }
+    Layer::tar(Bytes::from(tar.into_inner().unwrap()))
+}
+
+/// A layer of the given files (`path` without the leading `/`, bytes).
+pub fn files_layer(files: &[(&str, &[u8])]) -> Layer {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, bytes) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o755);
+        h.set_cksum();
+        tar.append_data(&mut h, path, *bytes).unwrap();
+    }
+    Layer::tar(Bytes::from(tar.into_inner().unwrap()))
+}
+
+impl Entry {
+    /// This entry with one more layer on top.
+    pub fn with_layer(mut self, layer: Layer) -> Entry {
+        self.layers.push(layer);
+        self
+    }
+}
