@@ -66,6 +66,8 @@ pub enum CheckId {
     Command,
     /// 8. The image's own service starts (`[verify.service]`).
     ServiceStart,
+    /// The `[verify] clients` can pull or import the image as published.
+    Clients,
 }
 
 impl CheckId {
@@ -90,7 +92,7 @@ impl CheckId {
             CheckId::Manifest => &[CheckId::IndexEntry],
             // A mislabelled config does not stop the file system checks: the
             // ELF check then says what the layers really hold.
-            CheckId::ConfigPlatform | CheckId::Layers => &[CheckId::Manifest],
+            CheckId::ConfigPlatform | CheckId::Layers | CheckId::Clients => &[CheckId::Manifest],
             CheckId::JdkFound | CheckId::Command | CheckId::ServiceStart => &[CheckId::Layers],
             // A `java` for the wrong CPU is still run: its failure under the
             // emulator is part of the evidence. `os.arch` reads the same run
@@ -112,6 +114,7 @@ impl CheckId {
             CheckId::JavaOsArch => "java-os-arch",
             CheckId::Command => "command",
             CheckId::ServiceStart => "service-start",
+            CheckId::Clients => "clients",
         }
     }
 
@@ -128,6 +131,7 @@ impl CheckId {
             CheckId::JavaOsArch => "JVM os.arch matches the platform",
             CheckId::Command => "extra command",
             CheckId::ServiceStart => "the image's service starts and is ready",
+            CheckId::Clients => "the configured clients can pull and import it",
         }
     }
 }

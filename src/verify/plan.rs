@@ -53,6 +53,8 @@ pub struct Facts<'a> {
     pub commands: &'a [&'a str],
     /// `[verify.service]` is configured: `service-start` runs last.
     pub service: bool,
+    /// `[verify] clients` is not empty: `clients` follows the standard checks.
+    pub clients: bool,
 }
 
 /// The execution checks, switched off together by the `static` runner.
@@ -83,6 +85,10 @@ pub fn plan(facts: Facts<'_>) -> Vec<Step> {
                 .off_when(runs && !facts.executes, STATIC)
         })
         .collect();
+    if facts.clients {
+        // Static: it reads manifests and content, whatever the runner.
+        steps.push(Step::new(CheckId::Clients));
+    }
     for (i, name) in facts.commands.iter().enumerate() {
         let mut step = Step::new(CheckId::Command).off_when(!facts.executes, STATIC);
         step.name = format!("command:{name}");
@@ -150,6 +156,7 @@ mod tests {
         executes: true,
         commands: &[],
         service: false,
+        clients: false,
     };
 
     /// Runs `plan` with executors that return the outcome given for their
@@ -179,6 +186,8 @@ mod tests {
     fn every_need_comes_earlier_in_the_plan() {
         let plan = plan(Facts {
             commands: &["a", "b"],
+            service: true,
+            clients: true,
             ..ALL_ON
         });
         for (i, step) in plan.iter().enumerate() {
@@ -299,6 +308,7 @@ mod tests {
         let plan = plan(Facts {
             commands: &["app"],
             service: true,
+            clients: false,
             ..ALL_ON
         });
         assert_eq!(names(&plan).last(), Some(&"service-start"));
@@ -319,6 +329,7 @@ mod tests {
         plan(Facts {
             executes: false,
             service: true,
+            clients: false,
             ..ALL_ON
         })
     }

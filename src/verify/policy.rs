@@ -26,6 +26,8 @@ pub struct Policy {
     pub max_unpacked_bytes: u64,
     /// `[verify.service]`, when configured.
     pub service: Option<ServicePolicy>,
+    /// `[verify] clients`: the `clients` check judges the image for these.
+    pub clients: Vec<crate::config::Client>,
 }
 
 /// `[verify.service]`, validated.
@@ -84,6 +86,7 @@ impl Policy {
                 timeout: Duration::from_secs(s.timeout),
                 settle: Duration::from_secs(s.settle),
             }),
+            clients: v.clients.clone(),
         })
     }
 
