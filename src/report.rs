@@ -384,12 +384,17 @@ pub fn coverage_md(report: &RunReport) -> String {
         if has_commands {
             out.push_str(" commands |");
         }
-        let has_service = v
-            .platforms
-            .iter()
-            .any(|p| p.checks.iter().any(|c| c.id == CheckId::ServiceStart));
-        if has_service {
-            out.push_str(" service-start |");
+        // One column each for the checks a configuration adds, when it does.
+        let optional: Vec<CheckId> = [CheckId::Clients, CheckId::ServiceStart]
+            .into_iter()
+            .filter(|id| {
+                v.platforms
+                    .iter()
+                    .any(|p| p.checks.iter().any(|c| c.id == *id))
+            })
+            .collect();
+        for id in &optional {
+            let _ = write!(out, " {} |", id.as_str());
         }
         out.push_str(" java |\n|---|");
         for _ in COLUMNS {
@@ -398,7 +403,7 @@ pub fn coverage_md(report: &RunReport) -> String {
         if has_commands {
             out.push_str(":-:|");
         }
-        if has_service {
+        for _ in &optional {
             out.push_str(":-:|");
         }
         out.push_str("---|\n");
@@ -417,12 +422,8 @@ pub fn coverage_md(report: &RunReport) -> String {
                     .max();
                 let _ = write!(out, " {} |", worst.map_or("—", cell));
             }
-            if has_service {
-                let o = p
-                    .checks
-                    .iter()
-                    .find(|c| c.id == CheckId::ServiceStart)
-                    .map(|c| c.outcome);
+            for id in &optional {
+                let o = p.checks.iter().find(|c| c.id == *id).map(|c| c.outcome);
                 let _ = write!(out, " {} |", o.map_or("—", cell));
             }
             let _ = writeln!(out, " {} |", p.java_version.as_deref().unwrap_or("—"));

@@ -8,6 +8,7 @@ mod cache;
 mod cancel;
 mod ci_templates;
 mod cli;
+mod clients;
 mod docker_archive;
 mod faults;
 mod hostile;

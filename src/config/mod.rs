@@ -395,6 +395,35 @@ pub struct VerifySettings {
     pub service: Option<ServiceCheck>,
     /// `[verify.natives]`: the `native-libs` check.
     pub natives: NativesPolicy,
+    /// Clients that must be able to pull or import the image (the `clients`
+    /// check): `docker-19.03`, `containerd-1.6`, `k3s-import`; empty: none.
+    pub clients: Vec<Client>,
+}
+
+/// A client the `clients` check judges the image for.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Client {
+    /// Docker 19.03's puller: Docker v2s2 media types only (moby/moby#39727).
+    #[serde(rename = "docker-19.03")]
+    Docker1903,
+    /// containerd 1.6 (`ctr images pull`/`import`): no descriptor to missing content.
+    #[serde(rename = "containerd-1.6")]
+    Containerd16,
+    /// K3s's importer (containerd, no name translator): containerd's rules,
+    /// and an archive that names the image in full.
+    #[serde(rename = "k3s-import")]
+    K3sImport,
+}
+
+impl Client {
+    /// The name the settings and reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Client::Docker1903 => "docker-19.03",
+            Client::Containerd16 => "containerd-1.6",
+            Client::K3sImport => "k3s-import",
+        }
+    }
 }
 
 impl Default for VerifySettings {
@@ -409,6 +438,7 @@ impl Default for VerifySettings {
             commands: Vec::new(),
             service: None,
             natives: NativesPolicy::default(),
+            clients: Vec::new(),
         }
     }
 }

@@ -69,6 +69,8 @@ pub enum CheckId {
     /// Every ELF file and every jar's bundled natives built for the platform,
     /// their libraries and symbol versions present in the image (static).
     NativeLibs,
+    /// The `[verify] clients` can pull or import the image as published.
+    Clients,
 }
 
 impl CheckId {
@@ -94,7 +96,7 @@ impl CheckId {
             CheckId::Manifest => &[CheckId::IndexEntry],
             // A mislabelled config does not stop the file system checks: the
             // ELF check then says what the layers really hold.
-            CheckId::ConfigPlatform | CheckId::Layers => &[CheckId::Manifest],
+            CheckId::ConfigPlatform | CheckId::Layers | CheckId::Clients => &[CheckId::Manifest],
             CheckId::JdkFound | CheckId::Command | CheckId::ServiceStart => &[CheckId::Layers],
             // Static, and about every file: it runs whether or not a JDK is there.
             CheckId::NativeLibs => &[CheckId::Layers],
@@ -119,6 +121,7 @@ impl CheckId {
             CheckId::Command => "command",
             CheckId::ServiceStart => "service-start",
             CheckId::NativeLibs => "native-libs",
+            CheckId::Clients => "clients",
         }
     }
 
@@ -138,6 +141,7 @@ impl CheckId {
             CheckId::NativeLibs => {
                 "native libraries built for this CPU, their dependencies in the image"
             }
+            CheckId::Clients => "the configured clients can pull and import it",
         }
     }
 }

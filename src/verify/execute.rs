@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::image::{Digest, ImageConfig, ImageManifest};
+use crate::image::{Digest, ImageConfig, ImageManifest, Selector};
 use crate::platform::Platform;
 use crate::progress;
 use crate::store::view::IndexView;
@@ -127,6 +127,7 @@ impl<'a> Execution<'a> {
                 Some(c) => self.command(c).await,
                 None => not_found_before(step.id),
             },
+            CheckId::Clients => self.clients().await,
             CheckId::ServiceStart => match &self.subject.ctx.policy.service {
                 Some(service) => self.service_start(service).await,
                 None => not_found_before(step.id),
@@ -207,6 +208,124 @@ impl<'a> Execution<'a> {
             Err(e) => Check::new(CheckId::Manifest, outcome_of(&e), e.to_string()),
         };
         check.took(t.elapsed())
+    }
+
+    /// The `[verify] clients` can pull or import the image as it is
+    /// published: one line per problem, naming the client and what to change.
+    async fn clients(&self) -> Check {
+        use crate::config::Client;
+        use crate::image::media;
+        let (Some(entry), Some((manifest, _))) = (self.entry, &self.image) else {
+            return not_found_before(CheckId::Clients);
+        };
+        let view = self.subject.ctx.view;
+        let clients = &self.subject.ctx.policy.clients;
+        let mut problems: Vec<String> = Vec::new();
+        let convert = "publish with `archgate merge --format docker --convert` (or `mirror` of a converted index)";
+        if clients.contains(&Client::Docker1903) {
+            let top = &view.raw().media_type;
+            if view.index().is_some() && top != media::DOCKER_LIST {
+                problems.push(format!(
+                    "docker-19.03: the index is {} — Docker 19.03 pulls only a Docker manifest list (moby/moby#39727): {convert}",
+                    media::short_name(top)
+                ));
+            }
+            if entry.descriptor.media_type != media::DOCKER_MANIFEST {
+                problems.push(format!(
+                    "docker-19.03: the {} manifest is {}, not a Docker v2s2 manifest: {convert}",
+                    self.subject.platform,
+                    media::short_name(&entry.descriptor.media_type)
+                ));
+            }
+            if manifest.config.media_type != media::DOCKER_CONFIG {
+                problems.push(format!(
+                    "docker-19.03: the config is {}: {convert}",
+                    media::short_name(&manifest.config.media_type)
+                ));
+            }
+            for l in &manifest.layers {
+                let docker = [
+                    media::DOCKER_LAYER_GZIP,
+                    media::DOCKER_LAYER_TAR,
+                    media::DOCKER_LAYER_FOREIGN,
+                ];
+                if !docker.contains(&l.media_type.as_str()) {
+                    let why = if l.media_type.contains("zstd") {
+                        "zstd, which Docker 19.03 cannot decompress: rebuild with gzip layers"
+                    } else {
+                        convert
+                    };
+                    problems.push(format!(
+                        "docker-19.03: layer {} is {}: {why}",
+                        l.digest, l.media_type
+                    ));
+                }
+            }
+            let attestations = view.attestations().len();
+            if attestations > 0 {
+                problems.push(format!(
+                    "docker-19.03: the index lists {attestations} attestation entr{} (unknown/unknown), which old clients may pick: merge without --keep-attestations",
+                    if attestations == 1 { "y" } else { "ies" }
+                ));
+            }
+        }
+        if clients.contains(&Client::Containerd16) || clients.contains(&Client::K3sImport) {
+            let who = if clients.contains(&Client::Containerd16) {
+                "containerd-1.6"
+            } else {
+                "k3s-import"
+            };
+            let store = view.store();
+            // Every index entry's manifest (a sparse index breaks imports:
+            // containerd#3103, #6441, #10032), then this image's blobs.
+            for d in view.index().iter().flat_map(|i| &i.manifests) {
+                match store.probe(&Selector::Digest(d.digest.clone())).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => problems.push(format!(
+                        "{who}: the index names manifest {} ({}), which {} does not hold: containerd refuses the import; mirror with --platform to write an index of only what is there",
+                        d.digest,
+                        d.claimed_platform(),
+                        store.name()
+                    )),
+                    Err(e) => return Check::new(CheckId::Clients, outcome_of(&e), e.to_string()),
+                }
+            }
+            for b in manifest.blobs() {
+                match store.blob_exists(&b.digest).await {
+                    Ok(true) => {}
+                    Ok(false) => problems.push(format!(
+                        "{who}: blob {} is missing from {}: copy the image again",
+                        b.digest,
+                        store.name()
+                    )),
+                    Err(e) => return Check::new(CheckId::Clients, outcome_of(&e), e.to_string()),
+                }
+            }
+        }
+        if clients.contains(&Client::K3sImport) && store_is_local(view.store()) {
+            let named = view
+                .store()
+                .resolve(&Selector::Digest(view.raw().digest.clone()))
+                .await
+                .ok()
+                .and_then(|d| {
+                    d.annotations
+                        .get(crate::image::manifest::CONTAINERD_NAME_ANNOTATION)
+                        .cloned()
+                });
+            if named.is_none() {
+                problems.push(format!(
+                    "k3s-import: {} names the image by its tag only: K3s would store it under that bare tag, which no pod references; write it with --name REGISTRY/NAME",
+                    view.store().name()
+                ));
+            }
+        }
+        let names: Vec<&str> = clients.iter().map(|c| c.as_str()).collect();
+        if problems.is_empty() {
+            Check::passed(CheckId::Clients, format!("{} can use it", names.join(", ")))
+        } else {
+            Check::failed(CheckId::Clients, problems.join("; "))
+        }
     }
 
     /// 3. The config states the platform the index claims.
@@ -932,6 +1051,12 @@ fn resolve_user(fs: &RootFs, spec: &str) -> std::result::Result<(u32, u32), Stri
         },
     };
     Ok((uid, gid))
+}
+
+/// Whether the image is in an OCI layout or archive (where a name must be
+/// recorded for an import), not a registry (which names it itself).
+fn store_is_local(store: &dyn crate::store::Store) -> bool {
+    store.registry_host().is_none()
 }
 
 #[cfg(test)]

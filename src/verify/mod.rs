@@ -143,6 +143,7 @@ async fn verify_platform(
         executes: !matches!(mode, Ok(Mode::Static)),
         commands: &names,
         service: ctx.policy.service.is_some(),
+        clients: !ctx.policy.clients.is_empty(),
     });
     let emulator = match &mode {
         Ok(Mode::Qemu(qemu)) => Some(Emulator {

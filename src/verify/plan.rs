@@ -53,6 +53,8 @@ pub struct Facts<'a> {
     pub commands: &'a [&'a str],
     /// `[verify.service]` is configured: `service-start` runs last.
     pub service: bool,
+    /// `[verify] clients` is not empty: `clients` follows the standard checks.
+    pub clients: bool,
 }
 
 /// The execution checks, switched off together by the `static` runner.
@@ -80,6 +82,10 @@ pub fn plan(facts: Facts<'_>) -> Vec<Step> {
                 .off_when(runs && !facts.executes, STATIC)
         })
         .collect();
+    if facts.clients {
+        // Static: it reads manifests and content, whatever the runner.
+        steps.push(Step::new(CheckId::Clients));
+    }
     for (i, name) in facts.commands.iter().enumerate() {
         let mut step = Step::new(CheckId::Command).off_when(!facts.executes, STATIC);
         step.name = format!("command:{name}");
@@ -147,6 +153,7 @@ mod tests {
         executes: true,
         commands: &[],
         service: false,
+        clients: false,
     };
 
     /// Runs `plan` with executors that return the outcome given for their
@@ -176,6 +183,8 @@ mod tests {
     fn every_need_comes_earlier_in_the_plan() {
         let plan = plan(Facts {
             commands: &["a", "b"],
+            service: true,
+            clients: true,
             ..ALL_ON
         });
         for (i, step) in plan.iter().enumerate() {
@@ -296,6 +305,7 @@ mod tests {
         let plan = plan(Facts {
             commands: &["app"],
             service: true,
+            clients: false,
             ..ALL_ON
         });
         assert_eq!(names(&plan).last(), Some(&"service-start"));
@@ -316,6 +326,7 @@ mod tests {
         plan(Facts {
             executes: false,
             service: true,
+            clients: false,
             ..ALL_ON
         })
     }
@@ -391,6 +402,7 @@ mod tests {
             executes: false,
             commands: &[],
             service: false,
+            clients: false,
         });
         let got = evaluate(&plan, &[("jdk-found", Failed)]);
         let natives = got.iter().find(|(n, _, _)| n == "native-libs").unwrap();

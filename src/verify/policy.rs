@@ -28,6 +28,8 @@ pub struct Policy {
     pub natives: NativesPolicy,
     /// `[verify.service]`, when configured.
     pub service: Option<ServicePolicy>,
+    /// `[verify] clients`: the `clients` check judges the image for these.
+    pub clients: Vec<crate::config::Client>,
 }
 
 /// `[verify.service]`, validated.
@@ -87,6 +89,7 @@ impl Policy {
                 settle: Duration::from_secs(s.settle),
             }),
             natives: v.natives.clone(),
+            clients: v.clients.clone(),
         })
     }
 
