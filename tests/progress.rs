@@ -36,7 +36,7 @@ fn jre_in_registry(registry: &TestRegistry, dir: &Path) -> (String, std::path::P
 /// skipped execution against coverage), not with an error.
 fn finished(out: &crate::common::TestOutput) {
     assert!(matches!(out.code(), Some(0 | 1)), "{out}");
-    assert!(out.stdout().contains("verdict:"), "{out}");
+    assert!(out.stdout().contains("checks:"), "{out}");
 }
 
 /// The lines of `stderr` for `platform` and `phase`, e.g. `linux/arm64: unpack …`.
@@ -265,7 +265,7 @@ fn on_a_terminal_a_bar_shows_platform_phase_and_bytes() {
     assert!(bar.contains("B/s"), "a rate: {bar:?}");
     // Not the CI lines.
     assert!(!screen.contains("linux/amd64: unpack started"), "{out}");
-    assert!(screen.contains("verdict:"), "the result follows: {out}");
+    assert!(screen.contains("checks:"), "the result follows: {out}");
 }
 
 /// A cold build in CI: per platform, a line when each layer's compression
@@ -275,8 +275,9 @@ fn on_a_terminal_a_bar_shows_platform_phase_and_bytes() {
 fn a_cold_build_reports_compressing_each_layer() {
     let dir = tempdir();
     let ctx = crate::common::jre::jdk_context(dir.path());
+    let base = crate::common::jre::base_image(dir.path(), &ctx);
     let out = archgate()
-        .args(["build", "--json"])
+        .args(["build", "--json", "--build-arg", &format!("BASE={base}")])
         .arg("-f")
         .arg(crate::common::jre::jdk_dockerfile())
         .arg("--image")
