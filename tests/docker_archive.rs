@@ -400,3 +400,73 @@ fn a_build_goes_from_a_docker_save_archive_and_run_gates_one() {
         "{env}"
     );
 }
+
+/// Into the Docker format (`merge --format docker --convert`), a `docker save`
+/// archive's uncompressed layers are gzipped on the way to the registry:
+/// Docker v2s2 throughout (the `clients` check for Docker 19.03 passes), the
+/// config — and so its diff_ids — byte for byte, the same bytes on a re-run,
+/// and java still runs from the gzipped layer.
+#[test]
+fn a_docker_format_merge_gzips_the_archives_uncompressed_layers() {
+    let dir = tempdir();
+    let registry = TestRegistry::start_http();
+    let layout = jre_layout(dir.path(), "linux/arm64", "arm64");
+    let source_config = config_digest_of(&layout);
+    let file = dir.path().join("jre-arm64.tar");
+    docker_save(&layout, "linux/arm64", &file, "team/jre:17");
+    let config = dir.path().join("archgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[registries.\"{}\"]\nhttp = true\n[verify]\nclients = [\"docker-19.03\", \"containerd-1.6\"]\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let target = registry.repo("team/jre:17-docker");
+    let merge = || {
+        let out = archgate()
+            .arg("--config")
+            .arg(&config)
+            .args(["merge", "--json", "--platform", "linux/arm64"])
+            .args(["--format", "docker", "--convert", "--target", &target])
+            .arg(format!("docker-archive:{}", file.display()))
+            .env("ARCHGATE_CACHE", dir.path().join("cache"))
+            .output();
+        let v: Value = out.assert_code(0).json();
+        v["index_digest"].as_str().unwrap().to_string()
+    };
+    let first = merge();
+    let index: Value = serde_json::from_slice(&skopeo_raw(&registry, &target)).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    let child = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest: Value = serde_json::from_slice(&skopeo_raw(
+        &registry,
+        &format!("{}@{child}", registry.repo("team/jre")),
+    ))
+    .unwrap();
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(manifest["config"]["digest"], source_config, "{manifest:#}");
+    for l in manifest["layers"].as_array().unwrap() {
+        assert_eq!(
+            l["mediaType"], "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "{manifest:#}"
+        );
+    }
+    assert_eq!(merge(), first, "the same layer gzips to the same bytes");
+
+    let out = archgate()
+        .arg("--config")
+        .arg(&config)
+        .args(["verify", "--json", "--platform", "linux/arm64", &target])
+        .env("ARCHGATE_CACHE", shared_cache())
+        .output();
+    let v: Value = out.assert_code(0).json();
+    assert_eq!(v["outcome"], "passed", "{v:#}");
+}

@@ -24,7 +24,7 @@ use crate::image::Digest;
 use crate::image::digest::{HashWriter, Hasher};
 
 /// The gzip level (zlib-rs; its output is pinned to it, so changing it changes digests).
-const LEVEL: u32 = 6;
+pub(crate) const LEVEL: u32 = 6;
 /// Bumped whenever the bytes written for the same inputs change.
 const FORMAT: &str = "archgate-layer-v1";
 

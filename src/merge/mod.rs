@@ -15,7 +15,7 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::image::manifest;
 use crate::image::media::Format;
-use crate::image::{Digest, Location, RawManifest, Selector};
+use crate::image::{Descriptor, Digest, Location, RawManifest, Selector};
 use crate::platform::Platform;
 use crate::publish::{self, Blob, Written};
 use crate::store::{BlobFrom, IndexView, Pool, StoreId};
@@ -201,9 +201,54 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
     let mut manifests = Vec::new();
     let mut entries = Vec::new();
     let mut merged = Vec::new();
+    // Uncompressed layers (a `docker save` archive's) become gzip on the way
+    // into the Docker format, which registries and Docker 19.03 expect;
+    // the config's diff_ids stay true. Spooled under the cache, not written yet.
+    let spool = tempfile::Builder::new()
+        .prefix(".archgate-compress-")
+        .tempdir_in(ensure_dir(&settings.cache_dir())?)
+        .map_err(|e| Error::io(settings.cache_dir(), e))?;
+    let mut converted = converted;
+    for (c, conv) in selection.images.iter().zip(converted.iter_mut()) {
+        let src = pool.get(origin[&c.manifest.digest]);
+        let from = BlobFrom::Store(src);
+        let Some(docker) = conv.as_mut().filter(|_| req.format == Format::Docker) else {
+            push_blobs(&mut blobs, &from, &c.manifest, &c.source)?;
+            continue;
+        };
+        let what = format!("{} manifest {}", c.source, c.manifest.digest);
+        let parsed = c.manifest.image(&what)?;
+        let mut replacements = Vec::new();
+        for d in parsed.blobs() {
+            let uncompressed = d.media_type == crate::image::media::OCI_LAYER_TAR
+                || d.media_type == crate::image::media::DOCKER_LAYER_TAR;
+            if !uncompressed {
+                blobs.push(Blob {
+                    descriptor: d.clone(),
+                    from: from.clone(),
+                });
+                continue;
+            }
+            let (path, gz) = gzip_blob(src, d, spool.path()).await?;
+            tracing::info!(
+                "{}: layer {} gzipped for the Docker format: {} ({} → {})",
+                c.platform,
+                d.digest,
+                gz.digest,
+                crate::inspect::human_size(d.size),
+                crate::inspect::human_size(gz.size)
+            );
+            blobs.push(Blob {
+                descriptor: gz.clone(),
+                from: BlobFrom::File(path),
+            });
+            replacements.push((d.digest.clone(), gz));
+        }
+        if !replacements.is_empty() {
+            *docker = plan::replace_layers(docker, &replacements, &what)?;
+        }
+    }
     for (c, conv) in selection.images.iter().zip(&converted) {
-        let from = BlobFrom::Store(pool.get(origin[&c.manifest.digest]));
-        push_blobs(&mut blobs, &from, &c.manifest, &c.source)?;
         let manifest = conv.as_ref().unwrap_or(&c.manifest);
         manifests.push(manifest.clone());
         entries.push(plan::entry(c, manifest));
@@ -251,6 +296,57 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
 }
 
 /// Adds the blobs `manifest` references, to be taken `from` its source.
+/// Creates `dir` when missing and returns it.
+fn ensure_dir(dir: &std::path::Path) -> Result<&std::path::Path> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(dir)
+}
+
+/// Gzips the uncompressed layer `layer` of `src` into a file under `dir`
+/// (the build's level: the same layer gives the same bytes) and returns it
+/// with its Docker-format descriptor.
+async fn gzip_blob(
+    src: &dyn crate::store::Store,
+    layer: &Descriptor,
+    dir: &std::path::Path,
+) -> Result<(std::path::PathBuf, Descriptor)> {
+    let reader = src.get_blob(&layer.digest, Some(layer.size)).await?;
+    let path = dir.join(layer.digest.hex());
+    let out = path.clone();
+    let what = format!("layer {} of {}", layer.digest, src.name());
+    let (digest, size) = tokio::task::spawn_blocking(move || -> Result<(Digest, u64)> {
+        use std::io::Write;
+        let mut input = tokio_util::io::SyncIoBridge::new(reader);
+        let file = std::fs::File::create(&out).map_err(|e| Error::io(&out, e))?;
+        let hashing = crate::image::digest::HashWriter {
+            inner: std::io::BufWriter::with_capacity(1 << 20, file),
+            hasher: crate::image::digest::Hasher::new(),
+        };
+        let mut gz = flate2::write::GzEncoder::new(
+            hashing,
+            flate2::Compression::new(crate::build::layer::LEVEL),
+        );
+        std::io::copy(&mut input, &mut gz).map_err(|e| Error::malformed(&what, e))?;
+        let mut hashing = gz.finish().map_err(|e| Error::io(&out, e))?;
+        hashing.flush().map_err(|e| Error::io(&out, e))?;
+        let size = hashing.hasher.len();
+        Ok((hashing.hasher.finish(), size))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("compress task failed: {e}")))??;
+    Ok((
+        path,
+        Descriptor {
+            media_type: crate::image::media::DOCKER_LAYER_GZIP.to_string(),
+            digest,
+            size,
+            platform: None,
+            annotations: layer.annotations.clone(),
+            urls: Vec::new(),
+        },
+    ))
+}
+
 fn push_blobs<'a>(
     blobs: &mut Vec<Blob<'a>>,
     from: &BlobFrom<'a>,

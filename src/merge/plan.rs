@@ -164,6 +164,38 @@ pub fn entry(c: &Candidate, manifest: &RawManifest) -> Descriptor {
     entry
 }
 
+/// `manifest` with the layers `replacements` names (old digest → new
+/// descriptor) replaced: the gzip form of an uncompressed layer. The manifest
+/// digest changes; the config (and its diff_ids) does not.
+pub fn replace_layers(
+    manifest: &RawManifest,
+    replacements: &[(Digest, Descriptor)],
+    what: &str,
+) -> Result<RawManifest> {
+    let mut doc: Value =
+        serde_json::from_slice(&manifest.bytes).map_err(|e| Error::malformed(what, e))?;
+    if let Some(layers) = doc.get_mut("layers").and_then(Value::as_array_mut) {
+        for layer in layers {
+            let digest = layer
+                .get("digest")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if let Some((_, new)) = replacements.iter().find(|(old, _)| old.as_str() == digest) {
+                layer["mediaType"] = Value::from(new.media_type.clone());
+                layer["digest"] = Value::from(new.digest.to_string());
+                layer["size"] = Value::from(new.size);
+            }
+        }
+    }
+    let bytes = serde_json::to_vec(&doc)
+        .map_err(|e| Error::Internal(format!("cannot encode {what}: {e}")))?;
+    Ok(RawManifest {
+        digest: Digest::of(&bytes),
+        bytes: bytes.into(),
+        media_type: manifest.media_type.clone(),
+    })
+}
+
 /// Rewrites an image manifest into the other family (Docker v2s2 ⇄ OCI): the
 /// manifest, config and layer media types change, the blobs do not. The
 /// manifest digest changes. Returns `None` when it already has `format`'s type.
