@@ -487,9 +487,11 @@ async fn convert_rewrites_manifests_including_uncompressed_layers_and_says_so() 
             Flavor::Docker,
             media::DOCKER_MANIFEST,
             media::DOCKER_CONFIG,
-            media::DOCKER_LAYER_TAR,
+            // Into the Docker format an uncompressed layer is gzipped.
+            media::DOCKER_LAYER_GZIP,
         ),
     ] {
+        let mut layers = Vec::new();
         let set = image_set(from, "convert");
         let sources = env
             .push_singles(&set, &format!("src/{}", from.name()))
@@ -529,11 +531,11 @@ async fn convert_rewrites_manifests_including_uncompressed_layers_and_says_so() 
             assert_eq!(manifest["mediaType"], manifest_type);
             assert_eq!(manifest["config"]["mediaType"], config_type);
             assert_eq!(manifest["layers"][0]["mediaType"], layer_type);
-            // The blobs themselves are unchanged.
-            assert_eq!(
-                manifest["layers"][0]["digest"],
-                Digest::of(&image.layer).to_string()
-            );
+            let layer = manifest["layers"][0]["digest"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            layers.push((layer, image.layer.clone()));
         }
         // skopeo copies the whole result: every manifest and blob is there and valid.
         let copy = crate::common::tempdir();
@@ -544,6 +546,33 @@ async fn convert_rewrites_manifests_including_uncompressed_layers_and_says_so() 
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out));
+        // The layers hold the source's bytes: as they were into OCI, gzipped
+        // into Docker (the config's diff_ids still name the uncompressed tar).
+        for (digest, source) in layers.drain(..) {
+            let blob = Command::new("curl")
+                .args(["-fsS"])
+                .arg(format!(
+                    "http://{}/v2/app/blobs/{digest}",
+                    env.registry.host()
+                ))
+                .output()
+                .expect("curl (scripts/setup.sh installs it)")
+                .stdout;
+            let tar = if to == Flavor::Docker {
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&blob[..]), &mut out)
+                    .unwrap();
+                out
+            } else {
+                assert_eq!(
+                    digest,
+                    Digest::of(&source).to_string(),
+                    "unchanged into OCI"
+                );
+                blob
+            };
+            assert_eq!(tar, source.to_vec());
+        }
     }
 }
 
