@@ -18,29 +18,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+pub use crate::error::Signal;
 use crate::error::{Error, Result};
 
 /// How long the cooperative points get to stop before the rest is dropped.
 pub const GRACE: Duration = Duration::from_secs(5);
-
-/// The signal that cancelled the process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    /// SIGINT (Ctrl-C).
-    Interrupt,
-    /// SIGTERM (GitLab cancel, job timeout, `docker stop`).
-    Terminate,
-}
-
-impl Signal {
-    /// `SIGINT` or `SIGTERM`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Signal::Interrupt => "SIGINT",
-            Signal::Terminate => "SIGTERM",
-        }
-    }
-}
 
 fn state() -> &'static watch::Sender<Option<Signal>> {
     static STATE: OnceLock<watch::Sender<Option<Signal>>> = OnceLock::new();

@@ -158,7 +158,7 @@ pub enum Error {
 
     /// A signal asked the process to stop (see [`crate::cancel`]).
     #[error("cancelled by {}", .0.name())]
-    Cancelled(crate::cancel::Signal),
+    Cancelled(Signal),
 }
 
 fn hint_suffix(hint: &Option<String>) -> String {
@@ -194,8 +194,8 @@ impl Error {
     /// cancellation the signal's (130 SIGINT, 143 SIGTERM).
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            Error::Cancelled(crate::cancel::Signal::Interrupt) => ExitStatus::Interrupted,
-            Error::Cancelled(crate::cancel::Signal::Terminate) => ExitStatus::Terminated,
+            Error::Cancelled(Signal::Interrupt) => ExitStatus::Interrupted,
+            Error::Cancelled(Signal::Terminate) => ExitStatus::Terminated,
             _ => ExitStatus::from(self.kind()),
         }
     }
@@ -228,6 +228,25 @@ impl Error {
 
 /// archgate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The signal that cancelled the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM (GitLab cancel, job timeout, `docker stop`).
+    Terminate,
+}
+
+impl Signal {
+    /// `SIGINT` or `SIGTERM`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Interrupt => "SIGINT",
+            Signal::Terminate => "SIGTERM",
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -9,25 +9,14 @@ use crate::error::ExitStatus;
 use crate::platform::Platform;
 use crate::verify::{Check, CheckId, Outcome, PlatformResult, Verification};
 
-/// The platforms the gate looks at: `[gate] required_platforms`, else
-/// `platforms` (configured or default). `verify` and `run` verify these.
+/// The platforms the gate looks at ([`Settings::gate_platforms`]).
 pub fn gate_platforms(s: &Settings) -> &[Platform] {
-    if s.gate.required_platforms.is_empty() {
-        &s.platforms
-    } else {
-        &s.gate.required_platforms
-    }
+    s.gate_platforms()
 }
 
-/// The one rule for "required platforms", which `merge`, `build`, `verify`
-/// and `run` all enforce: [`gate_platforms`] minus `[gate] allow_missing`.
-/// Each must be in the image and pass.
+/// The one rule for "required platforms" ([`Settings::required_platforms`]).
 pub fn required_platforms(s: &Settings) -> Vec<Platform> {
-    gate_platforms(s)
-        .iter()
-        .filter(|p| !s.gate.allow_missing.iter().any(|a| a.matches(p)))
-        .cloned()
-        .collect()
+    s.required_platforms()
 }
 
 /// Where the required platforms come from, for messages.

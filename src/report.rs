@@ -485,6 +485,27 @@ fn one_line(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Hole 2: no output variable may be read as a setting by the next job
+    /// (the loader reads `ARCHGATE_*`); tests/run.rs runs that job for real.
+    #[test]
+    fn regression_hole_2_outputs_are_outside_the_settings_prefix() {
+        let outputs = [
+            var::IMAGE,
+            var::IMAGE_PREFIX,
+            var::INDEX_DIGEST,
+            var::PASSED_PLATFORMS,
+            var::COVERAGE,
+            var::VERDICT,
+            var::EXIT_CODE,
+        ];
+        let prefix = crate::config::env::PREFIX;
+        assert!(
+            outputs.iter().all(|v| !v.starts_with(prefix)),
+            "{outputs:?}"
+        );
+        assert!(!platform_key("linux/arm64").starts_with(prefix));
+    }
+
     #[test]
     fn sanitize_removes_what_breaks_xml() {
         let s = sanitize("\u{1b}[31mred\u{1b}[0m ok]]>x\u{0}\u{7}\r\nline\rnext\ttab");

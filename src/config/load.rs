@@ -671,39 +671,6 @@ mod tests {
     }
 
     #[test]
-    fn regression_hole_2_outputs_are_outside_the_settings_prefix() {
-        use crate::report::var;
-        let outputs = [
-            var::IMAGE,
-            var::IMAGE_PREFIX,
-            var::INDEX_DIGEST,
-            var::PASSED_PLATFORMS,
-            var::COVERAGE,
-            var::VERDICT,
-            var::EXIT_CODE,
-        ];
-        assert!(
-            outputs.iter().all(|v| !v.starts_with(PREFIX)),
-            "{outputs:?}"
-        );
-        let (mut handed_on, _d) = sources(None, &[]);
-        let plain = load(&handed_on).unwrap().settings;
-        handed_on.env.extend(
-            [
-                (var::IMAGE, "10.0.0.5:5000/team/app@sha256:0123"),
-                (var::INDEX_DIGEST, "sha256:0123"),
-                (var::PASSED_PLATFORMS, "linux/amd64"),
-                (var::COVERAGE, "1/3"),
-                (var::VERDICT, "failed"),
-                (var::EXIT_CODE, "1"),
-                (&crate::report::platform_key("linux/arm64"), "x@sha256:4567"),
-            ]
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-        assert_eq!(load(&handed_on).unwrap().settings, plain);
-    }
-
-    #[test]
     fn env_lists_and_strings() {
         let (s, _d) = sources(
             None,

@@ -129,6 +129,27 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The platforms the gate looks at: `[gate] required_platforms`, else
+    /// `platforms` (configured or default). `verify` and `run` verify these.
+    pub fn gate_platforms(&self) -> &[Platform] {
+        if self.gate.required_platforms.is_empty() {
+            &self.platforms
+        } else {
+            &self.gate.required_platforms
+        }
+    }
+
+    /// The one rule for "required platforms", which `merge`, `build`, `verify`
+    /// and `run` all enforce: [`Settings::gate_platforms`] minus `[gate]
+    /// allow_missing`. Each must be in the image and pass.
+    pub fn required_platforms(&self) -> Vec<Platform> {
+        self.gate_platforms()
+            .iter()
+            .filter(|p| !self.gate.allow_missing.iter().any(|a| a.matches(p)))
+            .cloned()
+            .collect()
+    }
+
     /// The platforms set explicitly (flag, file or environment), which are
     /// then required; `None`: take what the image or the sources hold.
     pub fn explicit_platforms(&self) -> Option<Vec<Platform>> {

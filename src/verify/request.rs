@@ -7,7 +7,7 @@ use super::VerifyRequest;
 
 impl VerifyRequest {
     /// `image` (rendered) unless `image` is given, and the platforms the gate
-    /// looks at (`gate::gate_platforms`: `[gate] required_platforms`, else
+    /// looks at (`Settings::gate_platforms`: `[gate] required_platforms`, else
     /// `platforms`, configured or default), so that `verify` and `run` judge
     /// an index by the same rule.
     pub fn from_settings(s: &Settings, image: Option<&str>) -> Result<VerifyRequest> {
@@ -17,7 +17,7 @@ impl VerifyRequest {
         };
         Ok(VerifyRequest {
             image,
-            platforms: Some(crate::gate::gate_platforms(s).to_vec()),
+            platforms: Some(s.gate_platforms().to_vec()),
         })
     }
 }
