@@ -45,6 +45,9 @@ pub enum Phase {
     Run,
     /// Writing a built layer (tar, gzip, sha256; bytes: file bytes read).
     Compress,
+    /// Publishing blobs to a target (`build`, `merge`, `mirror`; bytes: the
+    /// blobs settled so far — copied, mounted or found present).
+    Upload,
 }
 
 impl Phase {
@@ -55,6 +58,7 @@ impl Phase {
             Phase::Emulate => "emulate",
             Phase::Run => "run",
             Phase::Compress => "compress",
+            Phase::Upload => "upload",
         }
     }
 }

@@ -80,14 +80,25 @@ pub async fn write(target: &dyn Store, plan: Plan<'_>) -> Result<Written> {
             unique.push(b);
         }
     }
-    let results: Vec<(BlobPut, u64)> = futures_util::stream::iter(
-        unique
-            .into_iter()
-            .map(|b| put_blob_logged(target, b, plan.log_each_blob)),
-    )
+    let total: u64 = unique.iter().map(|b| b.descriptor.size).sum();
+    let tracker = crate::progress::start(
+        &target.name(),
+        crate::progress::Phase::Upload,
+        &format!("{} blob(s)", unique.len()),
+        Some(total),
+    );
+    let results: Vec<(BlobPut, u64)> = futures_util::stream::iter(unique.into_iter().map(|b| {
+        let tracker = &tracker;
+        async move {
+            let put = put_blob_logged(target, b, plan.log_each_blob).await?;
+            tracker.add(b.descriptor.size);
+            Ok::<_, Error>(put)
+        }
+    }))
     .buffer_unordered(plan.concurrency.max(1))
     .try_collect()
     .await?;
+    tracker.complete();
     for (put, size) in results {
         match put {
             BlobPut::Present => written.blobs_present += 1,

@@ -306,3 +306,32 @@ fn a_cold_build_reports_compressing_each_layer() {
         );
     }
 }
+
+/// A mirror in CI: the target's upload phase starts and ends with the bytes
+/// of its blobs and a rate, and the `--json` result on stdout stays JSON.
+#[test]
+fn a_mirror_reports_its_upload() {
+    let dir = tempdir();
+    let registry = TestRegistry::start_http();
+    let (image, config) = jre_in_registry(&registry, dir.path());
+    let file = dir.path().join("jre.tar");
+    let target = format!("oci-archive:{}", file.display());
+    let out = archgate()
+        .arg("--config")
+        .arg(&config)
+        .args(["mirror", "--json", &image, &format!("{target}:17")])
+        .output();
+    out.assert_code(0);
+    assert_eq!(out.json().as_array().map(Vec::len), Some(1));
+    let upload = lines(out.stderr(), &target, "upload");
+    assert!(
+        upload
+            .first()
+            .is_some_and(|l| l.contains("started") && l.contains("MiB")),
+        "{}",
+        out.stderr()
+    );
+    let end = upload.last().unwrap();
+    assert!(end.contains(" done: ") && end.contains("MiB/s"), "{end}");
+    assert!(seconds(end) >= 0.0);
+}

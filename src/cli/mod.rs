@@ -383,7 +383,12 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
             let mut loaded = config::load(&sources)?;
             loaded.settings.tags.extend(args.tags.iter().cloned());
             let request = MergeRequest::from_settings(&loaded.settings)?;
-            let outcome = crate::merge::merge(&request, &loaded.settings).await?;
+            let shown = progress::install(&loaded.settings, log_format, true);
+            let merged = crate::merge::merge(&request, &loaded.settings).await;
+            if let Some(d) = &shown {
+                d.finish();
+            }
+            let outcome = merged?;
             if let Some(path) = &args.dotenv {
                 crate::report::write_dotenv(
                     path,
@@ -412,6 +417,7 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
             }
             let loaded = config::load(&sources)?;
             let s = &loaded.settings;
+            let shown = progress::install(s, log_format, true);
             let requests = match (&args.source, &args.target) {
                 (Some(source), Some(target)) => vec![MirrorRequest {
                     source: source.clone(),
@@ -436,12 +442,19 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
             };
             let mut outcomes = Vec::new();
             for request in &requests {
-                for outcome in crate::mirror::mirror_each(request, s).await? {
+                let mirrored = crate::mirror::mirror_each(request, s).await;
+                if let (Err(_), Some(d)) = (&mirrored, &shown) {
+                    d.finish();
+                }
+                for outcome in mirrored? {
                     if !args.json {
                         print!("{}", crate::mirror::render_text(&outcome));
                     }
                     outcomes.push(outcome);
                 }
+            }
+            if let Some(d) = &shown {
+                d.finish();
             }
             if args.json {
                 println!("{}", to_json(&outcomes)?);
