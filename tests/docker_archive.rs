@@ -470,3 +470,53 @@ fn a_docker_format_merge_gzips_the_archives_uncompressed_layers() {
     let v: Value = out.assert_code(0).json();
     assert_eq!(v["outcome"], "passed", "{v:#}");
 }
+
+/// `docker save` of two images writes one archive listing both: read by the
+/// saved name, and without one an input error naming the choices.
+#[test]
+fn an_archive_of_two_images_is_read_by_name() {
+    let dir = tempdir();
+    let merged = dir.path().join("merged");
+    std::fs::create_dir_all(&merged).unwrap();
+    let mut listed = Vec::new();
+    for (platform, arch, name) in [
+        ("linux/amd64", "amd64", "team/a:1"),
+        ("linux/arm64", "arm64", "team/b:2"),
+    ] {
+        let layout = jre_layout(dir.path(), platform, arch);
+        let file = dir.path().join(format!("{arch}.tar"));
+        docker_save(&layout, platform, &file, name);
+        let out = std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(&file)
+            .arg("-C")
+            .arg(&merged)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(merged.join("manifest.json")).unwrap()).unwrap();
+        listed.extend(manifest.as_array().unwrap().iter().cloned());
+    }
+    std::fs::write(
+        merged.join("manifest.json"),
+        serde_json::to_vec(&listed).unwrap(),
+    )
+    .unwrap();
+    let both = dir.path().join("both.tar");
+    tar_dir(&merged, &both);
+    let location = format!("docker-archive:{}", both.display());
+    let out = inspect(&location);
+    out.assert_code(2);
+    out.assert_stderr_contains("holds 2 images");
+    out.assert_stderr_contains(&format!("{location}:team/a:1"));
+    out.assert_stderr_contains(&format!("{location}:team/b:2"));
+    for (name, platform) in [("team/a:1", "linux/amd64"), ("team/b:2", "linux/arm64")] {
+        let v: Value = inspect(&format!("{location}:{name}")).assert_code(0).json();
+        assert_eq!(v["platforms"][0]["platform"], platform, "{name}: {v:#}");
+    }
+}
