@@ -48,6 +48,13 @@ timed() {
 
 now() { date +%s.%N; }
 
+# The release build; sets bin (the binary) and runs (BENCH_RUNS, default 5)
+# in the caller's scope.
+release_build() {
+  (cd "$repo" && cargo build --release --quiet)
+  bin="$repo/target/release/archgate" runs=${BENCH_RUNS:-5}
+}
+
 bench_build() {
   echo "== build =="
   (cd "$repo" && cargo build --release --quiet)
@@ -147,8 +154,8 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2)
 
 bench_verify() {
   echo "== verify =="
-  (cd "$repo" && cargo build --release --quiet)
-  local bin="$repo/target/release/archgate" runs=${BENCH_RUNS:-5}
+  local bin runs
+  release_build
   local work; work=$(mktemp -d /tmp/archgate-bench.XXXXXX)
   trap 'rm -rf "$work"' RETURN
   "$here/fetch-jre.sh" >/dev/null
@@ -213,8 +220,8 @@ bench_verify() {
 
 bench_service() {
   echo "== service =="
-  (cd "$repo" && cargo build --release --quiet)
-  local bin="$repo/target/release/archgate" runs=${BENCH_RUNS:-5}
+  local bin runs
+  release_build
   local work; work=$(mktemp -d /tmp/archgate-bench.XXXXXX)
   trap 'rm -rf "$work"' RETURN
   "$here/fetch-jre.sh" >/dev/null
@@ -352,17 +359,21 @@ jre_layout() {
   echo "$kind"
 }
 
-# For the transfer benches: the release build (bin), a work dir (work), the
-# three-platform JRE layout pushed to a fresh registry at 127.0.0.1:$src as
-# bench/jre:17, and the run count (runs).
+# For the transfer bench NAME, in the caller's work dir: the release build
+# (bin, runs), the three-platform JRE layout pushed to a fresh registry at
+# 127.0.0.1:$src as bench/jre:17, and ARCHGATE_CACHE; fails (saying so)
+# without docker-registry and skopeo.
 transfer_source() {
-  (cd "$repo" && cargo build --release --quiet)
-  bin="$repo/target/release/archgate" runs=${BENCH_RUNS:-5}
+  command -v docker-registry >/dev/null && command -v skopeo >/dev/null || {
+    echo "$1: needs docker-registry and skopeo (scripts/setup.sh installs them)"; return 1; }
+  release_build
   local kind spid
   kind=$(jre_layout "$work/layout")
   read -r src spid < <(start_registry "$work/src"); echo "$spid" >"$work/src.pid"
   skopeo copy --all --quiet --dest-tls-verify=false "oci:$work/layout:17" "docker://127.0.0.1:$src/bench/jre:17"
   echo "content: $kind layers, $(du -sh "$work/layout/blobs" | cut -f1) in blobs; $runs runs each; cores: $(nproc)"
+  # Last: fetch-jre.sh (for the layout above) reads ARCHGATE_CACHE too.
+  export ARCHGATE_CACHE="$work/cache"
 }
 
 # One row of a transfer table: LABEL, then the medians of the archgate and
@@ -375,12 +386,9 @@ ratio_row() {
 
 bench_mirror() {
   echo "== mirror =="
-  command -v docker-registry >/dev/null && command -v skopeo >/dev/null || {
-    echo "mirror: needs docker-registry and skopeo (scripts/setup.sh installs them)"; return 0; }
   work=$(mktemp -d /tmp/archgate-bench.XXXXXX)
   trap 'for p in $(cat "$work"/*.pid 2>/dev/null); do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' RETURN
-  transfer_source
-  export ARCHGATE_CACHE="$work/cache"
+  transfer_source mirror || return 0
   local i dst dpid cfg="$work/archgate.toml"
   : >"$work/a-reg"; : >"$work/s-reg"; : >"$work/a-tar"; : >"$work/s-tar"
   for i in $(seq 1 "$runs"); do
@@ -411,13 +419,10 @@ bench_mirror() {
 
 bench_archive() {
   echo "== archive =="
-  command -v docker-registry >/dev/null && command -v skopeo >/dev/null || {
-    echo "archive: needs docker-registry and skopeo (scripts/setup.sh installs them)"; return 0; }
   work=$(mktemp -d /tmp/archgate-bench.XXXXXX)
   trap 'for p in $(cat "$work"/*.pid 2>/dev/null); do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' RETURN
-  transfer_source
+  transfer_source archive || return 0
   local dst dpid cfg="$work/archgate.toml"
-  export ARCHGATE_CACHE="$work/cache"
   : >"$work/a-save"; : >"$work/s-save"; : >"$work/a-load"; : >"$work/s-load"
   local i arch t
   for i in $(seq 1 "$runs"); do
@@ -453,8 +458,8 @@ bench_archive() {
 
 bench_natives() {
   echo "== natives =="
-  (cd "$repo" && cargo build --release --quiet)
-  local bin="$repo/target/release/archgate" runs=${BENCH_RUNS:-5}
+  local bin runs
+  release_build
   local work; work=$(mktemp -d /tmp/archgate-bench.XXXXXX)
   trap 'rm -rf "$work"' RETURN
   "$here/fetch-jre.sh" >/dev/null

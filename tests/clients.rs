@@ -50,18 +50,7 @@ fn verify_for(dir: &Path, clients: &str, image: &str, platform: &str) -> (TestOu
 }
 
 fn clients_check(v: &Value, platform: &str) -> (String, String) {
-    let p = v["platforms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["platform"] == platform)
-        .unwrap_or_else(|| panic!("{platform}: {v:#}"));
-    let c = p["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "clients")
-        .unwrap_or_else(|| panic!("no clients check: {v:#}"));
+    let c = crate::common::verify_check(v, platform, "clients");
     (
         c["outcome"].as_str().unwrap().to_string(),
         c["message"].as_str().unwrap().to_string(),

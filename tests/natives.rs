@@ -154,29 +154,25 @@ fn verify(dir: &Path, image: &str, toml: &str) -> (i32, Value) {
 }
 
 fn natives<'a>(v: &'a Value, p: &str) -> &'a Value {
-    v["platforms"]
-        .as_array()
-        .expect("platforms")
-        .iter()
-        .find(|x| x["platform"] == p)
-        .and_then(|x| {
-            x["checks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["name"] == "native-libs")
-        })
-        .unwrap_or_else(|| panic!("no native-libs check for {p}: {v:#}"))
+    crate::common::verify_check(v, p, "native-libs")
 }
 
 fn platform_outcome(v: &Value, p: &str) -> String {
-    v["platforms"]
-        .as_array()
+    crate::common::platform_result(v, p)["outcome"]
+        .as_str()
         .unwrap()
-        .iter()
-        .find(|x| x["platform"] == p)
-        .map(|x| x["outcome"].as_str().unwrap().to_string())
-        .unwrap()
+        .to_string()
+}
+
+/// The `native-libs` message of a one-entry image verified statically, which
+/// must fail that check on `platform` and so exit 1.
+fn static_failure(dir: &Path, entry: Entry, platform: &str) -> String {
+    let image = layout(&dir.join("layout"), &[entry]);
+    let (code, v) = verify(dir, &image, STATIC);
+    assert_eq!(code, 1, "{v:#}");
+    let c = natives(&v, platform);
+    assert_eq!(c["outcome"], "failed", "{v:#}");
+    c["message"].as_str().unwrap().to_string()
 }
 
 /// No execution; the gate accepts the skipped Java runs, so the exit code is native-libs' verdict.
@@ -233,12 +229,7 @@ fn an_amd64_library_in_the_arm64_image_fails_naming_the_file_and_its_cpu() {
         "usr/lib/aarch64-linux-gnu/jni/libsnappyjava.so",
         &jni_so("amd64", "libsnappyjava.so"),
     )]));
-    let image = layout(&dir.path().join("layout"), &[entry]);
-    let (code, v) = verify(dir.path(), &image, STATIC);
-    assert_eq!(code, 1, "{v:#}");
-    let c = natives(&v, "linux/arm64");
-    assert_eq!(c["outcome"], "failed");
-    let m = c["message"].as_str().unwrap();
+    let m = static_failure(dir.path(), entry, "linux/arm64");
     assert!(
         m.contains(
             "/usr/lib/aarch64-linux-gnu/jni/libsnappyjava.so is built for x86-64, not AArch64"
@@ -318,12 +309,7 @@ fn a_library_whose_dependency_is_missing_fails_naming_both() {
         "usr/lib/x86_64-linux-gnu/jni/liblz4-java.so",
         &jni_so("amd64", "liblz4-java.so"),
     )]));
-    let image = layout(&dir.path().join("layout"), &[entry]);
-    let (code, v) = verify(dir.path(), &image, STATIC);
-    assert_eq!(code, 1, "{v:#}");
-    let c = natives(&v, "linux/amd64");
-    assert_eq!(c["outcome"], "failed");
-    let m = c["message"].as_str().unwrap();
+    let m = static_failure(dir.path(), entry, "linux/amd64");
     assert!(
         m.starts_with("/usr/lib/x86_64-linux-gnu/jni/liblz4-java.so needs liblz4.so.1"),
         "{m}"
@@ -358,12 +344,7 @@ fn a_library_needing_a_newer_glibc_than_the_images_fails_naming_both_versions() 
         std::fs::read(newer_root("amd64").join("usr/lib/x86_64-linux-gnu/libstdc++.so.6")).unwrap();
     let entry = Entry::jre("linux/amd64", "amd64")
         .with_layer(files_layer(&[("opt/app/lib/libstdc++.so.6", &lib)]));
-    let image = layout(&dir.path().join("layout"), &[entry]);
-    let (code, v) = verify(dir.path(), &image, STATIC);
-    assert_eq!(code, 1, "{v:#}");
-    let c = natives(&v, "linux/amd64");
-    assert_eq!(c["outcome"], "failed");
-    let m = c["message"].as_str().unwrap();
+    let m = static_failure(dir.path(), entry, "linux/amd64");
     assert!(
         m.contains("/opt/app/lib/libstdc++.so.6 needs GLIBC_2.38 from libc.so.6, but the image's ")
             && m.contains("/libc.so.6 has up to GLIBC_2.36"),

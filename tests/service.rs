@@ -51,19 +51,7 @@ fn verify(dir: &Path, image: &str, platforms: &str, config: &str) -> (i32, Value
 }
 
 fn service_check<'a>(v: &'a Value, p: &str) -> &'a Value {
-    v["platforms"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no platforms: {v:#}"))
-        .iter()
-        .find(|x| x["platform"] == p)
-        .and_then(|x| {
-            x["checks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["name"] == "service-start")
-        })
-        .unwrap_or_else(|| panic!("no service-start for {p}: {v:#}"))
+    crate::common::verify_check(v, p, "service-start")
 }
 
 fn outcome_and_message(v: &Value, p: &str) -> (String, String) {

@@ -46,23 +46,7 @@ fn verify(
     (out.code().unwrap_or(-1), json, stderr, out)
 }
 
-fn platform<'a>(v: &'a Value, p: &str) -> &'a Value {
-    v["platforms"]
-        .as_array()
-        .expect("platforms array")
-        .iter()
-        .find(|x| x["platform"] == p)
-        .unwrap_or_else(|| panic!("{p} not in the result: {v:#}"))
-}
-
-fn check<'a>(v: &'a Value, p: &str, id: &str) -> &'a Value {
-    platform(v, p)["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == id)
-        .unwrap_or_else(|| panic!("no check {id} for {p}: {v:#}"))
-}
+use crate::common::{platform_result as platform, verify_check as check};
 
 fn outcome(v: &Value, p: &str, id: &str) -> String {
     check(v, p, id)["outcome"].as_str().unwrap().to_string()

@@ -397,29 +397,26 @@ pub fn base_image(dir: &Path, ctx: &Path) -> String {
 /// `usr/lib/<triplet>/jni/{liblz4-java,libsnappyjava,libjnidispatch.system}.so`,
 /// the libraries they need, and `usr/share/java/*.jar` (pom.properties, no natives).
 pub fn jni_root(arch: &str) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-jre.sh");
-    let out = Command::new(&script)
-        .args(["--set", "jni", "--print-root", arch])
-        .output()
-        .expect("run scripts/fetch-jre.sh");
-    assert!(
-        out.status.success(),
-        "no JNI root for {arch}: run scripts/fetch-jre.sh --set jni (scripts/test.sh does)"
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    fetched_root("jni", arch)
 }
 
 /// The root of `scripts/fetch-jre.sh --set newer` for `arch`: the next Debian
 /// release's real `libstdc++.so.6`, which needs `GLIBC_2.38` (bookworm's libc has 2.36).
 pub fn newer_root(arch: &str) -> PathBuf {
+    fetched_root("newer", arch)
+}
+
+/// `scripts/fetch-jre.sh --set SET --print-root ARCH`: a root `scripts/test.sh`
+/// fetched (the harness never fetches these itself).
+fn fetched_root(set: &str, arch: &str) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-jre.sh");
     let out = Command::new(&script)
-        .args(["--set", "newer", "--print-root", arch])
+        .args(["--set", set, "--print-root", arch])
         .output()
         .expect("run scripts/fetch-jre.sh");
     assert!(
         out.status.success(),
-        "no newer root for {arch}: run scripts/fetch-jre.sh --set newer --arch {arch} (scripts/test.sh does)"
+        "no {set} root for {arch}: run scripts/fetch-jre.sh --set {set} --arch {arch} (scripts/test.sh does)"
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }

@@ -39,3 +39,27 @@ pub fn text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// The result of `platform` in a `verify --json` (or report.json) result.
+pub fn platform_result<'a>(v: &'a serde_json::Value, platform: &str) -> &'a serde_json::Value {
+    v["platforms"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no platforms array: {v:#}"))
+        .iter()
+        .find(|x| x["platform"] == platform)
+        .unwrap_or_else(|| panic!("{platform} not in the result: {v:#}"))
+}
+
+/// The check named `name` (`native-libs`, `command:NAME`, …) of `platform`.
+pub fn verify_check<'a>(
+    v: &'a serde_json::Value,
+    platform: &str,
+    name: &str,
+) -> &'a serde_json::Value {
+    platform_result(v, platform)["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} for {platform}: {v:#}"))
+}
