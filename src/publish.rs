@@ -120,7 +120,12 @@ pub async fn write(target: &dyn Store, plan: Plan<'_>) -> Result<Written> {
             ManifestKind::Image => written.manifests += 1,
         }
     }
-    written.tags = tag(target, &plan.head, &dedup(plan.tags), plan.name.as_deref()).await?;
+    // A registry names the image itself: a name is for stores that record it.
+    let name = plan
+        .name
+        .as_deref()
+        .filter(|_| target.registry_host().is_none());
+    written.tags = tag(target, &plan.head, &dedup(plan.tags), name).await?;
     target.commit().await?;
     Ok(written)
 }
@@ -212,8 +217,9 @@ pub async fn put_manifest_if_missing(target: &dyn Store, manifest: &RawManifest)
 
 /// Points every tag at `head` (already stored by digest) unless it already
 /// does: only the tag is sent. Returns how many moved.
-/// With `name`, each tag is written with it (a layout records it beside the
-/// tag, so a re-run that names the image differently updates the name).
+/// With `name` (a layout's or archive's), each tag is written with it: the
+/// store records it beside the tag, so a re-run that names the image
+/// differently updates the name (a local write, no request).
 async fn tag(
     target: &dyn Store,
     head: &RawManifest,

@@ -204,11 +204,8 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
     // Uncompressed layers (a `docker save` archive's) become gzip on the way
     // into the Docker format, which registries and Docker 19.03 expect;
     // the config's diff_ids stay true. Spooled under the cache, not written yet.
-    let spool = tempfile::Builder::new()
-        .prefix(".archgate-compress-")
-        .tempdir_in(ensure_dir(&settings.cache_dir())?)
-        .map_err(|e| Error::io(settings.cache_dir(), e))?;
-    let mut converted = converted;
+    // Made on first need: most merges compress nothing.
+    let mut spool: Option<tempfile::TempDir> = None;
     for (c, conv) in selection.images.iter().zip(converted.iter_mut()) {
         let src = pool.get(origin[&c.manifest.digest]);
         let from = BlobFrom::Store(src);
@@ -229,7 +226,16 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
                 });
                 continue;
             }
-            let (path, gz) = gzip_blob(src, d, spool.path()).await?;
+            let dir = match spool.as_ref() {
+                Some(made) => made.path().to_path_buf(),
+                None => {
+                    let made = compress_spool(settings)?;
+                    let dir = made.path().to_path_buf();
+                    spool = Some(made);
+                    dir
+                }
+            };
+            let (path, gz) = gzip_blob(src, d, &dir).await?;
             tracing::info!(
                 "{}: layer {} gzipped for the Docker format: {} ({} → {})",
                 c.platform,
@@ -296,10 +302,15 @@ pub async fn merge(req: &MergeRequest, settings: &Settings) -> Result<MergeOutco
 }
 
 /// Adds the blobs `manifest` references, to be taken `from` its source.
-/// Creates `dir` when missing and returns it.
-fn ensure_dir(dir: &std::path::Path) -> Result<&std::path::Path> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    Ok(dir)
+/// A private directory under the cache for the layers a merge gzips
+/// (removed when dropped, after publishing).
+fn compress_spool(settings: &Settings) -> Result<tempfile::TempDir> {
+    let cache = settings.cache_dir();
+    std::fs::create_dir_all(&cache).map_err(|e| Error::io(&cache, e))?;
+    tempfile::Builder::new()
+        .prefix(".archgate-compress-")
+        .tempdir_in(&cache)
+        .map_err(|e| Error::io(&cache, e))
 }
 
 /// Gzips the uncompressed layer `layer` of `src` into a file under `dir`

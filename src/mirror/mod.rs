@@ -104,18 +104,17 @@ pub async fn mirror_each(req: &MirrorRequest, settings: &Settings) -> Result<Vec
     if !PER_PLATFORM.iter().any(|p| req.target.contains(p)) {
         return Ok(vec![mirror(req, settings).await?]);
     }
+    // Opened once for all the platforms (an archive source is unpacked once).
+    let opened = store::open_image(&Location::parse(&req.source)?, settings).await?;
     let platforms = match &req.platforms {
         Some(p) => p.clone(),
-        None => {
-            let opened = store::open_image(&Location::parse(&req.source)?, settings).await?;
-            IndexView::read(opened.store.as_ref(), &opened.selector, &req.source)
-                .await?
-                .platform_entries()
-                .await?
-                .into_iter()
-                .map(|e| e.platform)
-                .collect()
-        }
+        None => IndexView::read(opened.store.as_ref(), &opened.selector, &req.source)
+            .await?
+            .platform_entries()
+            .await?
+            .into_iter()
+            .map(|e| e.platform)
+            .collect(),
     };
     let mut out = Vec::new();
     for p in platforms {
@@ -131,7 +130,7 @@ pub async fn mirror_each(req: &MirrorRequest, settings: &Settings) -> Result<Vec
             platforms: Some(vec![p]),
             ..req.clone()
         };
-        out.push(mirror(&one, settings).await?);
+        out.push(mirror_from(&one, &opened, settings, Instant::now()).await?);
     }
     Ok(out)
 }
@@ -139,7 +138,18 @@ pub async fn mirror_each(req: &MirrorRequest, settings: &Settings) -> Result<Vec
 /// Mirrors one image.
 pub async fn mirror(req: &MirrorRequest, settings: &Settings) -> Result<MirrorOutcome> {
     let started = Instant::now();
-    let source = Location::parse(&req.source)?;
+    let opened = store::open_image(&Location::parse(&req.source)?, settings).await?;
+    mirror_from(req, &opened, settings, started).await
+}
+
+/// Mirrors the image `req` names from its source, already `opened`; the
+/// outcome's seconds count from `started`.
+async fn mirror_from(
+    req: &MirrorRequest,
+    opened: &store::Opened,
+    settings: &Settings,
+    started: Instant,
+) -> Result<MirrorOutcome> {
     let target = Location::parse(&req.target)?;
     let target_tag = publish::named_tag(
         &target,
@@ -148,14 +158,13 @@ pub async fn mirror(req: &MirrorRequest, settings: &Settings) -> Result<MirrorOu
     )?;
 
     // 1. Read and check everything before writing.
-    let opened = store::open_image(&source, settings).await?;
     let src = opened.store.as_ref();
     let keep_attestations = req.keep_attestations.unwrap_or(!matches!(
         target,
         Location::Archive { .. } | Location::DockerArchive { .. }
     ));
     let plan = read_plan(src, &opened.selector, req, keep_attestations).await?;
-    let tag = match target_tag.or(opened.tag) {
+    let tag = match target_tag.or(opened.tag.clone()) {
         Some(t) => Some(t),
         None if store::needs_tag(&target) => {
             return Err(Error::Invalid(format!(
