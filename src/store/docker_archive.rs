@@ -83,7 +83,7 @@ impl DockerArchiveStore {
         layout::check_is_tar_named(
             path,
             "docker-archive",
-            "the tar `docker save -o FILE` writes",
+            "names the tar `docker save -o FILE` writes",
         )?;
         let dir = tempfile::Builder::new()
             .prefix("archgate-docker-archive-")
