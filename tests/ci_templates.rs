@@ -120,6 +120,11 @@ fn the_gitlab_fan_out_pipeline_builds_merges_and_verifies_for_real() {
 
     let out = Command::new(gitlab_ci_local())
         .current_dir(&project)
+        // Each job in a directory of its own, as on GitLab's runners: without it
+        // gitlab-ci-local runs the three parallel build jobs in one directory, where
+        // each overwrites the others' `archgate-report/build.env` before its
+        // artifacts are collected (a merge then finds two platforms of three).
+        .arg("--shell-isolation")
         .args([
             "--variable",
             &format!("ARCHGATE_BIN={}", env!("CARGO_BIN_EXE_archgate")),
