@@ -31,6 +31,9 @@ struct Faulty {
     proxy: FaultProxy,
     dir: TempDir,
     config: PathBuf,
+    /// Upload bytes of the fault-free run (set by `run_clean`, or by the test
+    /// from the blobs it uploads): what a faulty run sent beyond it was re-sent.
+    clean_upload_bytes: std::cell::Cell<Option<u64>>,
 }
 
 impl Faulty {
@@ -56,6 +59,7 @@ impl Faulty {
             proxy,
             dir,
             config,
+            clean_upload_bytes: Default::default(),
         }
     }
 
@@ -75,6 +79,15 @@ impl Faulty {
             .args(args)
             .envs(env)
             .output()
+    }
+
+    /// `run` without faults, recording how many bytes its uploads took.
+    fn run_clean<S: AsRef<OsStr>>(&self, cache: &str, args: &[S]) -> TestOutput {
+        self.proxy.reset_stats();
+        let out = self.run(cache, args, &[]);
+        self.clean_upload_bytes
+            .set(Some(self.proxy.stats().upload_bytes));
+        out
     }
 
     /// `run` at 100% faults, with 2 retries so that it gives up quickly.
@@ -99,14 +112,24 @@ impl Faulty {
             stats.failed() > 0 && stats.requests > 0,
             "no fault injected at {rate}: {stats:?}"
         );
+        let resent = match self.clean_upload_bytes.get() {
+            Some(clean) => format!("{} re-sent", stats.upload_bytes.saturating_sub(clean)),
+            None => "re-sent unknown".into(),
+        };
+        // The numbers issue 20 asks for: uploads resumed (status asked), sessions
+        // opened, and upload bytes sent beyond the fault-free run's.
         eprintln!(
-            "{:?} at {:.0}%: {secs:.1} s, {} requests, {} failed: {:?}",
+            "{:?} at {:.0}%: {secs:.1} s, {} requests, {} failed: {:?}; uploads: {} sessions, \
+             {} resumed, {} bytes ({resent})",
             args.first()
                 .map(|a| a.as_ref().to_string_lossy().into_owned()),
             rate * 100.0,
             stats.requests,
             stats.failed(),
-            stats.faults
+            stats.faults,
+            stats.upload_sessions,
+            stats.upload_status,
+            stats.upload_bytes,
         );
         out
     }
@@ -182,7 +205,7 @@ async fn build_through_faults_gives_the_fault_free_digest() {
     };
 
     let clean = build(f.via_proxy("app:v1"));
-    let want = json(&f.run("clean", &clean, &[]))["index_digest"].clone();
+    let want = json(&f.run_clean("clean", &clean))["index_digest"].clone();
     assert!(want.as_str().is_some_and(|d| d.starts_with("sha256:")));
 
     f.gives_at_each_rate(&want, build);
@@ -224,7 +247,7 @@ async fn merge_through_faults_gives_the_fault_free_index() {
         v
     };
 
-    let want = json(&f.run("clean", &merge(f.via_proxy("app:v1")), &[]))["index_digest"].clone();
+    let want = json(&f.run_clean("clean", &merge(f.via_proxy("app:v1"))))["index_digest"].clone();
     f.gives_at_each_rate(&want, merge);
 
     // All failing: a two-platform merge would move app-10:v1; it must not.
@@ -241,6 +264,15 @@ async fn mirror_through_faults_keeps_every_digest() {
     let set = large_image_set(Flavor::Oci, 33, 1 << 20);
     f.registry.push_set("jre:17", &set).await;
     let want = set.index.digest.to_string();
+    // archive → registry uploads every blob of the set once.
+    f.clean_upload_bytes.set(Some(
+        set.blobs()
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .values()
+            .map(|b| b.len() as u64)
+            .sum(),
+    ));
     let mirror = |from: String, to: String| vec!["mirror".to_string(), "--json".into(), from, to];
     let archive = |pct: u32| f.dir.path().join(format!("jre-{pct}.tar"));
 
@@ -326,9 +358,10 @@ fn verify_through_faults_gives_the_fault_free_verdict() {
 }
 
 /// A download cut halfway resumes from the byte it got to (a `Range` request)
-/// and an upload cut midway starts again: the bytes arrive whole and verified.
+/// and an upload cut midway resumes from what the registry says it holds
+/// (`GET` on the session, `Range: 0-N`): the bytes arrive whole and verified.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_cut_download_resumes_and_a_cut_upload_restarts() {
+async fn a_cut_download_resumes_and_a_cut_upload_resumes_where_the_registry_stands() {
     use archgate::image::Descriptor;
     use archgate::store::{Store, copy_blob};
     use tokio::io::AsyncReadExt;
@@ -376,18 +409,53 @@ async fn a_cut_download_resumes_and_a_cut_upload_restarts() {
     assert!(stats.failed() >= 1, "{stats:?}");
     assert_eq!(stats.ranged, 1, "one resumed request: {stats:?}");
 
-    let restarting =
+    // An upload of three chunks (5 + 5 + 2 MiB), every request of it cut once
+    // after 64 KiB: the registry holds the chunks completed before each cut,
+    // and the upload carries on from there instead of starting again.
+    let resuming =
         FaultProxy::once_per_blob(&registry.host(), crate::common::faults::Fault::CutUpload);
-    let src = open(&restarting, "src").await;
-    let dst = open(&restarting, "dst").await;
-    // Different repositories of one registry would mount: copy from a layout instead.
+    let dst = open(&resuming, "dst").await;
+    let big = bytes::Bytes::from(crate::common::images::noise(56, 12 << 20));
+    let big_desc = Descriptor {
+        digest: Digest::of(&big),
+        size: big.len() as u64,
+        ..desc.clone()
+    };
     let dir = tempdir();
     let layout = archgate::store::layout::LayoutStore::open_dir(dir.path(), true).unwrap();
-    copy_blob(&src, &layout, &desc).await.unwrap();
-    if let Err(e) = copy_blob(&layout, &dst, &desc).await {
-        panic!("the upload restarts: {e}; {:?}", restarting.stats());
+    layout
+        .put_blob(
+            &big_desc.digest,
+            big_desc.size,
+            Box::pin(std::io::Cursor::new(big.clone())),
+        )
+        .await
+        .unwrap();
+    resuming.reset_stats();
+    if let Err(e) = copy_blob(&layout, &dst, &big_desc).await {
+        panic!("the upload resumes: {e}; {:?}", resuming.stats());
     }
-    assert!(dst.blob_exists(digest).await.unwrap());
-    let stats = restarting.stats();
-    assert_eq!(stats.faults.values().sum::<u64>(), 1, "{stats:?}");
+    let mut got = Vec::new();
+    dst.get_blob(&big_desc.digest, Some(big_desc.size))
+        .await
+        .unwrap()
+        .read_to_end(&mut got)
+        .await
+        .unwrap();
+    assert!(got == big.as_ref(), "the registry holds the blob whole");
+    let stats = resuming.stats();
+    // Cut: the first chunk, the second, and the final PUT.
+    assert_eq!(stats.faults.values().sum::<u64>(), 3, "{stats:?}");
+    // Asked where it stood after each cut. Only the first chunk's cut opens a
+    // new session: a session holding nothing answers `Range: 0-0`, which
+    // distribution also says for one byte, so it is not trusted.
+    assert_eq!(stats.upload_status, 3, "{stats:?}");
+    assert_eq!(stats.upload_sessions, 2, "{stats:?}");
+    // Each cut cost at most the 64 KiB the proxy read, plus the one chunk sent
+    // again in the new session: not the 12 MiB per cut a restart costs.
+    let resent = stats.upload_bytes - big_desc.size;
+    assert!(
+        resent <= 3 * (64 << 10) + (5 << 20),
+        "{resent} bytes sent again: {stats:?}"
+    );
 }

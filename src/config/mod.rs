@@ -222,7 +222,10 @@ pub struct RegistrySettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkSettings {
-    /// Retries of a transient failure (connection reset, timeout, 429, 5xx) per request.
+    /// Transient failures (connection reset, timeout, 429, 5xx) in a row without
+    /// progress that are retried, per request or per blob transfer (the source's
+    /// download and the target's upload share one budget; bytes moved start the
+    /// count again).
     pub retries: u32,
     /// Seconds before one request is abandoned.
     pub timeout: u64,
@@ -230,8 +233,8 @@ pub struct NetworkSettings {
     pub connect_timeout: u64,
     /// Concurrent blob transfers per registry.
     pub concurrency: usize,
-    /// Seconds after a request's first attempt when no further retry starts:
-    /// the bound on how long one flaky request can hold a job up.
+    /// Seconds after a request's or blob transfer's start when no further retry
+    /// starts: the bound on how long one flaky transfer can hold a job up.
     pub deadline: u64,
 }
 

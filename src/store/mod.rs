@@ -35,6 +35,11 @@ pub use view::{ImageView, IndexView, PlatformEntry};
 /// when the bytes do not match the requested digest.
 pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
 
+/// Opens a blob's bytes from the start, as often as a transfer needs them
+/// again (an upload that must go back further than the chunk in hand).
+pub type Reopen<'a> =
+    dyn FnMut() -> futures_util::future::BoxFuture<'a, Result<BlobReader>> + Send + 'a;
+
 /// How a blob reached the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlobPut {
@@ -109,6 +114,32 @@ pub trait Store: Send + Sync {
 
     /// Whether a blob is present.
     async fn blob_exists(&self, digest: &Digest) -> Result<bool>;
+
+    /// Stores the blob `open` reads, opening it again when a transfer breaks
+    /// midway. The default starts over with a new `put_blob` after a
+    /// temporary failure, within the target's retry budget; a registry
+    /// resumes its upload instead (`registry::upload`).
+    async fn put_blob_reopening(
+        &self,
+        digest: &Digest,
+        size: u64,
+        open: &mut Reopen<'_>,
+    ) -> Result<BlobPut> {
+        let budget = self.network().map(registry::retry::Budget::current);
+        loop {
+            let e = match self.put_blob(digest, size, open().await?).await {
+                Err(e) => e,
+                ok => return ok,
+            };
+            let again = match &budget {
+                Some(b) => b.wait(&format!("upload blob {digest}"), &e).await,
+                None => false,
+            };
+            if !again {
+                return Err(e);
+            }
+        }
+    }
 
     /// A blob's bytes, digest-verified while read (`size` checked when given).
     async fn get_blob(&self, digest: &Digest, size: Option<u64>) -> Result<BlobReader>;
@@ -323,55 +354,51 @@ pub async fn put_blob_from(
 
 /// Copies one blob from `src` to `dst`: skipped when present, mounted when
 /// both are repositories of one registry, streamed (and verified) otherwise.
+/// The download and the upload share one retry budget (`retry::transfer`).
 pub async fn copy_blob(src: &dyn Store, dst: &dyn Store, desc: &Descriptor) -> Result<BlobPut> {
-    // A blob on local disk costs nothing to open: `put_blob` checks presence
-    // itself, so asking first would only double the HEAD request.
-    let open = || src.get_blob(&desc.digest, Some(desc.size));
-    if src.local_blob(&desc.digest).is_some() {
-        return put_blob_restarting(dst, &desc.digest, desc.size, open).await;
-    }
-    if dst.blob_exists(&desc.digest).await? {
-        return Ok(BlobPut::Present);
-    }
-    if let (Some(a), Some(b), Some(from)) =
-        (src.registry_host(), dst.registry_host(), src.repository())
-        && a == b
-        && dst.mount_blob(&desc.digest, from).await?
-    {
-        return Ok(BlobPut::Mounted);
-    }
-    put_blob_restarting(dst, &desc.digest, desc.size, open).await
+    let network = dst.network().or(src.network());
+    registry::retry::transfer(network, async {
+        // A blob on local disk costs nothing to open: `put_blob` checks presence
+        // itself, so asking first would only double the HEAD request.
+        let open = || src.get_blob(&desc.digest, Some(desc.size));
+        if src.local_blob(&desc.digest).is_some() {
+            return put_blob_restarting(dst, &desc.digest, desc.size, open).await;
+        }
+        if dst.blob_exists(&desc.digest).await? {
+            return Ok(BlobPut::Present);
+        }
+        if let (Some(a), Some(b), Some(from)) =
+            (src.registry_host(), dst.registry_host(), src.repository())
+            && a == b
+            && dst.mount_blob(&desc.digest, from).await?
+        {
+            return Ok(BlobPut::Mounted);
+        }
+        put_blob_restarting(dst, &desc.digest, desc.size, open).await
+    })
+    .await
 }
 
-/// Stores the blob `open` reads, as [`Store::put_blob`] does; when the
-/// transfer breaks midway (a reset, a 5xx), `open` is called again and a new
-/// upload starts, within the target's retry budget (`[network]`). The
-/// registry keeps nothing of an upload that was not completed, and a
-/// completed one is found present by the next attempt.
-pub async fn put_blob_restarting<F, Fut>(
+/// Stores the blob `open` reads, as [`Store::put_blob`] does, opening it
+/// again when the transfer breaks midway ([`Store::put_blob_reopening`]),
+/// all within one retry budget (`[network]`).
+pub async fn put_blob_restarting<'a, F, Fut>(
     dst: &dyn Store,
     digest: &Digest,
     size: u64,
     mut open: F,
 ) -> Result<BlobPut>
 where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<BlobReader>>,
+    F: FnMut() -> Fut + Send + 'a,
+    Fut: std::future::Future<Output = Result<BlobReader>> + Send + 'a,
 {
-    let mut budget = dst.network().map(registry::retry::Budget::new);
-    loop {
-        let e = match dst.put_blob(digest, size, open().await?).await {
-            Err(e) => e,
-            ok => return ok,
-        };
-        let again = match budget.as_mut() {
-            Some(b) => b.wait(&format!("upload blob {digest}"), &e).await,
-            None => false,
-        };
-        if !again {
-            return Err(e);
-        }
-    }
+    let mut reopen =
+        move || -> futures_util::future::BoxFuture<'a, Result<BlobReader>> { Box::pin(open()) };
+    registry::retry::transfer(
+        dst.network(),
+        dst.put_blob_reopening(digest, size, &mut reopen),
+    )
+    .await
 }
 
 /// Reads a small blob (a config) whole, digest- and size-verified; `what` names it in errors.

@@ -81,6 +81,12 @@ struct State {
     seen: Mutex<std::collections::HashSet<String>>,
     /// Requests that asked for a byte range (a resumed download).
     ranged: AtomicU64,
+    /// Upload body bytes the proxy read from clients (cut uploads included).
+    upload_bytes: AtomicU64,
+    /// `POST …/blobs/uploads/` (new upload sessions) and `GET …/blobs/uploads/…`
+    /// (a client asking where an upload stands).
+    upload_sessions: AtomicU64,
+    upload_status: AtomicU64,
 }
 
 /// What the proxy did so far.
@@ -89,6 +95,12 @@ pub struct Stats {
     pub requests: u64,
     pub ranged: u64,
     pub faults: BTreeMap<Fault, u64>,
+    /// Upload body bytes received from clients, including those of cut uploads.
+    pub upload_bytes: u64,
+    /// Upload sessions opened (`POST …/blobs/uploads/`).
+    pub upload_sessions: u64,
+    /// Upload status requests (`GET …/blobs/uploads/<id>`): resumptions asked for.
+    pub upload_status: u64,
 }
 
 impl Stats {
@@ -112,7 +124,9 @@ impl FaultProxy {
     }
 
     /// A proxy that fails the first transfer of every blob with `fault`:
-    /// `CutDownload` cuts each blob download once, `CutUpload` each upload.
+    /// `CutDownload` cuts each blob download once, `CutUpload` each upload
+    /// request once: every chunk (by its `Content-Range`) and the final `PUT`
+    /// (by its digest), whatever session they belong to.
     pub fn once_per_blob(upstream: &str, fault: Fault) -> Self {
         Self::start_with(upstream, 0.0, 0, Some(fault))
     }
@@ -133,6 +147,9 @@ impl FaultProxy {
             once_per_blob,
             seen: Mutex::default(),
             ranged: AtomicU64::new(0),
+            upload_bytes: AtomicU64::new(0),
+            upload_sessions: AtomicU64::new(0),
+            upload_status: AtomicU64::new(0),
         });
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         std_listener.set_nonblocking(true).unwrap();
@@ -173,12 +190,23 @@ impl FaultProxy {
             requests: self.state.requests.load(Ordering::SeqCst),
             ranged: self.state.ranged.load(Ordering::SeqCst),
             faults: self.state.faults.lock().unwrap().clone(),
+            upload_bytes: self.state.upload_bytes.load(Ordering::SeqCst),
+            upload_sessions: self.state.upload_sessions.load(Ordering::SeqCst),
+            upload_status: self.state.upload_status.load(Ordering::SeqCst),
         }
     }
 
     pub fn reset_stats(&self) {
         self.state.requests.store(0, Ordering::SeqCst);
         self.state.faults.lock().unwrap().clear();
+        for n in [
+            &self.state.ranged,
+            &self.state.upload_bytes,
+            &self.state.upload_sessions,
+            &self.state.upload_status,
+        ] {
+            n.store(0, Ordering::SeqCst);
+        }
     }
 }
 
@@ -234,16 +262,20 @@ impl State {
             } else {
                 upload
             };
-            // An upload's URL is new per attempt; its digest is not.
+            // An upload's URL is new per attempt and per chunk; the final
+            // PUT's digest is not, nor a chunk's range.
             let key = if download {
                 path.to_string()
             } else {
                 let query = req.uri().query().unwrap_or_default();
-                query
-                    .split('&')
-                    .find(|kv| kv.starts_with("digest="))
-                    .unwrap_or(query)
-                    .to_string()
+                let range = req
+                    .headers()
+                    .get(hyper::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok());
+                match query.split('&').find(|kv| kv.starts_with("digest=")) {
+                    Some(digest) => digest.to_string(),
+                    None => format!("{} {}", req.method(), range.unwrap_or(query)),
+                }
             };
             if applies && self.seen.lock().unwrap().insert(key) {
                 *self.faults.lock().unwrap().entry(fault).or_default() += 1;
@@ -300,6 +332,19 @@ async fn handle(
             .headers()
             .get(hyper::header::CONTENT_LENGTH)
             .is_none_or(|v| v != "0");
+    let upload = req.uri().path().contains("/blobs/uploads/");
+    if upload {
+        let uploads_root = req.uri().path().ends_with("/blobs/uploads/");
+        match *req.method() {
+            hyper::Method::POST if uploads_root => {
+                state.upload_sessions.fetch_add(1, Ordering::SeqCst);
+            }
+            hyper::Method::GET if !uploads_root => {
+                state.upload_status.fetch_add(1, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+    }
     let (fault, delay) = state.pick(&req, has_body);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -339,11 +384,14 @@ async fn handle(
                     _ => break,
                 }
             }
+            if upload {
+                state.upload_bytes.fetch_add(read as u64, Ordering::SeqCst);
+            }
             return Err(injected("upload cut"));
         }
         _ => {}
     }
-    let resp = forward(req, &state).await?;
+    let resp = forward(req, &state, upload).await?;
     match fault {
         Some(Fault::LostAnswer) => {
             // The registry did the work; drain its answer and say nothing.
@@ -369,7 +417,8 @@ async fn handle(
 /// Sends `req` on to the registry, streaming the body.
 async fn forward(
     req: Request<Incoming>,
-    state: &State,
+    state: &Arc<State>,
+    upload: bool,
 ) -> Result<reqwest::Response, std::io::Error> {
     let (parts, body) = req.into_parts();
     let path = parts
@@ -384,8 +433,16 @@ async fn forward(
             out = out.header(name, value);
         }
     }
+    let counter = upload.then(|| Arc::clone(state));
     let stream = BodyStream::new(body)
         .try_filter_map(|frame| async move { Ok(frame.into_data().ok()) })
+        .map_ok(move |data: Bytes| {
+            if let Some(s) = &counter {
+                s.upload_bytes
+                    .fetch_add(data.len() as u64, Ordering::SeqCst);
+            }
+            data
+        })
         .map_err(std::io::Error::other);
     out.body(reqwest::Body::wrap_stream(stream))
         .send()

@@ -75,6 +75,43 @@ pub fn build(
     })
 }
 
+/// The plain reqwest client for the requests archgate makes itself (the
+/// resumable upload steps), with the same TLS trust, timeouts and user agent
+/// as `build`'s. Call after `build`, which checks the CA file and installs
+/// the crypto provider.
+pub fn build_http(
+    config_host: &str,
+    registry: &RegistrySettings,
+    network: &NetworkSettings,
+) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .danger_accept_invalid_certs(registry.insecure)
+        // Upload URLs are followed as the registry hands them out, never redirected.
+        .redirect(reqwest::redirect::Policy::none());
+    if network.timeout > 0 {
+        builder = builder.read_timeout(Duration::from_secs(network.timeout));
+    }
+    if network.connect_timeout > 0 {
+        builder = builder.connect_timeout(Duration::from_secs(network.connect_timeout));
+    }
+    if let Some(path) = &registry.ca_file {
+        let pem = read_ca(config_host, path)?.data;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            Error::Config(format!(
+                "{}: invalid PEM in the CA file named by `[registries.\"{config_host}\"] ca_file`: {e}",
+                path.display()
+            ))
+        })?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().map_err(|e| {
+        Error::Config(format!(
+            "[registries.\"{config_host}\"]: cannot set up a client for this registry: {e}"
+        ))
+    })
+}
+
 /// Whether this process builds a client for `host` for the first time: the
 /// plain-HTTP and insecure warnings are said once per host, not once per
 /// repository a command opens.

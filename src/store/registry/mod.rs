@@ -5,29 +5,29 @@
 //! - `credentials`: where the user name and password come from (settings, CI,
 //!   `DOCKER_AUTH_CONFIG`, Docker's `config.json` and credential helpers);
 //! - `errors`: oci-client/reqwest errors → archgate errors naming the registry and the way out;
-//! - `retry`: the one retry loop every request goes through.
+//! - `retry`: the one retry policy, per request or per blob transfer;
+//! - `upload`: blob uploads that resume where they broke off.
 //!
 //! Manifests travel as exact bytes (`pull_manifest_raw`/`push_manifest_raw`)
-//! with all four manifest media types in `Accept`; blobs stream both ways and
-//! are verified against their digest while read.
+//! with all four manifest media types in `Accept`; blobs stream down (resuming
+//! with `Range`) and go up in chunks (resuming from the registry's `Range`),
+//! verified against their digest while read.
 
 pub mod client;
 pub mod credentials;
 pub mod errors;
 pub mod retry;
-
-use std::sync::{Arc, Mutex};
+pub mod upload;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use reqwest::header::HeaderValue;
-use tokio_util::io::{ReaderStream, StreamReader};
+use tokio_util::io::StreamReader;
 
-use super::{BlobPut, BlobReader, Store};
+use super::{BlobPut, BlobReader, Reopen, Store};
 use crate::config::{NetworkSettings, Settings};
 use crate::error::{Error, Result};
 use crate::image::digest::VerifyingReader;
@@ -41,15 +41,20 @@ use retry::{Budget, with_retry};
 const EMPTY_BLOB: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 /// How many tags a "tag not found" message lists.
 const TAGS_SHOWN: usize = 10;
-/// Read size when streaming a blob up: large enough for few syscalls, small enough to stay flat.
-const UPLOAD_READ_SIZE: usize = 256 * 1024;
 
 /// A repository in a remote registry.
 pub struct RegistryStore {
     client: Client,
+    /// archgate's own requests (upload steps), with the same TLS settings.
+    http: reqwest::Client,
     auth: RegistryAuth,
+    /// The push token oci-client obtained, for archgate's own requests (`None`:
+    /// basic credentials or none).
+    push_token: tokio::sync::Mutex<Option<String>>,
     /// `host[:port]` as written in the image reference.
     host: String,
+    /// The host requests go to (`index.docker.io` for `docker.io`).
+    resolved_host: String,
     repository: String,
     network: NetworkSettings,
     ctx: Context,
@@ -85,6 +90,7 @@ impl RegistryStore {
             )
         };
         let client = new_client()?;
+        let http = client::build_http(&image.registry, &registry, &settings.network)?;
         let creds = credentials::resolve(&host, settings).await?;
         if let Some(c) = &creds {
             tracing::debug!(registry = %host, user = %c.username, source = %c.source, "using credentials");
@@ -105,7 +111,10 @@ impl RegistryStore {
         };
         let store = RegistryStore {
             client,
+            http,
             auth,
+            push_token: Default::default(),
+            resolved_host: probe_ref.resolve_registry().to_string(),
             host,
             repository: image.repository.clone(),
             network: settings.network.clone(),
@@ -162,6 +171,9 @@ impl RegistryStore {
         .await;
         let result = match result {
             Ok(token) => {
+                if for_write {
+                    *self.push_token.lock().await = token.clone();
+                }
                 if remember_open && token.is_none() && matches!(self.auth, RegistryAuth::Anonymous)
                 {
                     self.remember_open_registry().await;
@@ -448,7 +460,7 @@ impl Store for RegistryStore {
             digest: digest.to_string(),
             ctx: self.ctx.clone(),
             what: what.clone(),
-            budget: Budget::new(&self.network),
+            budget: Budget::current(&self.network),
             offset: 0,
             skip: 0,
             current: Some(first.stream),
@@ -464,43 +476,31 @@ impl Store for RegistryStore {
     }
 
     async fn put_blob(&self, digest: &Digest, size: u64, data: BlobReader) -> Result<BlobPut> {
+        // One reader: a step that must go back before the chunk in hand fails.
+        let mut data = Some(data);
+        let what = format!("blob {digest} for {}", self.name());
+        let host = self.host.clone();
+        let mut once = move || -> futures_util::future::BoxFuture<'static, Result<BlobReader>> {
+            let next = data.take().ok_or_else(|| Error::Network {
+                registry: host.clone(),
+                message: format!("{what}: the upload broke and its source cannot be read again"),
+                temporary: false,
+            });
+            Box::pin(std::future::ready(next))
+        };
+        self.put_blob_reopening(digest, size, &mut once).await
+    }
+
+    async fn put_blob_reopening(
+        &self,
+        digest: &Digest,
+        size: u64,
+        open: &mut Reopen<'_>,
+    ) -> Result<BlobPut> {
         if self.blob_exists(digest).await? {
             return Ok(BlobPut::Present);
         }
-        let reference = self.repo_ref();
-        let what = format!("blob {digest} for {}", self.name());
-        // Checked while streamed: a wrong size or digest aborts the upload before
-        // the registry commits anything (it checks the digest itself too).
-        let verified = VerifyingReader::new(data, digest.clone(), Some(size), what.clone());
-        // reqwest buries a body error deep in its own; keep the reader's error
-        // (a source registry's failure, a size mismatch) to report it as is.
-        let source_failure: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
-        let seen = Arc::clone(&source_failure);
-        let body = ReaderStream::with_capacity(verified, UPLOAD_READ_SIZE).map(
-            move |chunk: std::io::Result<Bytes>| {
-                chunk.map_err(|e| {
-                    let summary = std::io::Error::new(e.kind(), e.to_string());
-                    if let Ok(mut slot) = seen.lock() {
-                        *slot = Some(e);
-                    }
-                    OciDistributionError::IoError(summary)
-                })
-            },
-        );
-        // Not retried here: the stream cannot be replayed. `store::put_blob_restarting`
-        // opens the source again and starts a new upload.
-        let pushed = self
-            .client
-            .push_blob_stream(&reference, body, digest.as_str(), Some(size))
-            .await;
-        if let Err(e) = pushed {
-            let source = source_failure.lock().ok().and_then(|mut slot| slot.take());
-            return Err(match source {
-                Some(io) => self.ctx.from_io(io, &what),
-                None => self.ctx.map(e, &what),
-            });
-        }
-        Ok(BlobPut::Written)
+        upload::Upload::new(self, digest, size).run(open).await
     }
 
     async fn mount_blob(&self, digest: &Digest, from_repository: &str) -> Result<bool> {
@@ -511,12 +511,18 @@ impl Store for RegistryStore {
             "latest".into(),
         );
         // oci-client reports the registry's 202 ("mount refused, upload instead")
-        // as an error; every failure here means "copy instead".
-        match self
-            .client
-            .mount_blob(&target, &source, digest.as_str())
-            .await
-        {
+        // as an error that is not temporary; a temporary failure (a reset, a
+        // 5xx) is retried, since copying instead costs the whole blob. Any
+        // failure left means "copy instead".
+        let what = format!("mount of {digest} into {}", self.name());
+        let mounted = with_retry(&self.network, "mount blob", || async {
+            self.client
+                .mount_blob(&target, &source, digest.as_str())
+                .await
+                .map_err(|e| self.ctx.map(e, &what))
+        })
+        .await;
+        match mounted {
             Ok(()) => Ok(true),
             Err(e) => {
                 tracing::debug!(
@@ -609,6 +615,7 @@ impl Resume {
             return None;
         }
         self.offset += chunk.len() as u64;
+        self.budget.progress();
         Some(chunk)
     }
 
