@@ -19,7 +19,6 @@
 #           platform's ≈200 MB JRE root plus Debian's JNI libraries and a Spring Boot
 #           fat jar bundling JNA's natives for all three CPUs, warm cache, median of
 #           BENCH_RUNS; target ≤ 0.5 s per platform.
-[ ${#sections[@]} -gt 0 ] || sections=(build verify merge mirror)
 #   archive the three-platform JRE image, registry -> one docker-archive file per
 #           platform and each file -> registry, against skopeo copy (median of 5).
 #
@@ -92,9 +91,13 @@ bench_build() {
 
   local build=("$bin" build -f "$work/ctx/Dockerfile" --platform linux/amd64,linux/arm64,linux/mips64le
     --image "oci:$work/layout:v1" "$work/ctx")
-  local cold noop
+  local cold noop single
   cold=$(timed "${build[@]}")
   noop=$(timed "${build[@]}")
+  # One platform alone: still every core (gzip in blocks), against its own serial floor.
+  rm -rf "$work/cache/layers"
+  single=$(timed "$bin" build -f "$work/ctx/Dockerfile" --platform linux/arm64 \
+    --image "oci:$work/layout-single:v1" "$work/ctx")
 
   # The floor: the same trees through tar | gzip -6 | sha256sum.
   local t0 t1 seq par
@@ -105,6 +108,10 @@ bench_build() {
   for arch in amd64 arm64 mips64le; do (tar -cf - -C "$work/ctx/jdk8-$arch" . | gzip -6 | sha256sum >/dev/null) & done
   wait
   t1=$(now); par=$(echo "$t1 - $t0" | bc)
+  local sseq
+  t0=$(now)
+  tar -cf - -C "$work/ctx/jdk8-arm64" . | gzip -6 | sha256sum >/dev/null
+  t1=$(now); sseq=$(echo "$t1 - $t0" | bc)
 
   echo "cores: $(nproc)"
   printf '%-34s %8s s  peak RSS %7s MiB\n' "archgate build, cold (3 platforms)" ${cold}
@@ -113,6 +120,18 @@ bench_build() {
   printf '%-34s %8.2f s\n' "floor tar|gzip|sha256sum, parallel" "$par"
   local c=${cold%% *}
   printf 'cold / floor: %.2fx (serial), %.2fx (parallel)\n' "$(echo "$c / $seq" | bc -l)" "$(echo "$c / $par" | bc -l)"
+  printf '%-34s %8s s  peak RSS %7s MiB\n' "archgate build, cold (linux/arm64)" ${single}
+  printf '%-34s %8.2f s\n' "floor tar|gzip|sha256sum, arm64" "$sseq"
+  printf 'single / its serial floor: %.2fx\n' "$(echo "${single%% *} / $sseq" | bc -l)"
+  # 1 and 2 compressing threads, three platforms: the same digests, the time it takes.
+  local th out
+  for th in 1 2; do
+    rm -rf "$work/cache/layers"
+    out=$(timed env ARCHGATE_BUILD__THREADS=$th "$bin" build -f "$work/ctx/Dockerfile" \
+      --platform linux/amd64,linux/arm64,linux/mips64le --image "oci:$work/layout-t$th:v1" "$work/ctx")
+    printf '%-34s %8s s  peak RSS %7s MiB  index %s\n' "archgate build, $th thread(s)" ${out} \
+      "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"][:19])' "$work/layout-t$th/index.json")"
+  done
   # The same into a local registry (distribution 2.8 on 127.0.0.1), when installed.
   if command -v docker-registry >/dev/null; then
     local port pid

@@ -511,3 +511,71 @@ fn regression_hole_8_build_context_reads_the_contexts_dockerfile() {
     assert_eq!(out.code(), Some(2), "{out}");
     out.assert_stderr_contains("RUN");
 }
+
+/// Layers are gzipped in fixed blocks on every core: one compressing thread
+/// and two give byte-identical layers (the same index digest) for Debian's
+/// real arm64 JRE home (≈200 MB, ≈70 MB compressed: enough blocks for a
+/// thread to carry state from one to the next), and the real gzip(1) and
+/// tar(1) read what was written.
+#[test]
+fn one_and_two_compressing_threads_build_the_same_digests() {
+    let dir = crate::common::tempdir();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let jre = crate::common::jre::jre_root("arm64").join("usr/lib/jvm/java-17-openjdk-arm64");
+    crate::common::jre::link_or_copy(&jre, &ctx.join("jdk"));
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nADD jdk /opt/jdk\n").unwrap();
+    std::fs::write(
+        dir.path().join("archgate.toml"),
+        "platforms = [\"linux/arm64\"]\n",
+    )
+    .unwrap();
+    let build = |threads: &str| {
+        let out = crate::common::archgate()
+            .current_dir(dir.path())
+            .env(
+                "ARCHGATE_CACHE",
+                dir.path().join(format!("cache-{threads}")),
+            )
+            .env("ARCHGATE_BUILD__THREADS", threads)
+            .args([
+                "build",
+                "ctx",
+                "--platform",
+                "linux/arm64",
+                "--image",
+                &format!("oci:out-{threads}:v1"),
+            ])
+            .output();
+        printed_digest(&ok(&out))
+    };
+    let one = build("1");
+    let two = build("2");
+    assert!(one.starts_with("sha256:"), "{one}");
+    assert_eq!(one, two, "the index digest depends on the thread count");
+    // The layer blob: gzip -t and tar -t accept it and it holds the JRE.
+    let blobs = dir.path().join("out-2/blobs/sha256");
+    let layer = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let t = std::process::Command::new("gzip")
+        .arg("-t")
+        .arg(&layer)
+        .status()
+        .unwrap();
+    assert!(t.success(), "gzip -t {}", layer.display());
+    let list = std::process::Command::new("tar")
+        .arg("-tzf")
+        .arg(&layer)
+        .output()
+        .unwrap();
+    assert!(list.status.success(), "tar -tzf {}", layer.display());
+    let names = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        names.contains("opt/jdk/bin/java"),
+        "{}",
+        &names[..names.len().min(2000)]
+    );
+}

@@ -1,7 +1,8 @@
 //! Reproducible layers, written in one streaming pass: tar → (sha256 of the
-//! tar = diff_id) → gzip → (sha256 of the gzip = blob digest) → a file in
-//! the cache's one blob directory ([`crate::cache_lock::blob_path`]). Memory
-//! stays flat whatever the layer size.
+//! tar = diff_id) → gzip in fixed blocks on every core ([`super::gzip`]) →
+//! (sha256 of the gzip = blob digest) → a file in the cache's one blob
+//! directory ([`crate::cache_lock::blob_path`]). Memory stays flat whatever
+//! the layer size, and the bytes do not depend on the number of threads.
 //!
 //! Entries come sorted from `context`; every header has the fixed mtime
 //! (`SOURCE_DATE_EPOCH`, else 0), the spec's owner, no user or group names and
@@ -13,11 +14,10 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 
 use super::context::{Entries, Kind};
+use super::gzip::{BlockGzip, Pool};
 use crate::cache_lock::KeyLock;
 use crate::error::{Error, Result};
 use crate::image::Digest;
@@ -26,7 +26,7 @@ use crate::image::digest::{HashWriter, Hasher};
 /// The gzip level (zlib-rs; its output is pinned to it, so changing it changes digests).
 pub(crate) const LEVEL: u32 = 6;
 /// Bumped whenever the bytes written for the same inputs change.
-const FORMAT: &str = "archgate-layer-v1";
+const FORMAT: &str = "archgate-layer-v2";
 
 /// A layer written to the cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,14 +46,25 @@ pub struct LayerBlob {
 pub struct LayerCache {
     root: PathBuf,
     dir: PathBuf,
+    /// The compressing threads every layer written through this cache shares.
+    pool: std::sync::Arc<Pool>,
 }
 
 impl LayerCache {
-    pub fn new(cache_root: &Path) -> Self {
-        LayerCache {
+    /// The cache under `cache_root`, compressing on `threads` threads (0: one per core).
+    pub fn new(cache_root: &Path, threads: usize) -> Result<Self> {
+        let pool = Pool::new(threads)
+            .map_err(|e| Error::Internal(format!("starting the gzip threads: {e}")))?;
+        Ok(LayerCache {
             root: cache_root.to_path_buf(),
             dir: cache_root.join("layers"),
-        }
+            pool: std::sync::Arc::new(pool),
+        })
+    }
+
+    /// The compressing threads.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
     }
 
     /// The file holding a blob.
@@ -117,7 +128,7 @@ impl LayerCache {
         temp.prefix(&prefix);
         let tmp = temp.tempfile_in(&blobs).map_err(|e| Error::io(&blobs, e))?;
         let file = tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?;
-        let blob = write(entries, epoch, file, what, progress)?;
+        let blob = write(entries, epoch, file, what, progress, &self.pool)?;
         let path = self.blob_path(&blob.digest);
         tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         let record = serde_json::to_vec(&blob).map_err(|e| Error::Internal(e.to_string()))?;
@@ -202,14 +213,15 @@ pub fn file_bytes(entries: &Entries) -> u64 {
         .sum()
 }
 
-/// Writes the layer: tar, gzip and both sha256 in one pass, into `out`; the
-/// file bytes read count towards `progress`.
+/// Writes the layer: tar, gzip (on `pool`) and both sha256 in one pass, into
+/// `out`; the file bytes read count towards `progress`.
 pub fn write(
     entries: &Entries,
     epoch: i64,
     out: File,
     what: &str,
     progress: Option<&crate::progress::Tracker>,
+    pool: &Pool,
 ) -> Result<LayerBlob> {
     let fail = |e: io::Error| Error::Internal(format!("{what}: writing the layer: {e}"));
     let compressed = HashWriter {
@@ -217,7 +229,7 @@ pub fn write(
         hasher: Hasher::new(),
     };
     let tar_stream = HashWriter {
-        inner: GzEncoder::new(compressed, Compression::new(LEVEL)),
+        inner: BlockGzip::new(pool, LEVEL, compressed).map_err(fail)?,
         hasher: Hasher::new(),
     };
     let mut tar = tar::Builder::new(tar_stream);
@@ -469,14 +481,16 @@ mod tests {
         .unwrap();
         let c1 = tempfile::tempdir().unwrap();
         let c2 = tempfile::tempdir().unwrap();
-        let a = LayerCache::new(c1.path())
+        let a = LayerCache::new(c1.path(), 1)
+            .unwrap()
             .layer(&es, 1_700_000_000, "x")
             .unwrap();
-        let b = LayerCache::new(c2.path())
+        let b = LayerCache::new(c2.path(), 2)
+            .unwrap()
             .layer(&es, 1_700_000_000, "x")
             .unwrap();
         assert_eq!(a, b, "same inputs, same digests");
-        let path = LayerCache::new(c1.path()).blob_path(&a.digest);
+        let path = LayerCache::new(c1.path(), 1).unwrap().blob_path(&a.digest);
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(Digest::of(&bytes), a.digest);
         assert_eq!(bytes.len() as u64, a.size);
@@ -502,7 +516,10 @@ mod tests {
         assert_eq!(got[3].5, b"#!java");
         assert_eq!(got[4].1, 'l');
         // A different epoch gives other bytes; a changed file another fingerprint.
-        let c = LayerCache::new(c1.path()).layer(&es, 0, "x").unwrap();
+        let c = LayerCache::new(c1.path(), 1)
+            .unwrap()
+            .layer(&es, 0, "x")
+            .unwrap();
         assert_ne!(c.digest, a.digest);
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(ctx.path().join("jdk/release"), b"JAVA_VERSION=\"1.9\"").unwrap();
@@ -522,7 +539,7 @@ mod tests {
         )
         .unwrap();
         let cache_dir = tempfile::tempdir().unwrap();
-        let cache = LayerCache::new(cache_dir.path());
+        let cache = LayerCache::new(cache_dir.path(), 0).unwrap();
         let a = cache.layer(&es, 0, "x").unwrap();
         assert_eq!(cache.lookup(&fingerprint(&es, 0)), Some(a.clone()));
         std::fs::remove_file(cache.blob_path(&a.digest)).unwrap();
@@ -598,7 +615,7 @@ mod tests {
         h.set_uid(7);
         plain.append_data(&mut h, "bin/tool", &b"ok"[..]).unwrap();
         let plain = plain.into_inner().unwrap();
-        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&plain).unwrap();
         let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
         bz.write_all(&plain).unwrap();
@@ -621,7 +638,7 @@ mod tests {
             .unwrap();
             assert_eq!(es.archives.len(), 1, "{name}");
             let cache_dir = tempfile::tempdir().unwrap();
-            let cache = LayerCache::new(cache_dir.path());
+            let cache = LayerCache::new(cache_dir.path(), 0).unwrap();
             let blob = cache.layer(&es, 0, "x").unwrap();
             let got = list(&cache.blob_path(&blob.digest));
             let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
@@ -642,7 +659,7 @@ mod tests {
         (owned.chown, owned.uid, owned.gid) = (true, 5, 6);
         let es = entries(ctx.path(), &Ignore::default(), &owned, "x").unwrap();
         let cache_dir = tempfile::tempdir().unwrap();
-        let cache = LayerCache::new(cache_dir.path());
+        let cache = LayerCache::new(cache_dir.path(), 0).unwrap();
         let got = list(&cache.blob_path(&cache.layer(&es, 0, "x").unwrap().digest));
         assert_eq!((got[1].0.as_str(), got[1].3), ("o/bin/tool", 5));
         // COPY never extracts.
@@ -676,7 +693,8 @@ mod tests {
         )
         .unwrap();
         let cache_dir = tempfile::tempdir().unwrap();
-        let err = LayerCache::new(cache_dir.path())
+        let err = LayerCache::new(cache_dir.path(), 0)
+            .unwrap()
             .layer(&es, 0, "x")
             .unwrap_err()
             .to_string();

@@ -6,6 +6,7 @@
 pub mod buildx;
 pub mod context;
 pub mod dockerfile;
+pub mod gzip;
 pub mod layer;
 pub mod plan;
 mod request;
@@ -188,7 +189,7 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
     }
 
     // 2. Layers: every distinct one once, in parallel, off the async threads.
-    let cache = LayerCache::new(&settings.cache_dir());
+    let cache = LayerCache::new(&settings.cache_dir(), settings.build.threads)?;
     let mut layers_written = 0;
     let mut blobs_built: HashMap<String, LayerBlob> = HashMap::new();
     let mut pending = Vec::new();
@@ -200,9 +201,9 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
             None => pending.push((fp, job)),
         }
     }
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    // Layers written at once: one more than the compressing threads they
+    // share, so the pool stays fed while a layer reads its next file or ends.
+    let workers = cache.threads() + 1;
     let epoch = req.epoch;
     let built: Vec<(String, (LayerBlob, bool))> =
         futures_util::stream::iter(pending.into_iter().map(|(fp, (entries, line, p))| {

@@ -309,6 +309,9 @@ pub struct BuildSettings {
     pub format: crate::image::media::Format,
     /// `native` (archgate builds; nothing is executed) or `buildx` (`docker buildx build --push`).
     pub driver: BuildDriver,
+    /// Threads compressing layers, shared by all platforms (0: one per core).
+    /// The layers' bytes, and so their digests, do not depend on it.
+    pub threads: usize,
 }
 
 /// Who builds: archgate itself, or docker buildx for Dockerfiles with `RUN`.
@@ -331,6 +334,7 @@ impl Default for BuildSettings {
             tags: Vec::new(),
             format: crate::image::media::Format::Oci,
             driver: BuildDriver::Native,
+            threads: 0,
         }
     }
 }

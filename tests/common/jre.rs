@@ -331,6 +331,24 @@ pub async fn write_index(dir: &Path, entries: &[Entry], tag: &str) -> Digest {
     index.digest
 }
 
+/// `cp -al SRC DST` (hard links: no bytes copied), else `cp -a`.
+pub fn link_or_copy(src: &Path, dst: &Path) {
+    let copy = |flag: &str| {
+        Command::new("cp")
+            .arg(flag)
+            .arg(src)
+            .arg(dst)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(
+        copy("-al") || copy("-a"),
+        "copy {} to {}",
+        src.display(),
+        dst.display()
+    );
+}
+
 /// The main job's build context under `dir`: per architecture `base-ARCH/` (the
 /// Debian runtime root) and `jdk-ARCH/` (the JRE home), hard-linked (else
 /// copied) from the fetched JREs, and a `.dockerignore` keeping the JVM out of
@@ -349,19 +367,7 @@ pub fn jdk_context(dir: &Path) -> PathBuf {
                 format!("jdk-{arch}"),
             ),
         ] {
-            let copy = |flag: &str| {
-                Command::new("cp")
-                    .arg(flag)
-                    .arg(&src)
-                    .arg(ctx.join(&dst))
-                    .status()
-                    .is_ok_and(|s| s.success())
-            };
-            assert!(
-                copy("-al") || copy("-a"),
-                "copy {} into the context",
-                src.display()
-            );
+            link_or_copy(&src, &ctx.join(&dst));
         }
     }
     std::fs::write(ctx.join(".dockerignore"), "base-*/usr/lib/jvm\n").unwrap();
