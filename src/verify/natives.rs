@@ -1142,6 +1142,30 @@ mod tests {
     }
 
     #[test]
+    fn what_musls_loader_answers_itself() {
+        // (DT_NEEDED, provided by musl's ld.so)
+        let rows = [
+            ("libc.so", true),
+            ("libc.musl-x86_64.so.1", true),
+            ("libc.so.6", true),
+            ("libm.so.6", true),
+            ("libpthread.so.0", true),
+            ("libdl.so.2", true),
+            ("librt.so.1", true),
+            ("libutil.so.1", true),
+            ("libxnet.so", true),
+            ("libcrypt.so.1", false),
+            ("libcurl.so.4", false),
+            ("libmagic.so.1", false),
+            ("libz.so.1", false),
+            ("c.so", false),
+        ];
+        for (need, want) in rows {
+            assert_eq!(musl_provides(need), want, "{need}");
+        }
+    }
+
+    #[test]
     fn maven_coordinates_from_pom_properties() {
         let body =
             "#Generated\nversion=1.1.8.3\ngroupId=org.xerial.snappy\nartifactId=snappy-java\n";
