@@ -2,7 +2,11 @@
 //! Debian's real per-architecture JNI builds (lz4-java, snappy-java, JNA and
 //! the libraries they are linked against), and Spring-Boot-shaped fat jars
 //! built here from those real `.so` files and Debian's real jars (which carry
-//! `pom.properties`), placed where the upstream projects put their natives.
+//! `pom.properties`), placed where the upstream projects put their natives
+//! (and wars and ears around them, as Maven's plugins lay them out). Also the
+//! next Debian release's real libstdc++ and libjsoncpp (`fetch-jre.sh --set
+//! newer`), Debian's musl (the host's `musl` package) and a program its
+//! `musl-gcc` builds here.
 
 use std::io::{Cursor, Read, Write};
 use std::path::Path;
