@@ -20,7 +20,8 @@
 #   --set SET          jre (default): the JRE above; jni: Debian's JNI libraries and their jars
 #                      (lz4-java, snappy-java, JNA) with the shared libraries they need;
 #                      newer: the next Debian release's (trixie) libstdc++6, which needs a newer
-#                      GLIBC_ than this release's libc6 defines (from the host's mirror)
+#                      GLIBC_ than this release's libc6 defines, and its libjsoncpp26, which needs
+#                      a newer GLIBCXX_ than this release's libstdc++6 defines (from the host's mirror)
 #   --arch LIST        comma-separated; Debian (mips64el) or OCI (mips64le) names; default all three
 #   --check            fetch if needed, then run `java -version` in each root under bubblewrap + QEMU
 #   --refresh          re-read the package lists; re-fetch only an architecture whose versions changed
@@ -35,8 +36,9 @@ JRE_PACKAGES=(openjdk-17-jre-headless libc6 libgcc-s1 libstdc++6 zlib1g)
 # the libraries they are linked against, and the (architecture-independent) jars that load them.
 JNI_PACKAGES=(liblz4-jni liblz4-1 libxxhash0 liblz4-java libsnappy-jni libsnappy1v5 libsnappy-java
   libjna-jni libffi8 libjna-java)
-# The next release's C++ library: real code needing GLIBC_2.38, which bookworm's libc6 (2.36) lacks.
-NEWER_PACKAGES=(libstdc++6)
+# The next release's C++ library: real code needing GLIBC_2.38, which bookworm's libc6 (2.36) lacks;
+# and a C++ library built by its GCC 14, needing GLIBCXX_3.4.32 (bookworm's libstdc++6 has up to 3.4.30).
+NEWER_PACKAGES=(libstdc++6 libjsoncpp26)
 NEWER_CODENAME=trixie
 SET=jre
 PACKAGES=("${JRE_PACKAGES[@]}")
@@ -46,7 +48,7 @@ STAMP_FORMAT="# archgate fetch-jre stamp v1"
 
 prog=fetch-jre
 die() { echo "$prog: $*" >&2; exit 1; }
-usage() { sed -n '16,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '16,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 cache_base="${ARCHGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/archgate}"
 

@@ -24,6 +24,8 @@ command -v groovy >/dev/null || need+=(groovy)
 command -v rsync >/dev/null || need+=(rsync)
 # the main job's example service (examples/service) and its test fixture: javac --release 8
 command -v javac >/dev/null || need+=(openjdk-17-jdk-headless)
+# native-libs' musl tests: Debian's musl (a real musl loader and libc) and musl-gcc
+command -v musl-gcc >/dev/null && [ -e /lib/ld-musl-x86_64.so.1 ] || need+=(musl musl-tools)
 
 if [ "${#need[@]}" -gt 0 ]; then
   SUDO=""

@@ -2,7 +2,11 @@
 //! Debian's real per-architecture JNI builds (lz4-java, snappy-java, JNA and
 //! the libraries they are linked against), and Spring-Boot-shaped fat jars
 //! built here from those real `.so` files and Debian's real jars (which carry
-//! `pom.properties`), placed where the upstream projects put their natives.
+//! `pom.properties`), placed where the upstream projects put their natives
+//! (and wars and ears around them, as Maven's plugins lay them out). Also the
+//! next Debian release's real libstdc++ and libjsoncpp (`fetch-jre.sh --set
+//! newer`), Debian's musl (the host's `musl` package) and a program its
+//! `musl-gcc` builds here.
 
 use std::io::{Cursor, Read, Write};
 use std::path::Path;
@@ -392,4 +396,204 @@ fn hostile_jars_cost_bounded_work_and_are_named() {
     let mut s = String::new();
     let _ = std::fs::File::open("/etc/evil.jar").map(|mut f| f.read_to_string(&mut s));
     assert!(s.is_empty(), "no file written from a jar entry name");
+}
+
+/// A web or enterprise archive: `nested` jars under `dir` (`WEB-INF/lib/`,
+/// `lib/`), each stored with `method`, as Maven's war and ear plugins lay them out.
+fn web_archive(dir: &str, nested: &[(&str, Vec<u8>)], method: zip::CompressionMethod) -> Vec<u8> {
+    let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let deflated = zip::write::SimpleFileOptions::default();
+    out.start_file("META-INF/MANIFEST.MF", deflated).unwrap();
+    out.write_all(b"Manifest-Version: 1.0\r\n\r\n").unwrap();
+    for (name, bytes) in nested {
+        out.start_file(format!("{dir}{name}"), deflated.compression_method(method))
+            .unwrap();
+        out.write_all(bytes).unwrap();
+    }
+    out.finish().unwrap().into_inner()
+}
+
+#[test]
+fn jars_nested_in_a_war_and_an_ear_stored_or_deflated_are_judged_by_their_natives() {
+    let dir = tempdir();
+    // snappy-java (x86-64 and AArch64 natives only) deflated in a war's
+    // WEB-INF/lib/ and stored in an ear's lib/; JNA (all three) deflated in a war.
+    let war = web_archive(
+        "WEB-INF/lib/",
+        &[("snappy-java-1.1.8.3.jar", snappy_jar())],
+        zip::CompressionMethod::Deflated,
+    );
+    let ear = web_archive(
+        "lib/",
+        &[("snappy-java-1.1.8.3.jar", snappy_jar())],
+        zip::CompressionMethod::Stored,
+    );
+    let jna_war = web_archive(
+        "WEB-INF/lib/",
+        &[("jna-5.13.0.jar", jna_jar())],
+        zip::CompressionMethod::Deflated,
+    );
+    let entry = service("linux/mips64le", &fat_jar(&[])).with_layer(files_layer(&[
+        ("srv/shop.war", &war),
+        ("srv/shop.ear", &ear),
+        ("srv/jna.war", &jna_war),
+    ]));
+    let m = static_failure(dir.path(), entry, "linux/mips64le");
+    assert_eq!(
+        m,
+        "/srv/shop.ear!lib/snappy-java-1.1.8.3.jar (org.xerial.snappy:snappy-java:1.1.8.3) \
+         bundles natives for x86-64, AArch64 but not MIPS64 n64; \
+         /srv/shop.war!WEB-INF/lib/snappy-java-1.1.8.3.jar (org.xerial.snappy:snappy-java:1.1.8.3) \
+         bundles natives for x86-64, AArch64 but not MIPS64 n64",
+        "both offenders, named inside their archives; JNA's war passes"
+    );
+
+    // The deflated JNA jar in its war was opened too: its MIPS64 native counts.
+    let entry = service("linux/mips64le", &fat_jar(&[]))
+        .with_layer(files_layer(&[("srv/jna.war", &jna_war)]));
+    let image = layout(&dir.path().join("jna"), &[entry]);
+    let (code, v) = verify(dir.path(), &image, STATIC);
+    assert_eq!(code, 0, "{v:#}");
+    let m = natives(&v, "linux/mips64le")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(m.contains("(1 bundle natives)"), "{m}");
+}
+
+#[test]
+fn a_library_needing_a_newer_glibcxx_than_the_images_libstdcxx_fails_naming_both_versions() {
+    // The next Debian release's libjsoncpp (built by its GCC 14: needs
+    // GLIBCXX_3.4.32, and no GLIBC_ newer than bookworm's) vendored into a
+    // bookworm image, whose libstdc++6 defines up to GLIBCXX_3.4.30.
+    let dir = tempdir();
+    let lib = std::fs::read(newer_root("amd64").join("usr/lib/x86_64-linux-gnu/libjsoncpp.so.26"))
+        .unwrap();
+    let entry = Entry::jre("linux/amd64", "amd64")
+        .with_layer(files_layer(&[("opt/app/lib/libjsoncpp.so.26", &lib)]));
+    let m = static_failure(dir.path(), entry, "linux/amd64");
+    assert_eq!(
+        m,
+        "/opt/app/lib/libjsoncpp.so.26 needs GLIBCXX_3.4.32 from libstdc++.so.6, \
+         but the image's /usr/lib/x86_64-linux-gnu/libstdc++.so.6 has up to GLIBCXX_3.4.30"
+    );
+}
+
+#[test]
+fn a_program_whose_loader_is_missing_from_the_image_fails_naming_it_and_the_loader() {
+    // A slimming layer deletes /lib64 (whiteout of Debian's loader link):
+    // every program of the JRE still asks for /lib64/ld-linux-x86-64.so.2.
+    let dir = tempdir();
+    let entry = Entry::jre("linux/amd64", "amd64")
+        .with_layer(files_layer(&[("lib64/.wh.ld-linux-x86-64.so.2", b"")]));
+    let m = static_failure(dir.path(), entry, "linux/amd64");
+    let home = "/usr/lib/jvm/java-17-openjdk-amd64";
+    let want: Vec<String> = [
+        "/lib/x86_64-linux-gnu/libc.so.6".to_string(),
+        format!("{home}/bin/java"),
+        format!("{home}/bin/jpackage"),
+        format!("{home}/bin/keytool"),
+        format!("{home}/bin/rmiregistry"),
+        format!("{home}/lib/jexec"),
+        format!("{home}/lib/jspawnhelper"),
+    ]
+    .iter()
+    .map(|p| format!("{p}: its program loader /lib64/ld-linux-x86-64.so.2 is not in the image"))
+    .collect();
+    assert_eq!(m, want.join("; "));
+}
+
+/// `/usr/local/bin/hello-musl`: a C program built here by Debian's `musl-gcc`
+/// (musl-tools), dynamically linked: `PT_INTERP` /lib/ld-musl-x86_64.so.1,
+/// `DT_NEEDED` libc.so.
+fn musl_program(dir: &Path) -> Vec<u8> {
+    let src = dir.join("hello.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n",
+    )
+    .unwrap();
+    let out = dir.join("hello-musl");
+    let status = std::process::Command::new("musl-gcc")
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .unwrap_or_else(|e| panic!("musl-gcc: {e}: install musl-tools (scripts/setup.sh does)"));
+    assert!(status.success(), "musl-gcc failed");
+    std::fs::read(out).unwrap()
+}
+
+/// A musl root as Debian's `musl` package lays it out (the host's installed
+/// files): /lib/x86_64-linux-musl/libc.so, the loader link to it, and
+/// /etc/ld-musl-x86_64.path.
+fn musl_layer(extra: &[(&str, &[u8])]) -> crate::common::jre::Layer {
+    let read = |p: &str| {
+        std::fs::read(p)
+            .unwrap_or_else(|e| panic!("{p}: {e}: install musl (scripts/setup.sh does)"))
+    };
+    let libc = read("/lib/x86_64-linux-musl/libc.so");
+    let path = read("/etc/ld-musl-x86_64.path");
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut files: Vec<(&str, &[u8])> = vec![
+        ("lib/x86_64-linux-musl/libc.so", &libc),
+        ("etc/ld-musl-x86_64.path", &path),
+    ];
+    files.extend_from_slice(extra);
+    for (name, bytes) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o755);
+        h.set_cksum();
+        tar.append_data(&mut h, name, bytes).unwrap();
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    tar.append_link(
+        &mut h,
+        "lib/ld-musl-x86_64.so.1",
+        "x86_64-linux-musl/libc.so",
+    )
+    .unwrap();
+    crate::common::jre::Layer::tar(tar.into_inner().unwrap().into())
+}
+
+#[test]
+fn a_musl_program_in_a_glibc_image_and_a_glibc_library_in_a_musl_image_fail_naming_both_libcs() {
+    let dir = tempdir();
+    let hello = musl_program(dir.path());
+    // In Debian's JRE (glibc).
+    let entry = Entry::jre("linux/amd64", "amd64")
+        .with_layer(files_layer(&[("usr/local/bin/hello-musl", &hello)]));
+    let m = static_failure(dir.path(), entry, "linux/amd64");
+    assert_eq!(
+        m,
+        "/usr/local/bin/hello-musl is linked against musl (libc.so), \
+         but the image has glibc (/lib/x86_64-linux-gnu/libc.so.6)"
+    );
+
+    // In a musl image: the musl program is at home, Debian's snappy-java JNI
+    // build (glibc: DT_NEEDED libc.so.6) is not.
+    let snappy = jni_so("amd64", "libsnappyjava.so");
+    let entry = Entry {
+        index_platform: "linux/amd64".into(),
+        config_platform: "linux/amd64".into(),
+        layers: vec![musl_layer(&[
+            ("usr/local/bin/hello-musl", &hello),
+            ("usr/lib/jni/libsnappyjava.so", &snappy),
+        ])],
+        env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
+        runtime: Value::Null,
+    };
+    let image = layout(&dir.path().join("musl"), &[entry]);
+    let (_, v) = verify(dir.path(), &image, STATIC);
+    let c = natives(&v, "linux/amd64");
+    assert_eq!(c["outcome"], "failed", "{v:#}");
+    assert_eq!(
+        c["message"],
+        "/usr/lib/jni/libsnappyjava.so is linked against glibc (libc.so.6), \
+         but the image has musl (/lib/ld-musl-x86_64.so.1)"
+    );
 }

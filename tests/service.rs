@@ -16,6 +16,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::common::jre::{Entry, shared_cache, write_index};
+use crate::common::registry::TestRegistry;
 use crate::common::service::{ENTRYPOINT, READY, service_entry};
 use crate::common::{archgate, tempdir};
 
@@ -324,4 +325,81 @@ fn a_java_version_crash_that_goes_away_with_xint_is_an_emulator_error_too() {
         .clone();
     assert_eq!(java["outcome"], "failed", "{java}");
     assert_eq!(code, 1, "{stderr}\n{v:#}");
+}
+
+#[test]
+fn service_start_runs_in_the_images_working_dir_as_its_user_with_its_env() {
+    let dir = tempdir();
+    // The ENTRYPOINT names the jar and the JNI directory relative to the
+    // image's WorkingDir (/app); liblz4-java.so finds liblz4.so.1 only through
+    // the image's Env (LD_LIBRARY_PATH=/app/lib); the image's User is 1000.
+    let relative = ["java", "-Djava.library.path=lib", "-jar", "service.jar"];
+    let mut entry = service_entry("linux/amd64", "amd64");
+    entry.runtime["Entrypoint"] = serde_json::json!(relative);
+    let image = layout(&dir.path().join("layout"), &[entry.clone()]);
+    let config = format!("[verify.service]\nready = \"{READY}\"\n");
+    let (code, v, stderr) = verify(dir.path(), &image, "linux/amd64", &config);
+    let (o, m) = outcome_and_message(&v, "linux/amd64");
+    assert_eq!(o, "passed", "{m}\n{stderr}");
+    assert!(
+        m.starts_with(&format!("`{}` ready after", relative.join(" ")))
+            && m.contains("lz4 LZ4Factory:JNI")
+            && m.contains("as uid 1000"),
+        "{m}"
+    );
+    assert_eq!(code, 0, "{stderr}\n{v:#}");
+
+    // Without the image's LD_LIBRARY_PATH the JNI library's own needs are not found.
+    entry.env.retain(|e| !e.starts_with("LD_LIBRARY_PATH="));
+    let image = layout(&dir.path().join("no-env"), &[entry]);
+    let (_, v, _) = verify(dir.path(), &image, "linux/amd64", &config);
+    let (o, m) = outcome_and_message(&v, "linux/amd64");
+    assert_eq!(o, "failed", "{m}");
+    assert!(
+        m.starts_with("java.lang.UnsatisfiedLinkError: ") && m.contains("liblz4.so.1"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_three_platform_service_image_in_the_registry_passes_both_checks_through_its_index_digest() {
+    let registry = TestRegistry::start_http();
+    let dir = tempdir();
+    let entries: Vec<Entry> = THREE
+        .iter()
+        .map(|p| service_entry(p, crate::common::jre::debian_arch(p)))
+        .collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let digest = rt.block_on(write_index(&dir.path().join("layout"), &entries, "v1"));
+    let registries = format!("[registries.\"{}\"]\nhttp = true\n", registry.host());
+    let file = dir.path().join("mirror.toml");
+    std::fs::write(&file, &registries).unwrap();
+    let image = format!("{}:v1", registry.repo("team/service"));
+    archgate()
+        .arg("mirror")
+        .arg("--config")
+        .arg(&file)
+        .arg(format!("oci:{}:v1", dir.path().join("layout").display()))
+        .arg(&image)
+        .assert_success();
+
+    let (code, v, stderr) = verify(
+        dir.path(),
+        &image,
+        &THREE.join(","),
+        &format!("{registries}[verify.service]\nready = \"{READY}\"\n"),
+    );
+    assert_eq!(code, 0, "{stderr}\n{v:#}");
+    assert_eq!(
+        v["pinned"].as_str().unwrap(),
+        format!("{}@{digest}", registry.repo("team/service")),
+        "verified through the index digest: {v:#}"
+    );
+    for (p, arch) in THREE.iter().zip(["amd64", "aarch64", "mips64el"]) {
+        let natives = crate::common::verify_check(&v, p, "native-libs");
+        assert_eq!(natives["outcome"], "passed", "{p}: {}", natives["message"]);
+        let (o, m) = outcome_and_message(&v, p);
+        assert_eq!(o, "passed", "{p}: {m}");
+        assert!(m.contains(&format!("on {arch} as uid 1000")), "{p}: {m}");
+    }
 }

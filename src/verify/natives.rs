@@ -11,9 +11,10 @@
 //!   header, never by its directory name (netty's `aarch_64`, leveldbjni's
 //!   `linux64`);
 //! - for loose and bundled libraries alike: each `DT_NEEDED` resolves in the
-//!   image the way `ld.so` searches, the C library is the image's (glibc vs
-//!   musl), and each symbol version it needs (`.gnu.version_r`) is defined by
-//!   the library the image ships (`.gnu.version_d`).
+//!   image the way `ld.so` searches (musl's loader: its own path file, and the
+//!   names it answers itself), the C library is the image's (glibc vs musl),
+//!   and each symbol version it needs (`.gnu.version_r`) is defined by the
+//!   library the image ships (`.gnu.version_d`).
 //!
 //! Only the first 64 bytes of a file are read to tell ELF from the rest; ELF
 //! files are read through a [`ReadCache`], which fetches just the headers,
@@ -530,6 +531,9 @@ impl<'r, 'a> Resolver<'r, 'a> {
             cache: Default::default(),
         };
         r.libc = r.find_libc();
+        if let Libc::Musl(loader) = &r.libc {
+            r.system_dirs = musl_dirs(req.fs, loader);
+        }
         r
     }
 
@@ -641,6 +645,9 @@ impl<'r, 'a> Resolver<'r, 'a> {
         let mut resolved: Vec<(String, String, Rc<ElfInfo>)> = Vec::new();
         let mut missing = Vec::new();
         for need in &info.needed {
+            if matches!(self.libc, Libc::Musl(_)) && musl_provides(need) {
+                continue;
+            }
             let hit = if need.contains('/') {
                 self.load(need).map(|i| (need.clone(), i))
             } else {
@@ -690,6 +697,47 @@ impl<'r, 'a> Resolver<'r, 'a> {
                 ));
             }
         }
+    }
+}
+
+/// Whether musl's loader answers `need` itself: musl is one library, and its
+/// `ld.so` treats `libc`, `libpthread`, `librt`, `libm`, `libdl`, `libutil`
+/// and `libxnet` (`libc.so`, `libc.musl-x86_64.so.1`, `libm.so.6`, …) as
+/// itself, as musl's `ldso/dynlink.c` does.
+fn musl_provides(need: &str) -> bool {
+    need.strip_prefix("lib").is_some_and(|rest| {
+        ["c.", "pthread.", "rt.", "m.", "dl.", "util.", "xnet."]
+            .iter()
+            .any(|r| rest.starts_with(r))
+    })
+}
+
+/// Where musl's loader `loader` (`/lib/ld-musl-ARCH.so.1`) looks after
+/// `LD_LIBRARY_PATH` and the library's own paths: the directories of
+/// `/etc/ld-musl-ARCH.path` (separated by `:` or lines), else its built-in
+/// `/lib:/usr/local/lib:/usr/lib`.
+fn musl_dirs(fs: &RootFs, loader: &str) -> Vec<String> {
+    let arch = loader
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.strip_prefix("ld-musl-"))
+        .and_then(|n| n.strip_suffix(".so.1"))
+        .unwrap_or_default();
+    let file = format!("/etc/ld-musl-{arch}.path");
+    let listed = fs
+        .resolve(&file)
+        .ok()
+        .and_then(|host| fs::read_to_string(host).ok());
+    match listed {
+        Some(body) => body
+            .split([':', '\n'])
+            .map(str::trim)
+            .filter(|d| d.starts_with('/'))
+            .map(str::to_string)
+            .collect(),
+        None => ["/lib", "/usr/local/lib", "/usr/lib"]
+            .map(String::from)
+            .to_vec(),
     }
 }
 
@@ -1091,6 +1139,30 @@ mod tests {
             got,
             [("GLIBC_", "GLIBC_2.38"), ("GLIBCXX_", "GLIBCXX_3.4.30")]
         );
+    }
+
+    #[test]
+    fn what_musls_loader_answers_itself() {
+        // (DT_NEEDED, provided by musl's ld.so)
+        let rows = [
+            ("libc.so", true),
+            ("libc.musl-x86_64.so.1", true),
+            ("libc.so.6", true),
+            ("libm.so.6", true),
+            ("libpthread.so.0", true),
+            ("libdl.so.2", true),
+            ("librt.so.1", true),
+            ("libutil.so.1", true),
+            ("libxnet.so", true),
+            ("libcrypt.so.1", false),
+            ("libcurl.so.4", false),
+            ("libmagic.so.1", false),
+            ("libz.so.1", false),
+            ("c.so", false),
+        ];
+        for (need, want) in rows {
+            assert_eq!(musl_provides(need), want, "{need}");
+        }
     }
 
     #[test]

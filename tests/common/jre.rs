@@ -407,7 +407,8 @@ pub fn jni_root(arch: &str) -> PathBuf {
 }
 
 /// The root of `scripts/fetch-jre.sh --set newer` for `arch`: the next Debian
-/// release's real `libstdc++.so.6`, which needs `GLIBC_2.38` (bookworm's libc has 2.36).
+/// release's real `libstdc++.so.6`, which needs `GLIBC_2.38` (bookworm's libc has 2.36),
+/// and its `libjsoncpp.so.26`, which needs `GLIBCXX_3.4.32` (bookworm's libstdc++ has 3.4.30).
 pub fn newer_root(arch: &str) -> PathBuf {
     fetched_root("newer", arch)
 }
