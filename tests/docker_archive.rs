@@ -40,6 +40,18 @@ fn docker_save(layout: &Path, platform: &str, file: &Path, name: &str) {
     ]);
 }
 
+/// The digest of the config skopeo reads from the `docker save` file `file`
+/// (skopeo is what reads such files in the air gap without Docker).
+pub(crate) fn skopeo_config_digest(file: &Path) -> String {
+    let out = skopeo(&[
+        "inspect",
+        "--config",
+        "--raw",
+        &format!("docker-archive:{}", file.display()),
+    ]);
+    archgate::image::Digest::of(&out.stdout).to_string()
+}
+
 fn inspect(location: &str) -> TestOutput {
     archgate().args(["inspect", "--json", location]).output()
 }
@@ -278,16 +290,7 @@ fn a_docker_archive_target_loads_in_containerd_and_verifies() {
         "containerd holds the source's config"
     );
 
-    let skopeo = skopeo(&[
-        "inspect",
-        "--config",
-        "--raw",
-        &format!("docker-archive:{}", file.display()),
-    ]);
-    assert_eq!(
-        archgate::image::Digest::of(&skopeo.stdout).to_string(),
-        source_config.as_str().unwrap()
-    );
+    assert_eq!(skopeo_config_digest(&file), source_config.as_str().unwrap());
 
     let out = archgate()
         .args(["verify", "--json", "--platform", "linux/arm64"])
@@ -596,14 +599,8 @@ fn merge_writes_one_platform_into_a_docker_archive_and_refuses_several() {
         json!(["10.0.0.5:5000/team/app:v1"]),
         "{manifest:#}"
     );
-    let config = skopeo(&[
-        "inspect",
-        "--config",
-        "--raw",
-        &format!("docker-archive:{}", file.display()),
-    ]);
     assert_eq!(
-        archgate::image::Digest::of(&config.stdout).to_string(),
+        skopeo_config_digest(&file),
         set_config(&set, "arm64"),
         "the source's config, byte for byte"
     );
