@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use archgate::store::Store;
 use archgate::store::layout::LayoutStore;
 use serde_json::Value;
 
@@ -270,35 +269,15 @@ fn a_per_platform_target_writes_one_archive_per_platform_for_k3s() {
 /// `--keep-attestations` they travel too.
 #[test]
 fn attestations_stay_out_of_an_import_archive_unless_kept() {
-    use crate::common::images::{attestation, push_blobs, push_image};
     let dir = tempdir();
     let src = dir.path().join("src");
     let set = image_set(Flavor::Oci, "attested");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = LayoutStore::open_dir(&src, true).unwrap();
-        let mut entries = Vec::new();
-        for image in &set.images {
-            push_image(&store, image, image.architecture).await.unwrap();
-            entries.push(serde_json::json!({
-                "mediaType": image.manifest.media_type,
-                "digest": image.manifest.digest.to_string(),
-                "size": image.manifest.bytes.len(),
-                "platform": {"os": image.os, "architecture": image.architecture},
-            }));
-            let (entry, blobs, manifest) = attestation(image);
-            push_blobs(&store, blobs).await.unwrap();
-            store.put_manifest(&manifest, None).await.unwrap();
-            entries.push(entry);
-        }
-        let index = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": archgate::image::media::OCI_INDEX,
-            "manifests": entries,
-        }))
-        .unwrap();
-        let index = archgate::image::RawManifest::from_bytes(index.into(), None, "index").unwrap();
-        store.put_manifest(&index, Some("v1")).await.unwrap();
+        crate::common::images::push_attested(&store, &set, archgate::image::media::OCI_INDEX, "v1")
+            .await
+            .unwrap();
     });
     let entries_in = |file: &Path| -> usize {
         let out = std::process::Command::new("tar")
