@@ -17,6 +17,8 @@ command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
 # archives: containerd's importer (what K3s runs) reads the archives archgate writes;
 # the tests start their own private containerd
 command -v containerd >/dev/null && command -v ctr >/dev/null || need+=(containerd)
+# clients: tests/clients.rs makes a real zstd layer (what BuildKit's compression=zstd writes)
+command -v zstd >/dev/null || need+=(zstd)
 # reports: xmllint validates junit.xml in the tests
 command -v xmllint >/dev/null || need+=(libxml2-utils)
 # CI templates: the Jenkins step runs under groovy; gitlab-ci-local needs rsync

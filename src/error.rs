@@ -5,7 +5,7 @@
 //! because a release gate must tell "the configuration is wrong" (exit 2) from
 //! "the infrastructure failed" (exit 3) from "the image is wrong" (exit 1).
 //! [`ExitStatus`] is that mapping, once: the CLI's process exit code and
-//! `report.json`'s `exit_code` are both this value.
+//! `report.json`'s `exit` (its name) and `exit_code` (its number) are all this value.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -62,6 +62,19 @@ impl ExitStatus {
     pub fn code(self) -> u8 {
         self as u8
     }
+
+    /// The lower-case name `report.json` gives it (`exit`): `success`,
+    /// `failed`, `usage`, `infrastructure`, `interrupted`, `terminated`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitStatus::Success => "success",
+            ExitStatus::Failed => "failed",
+            ExitStatus::Usage => "usage",
+            ExitStatus::Infrastructure => "infrastructure",
+            ExitStatus::Interrupted => "interrupted",
+            ExitStatus::Terminated => "terminated",
+        }
+    }
 }
 
 impl From<ErrorKind> for ExitStatus {
@@ -82,12 +95,26 @@ impl fmt::Display for ExitStatus {
     }
 }
 
-/// `report.json` keeps the number (`"exit_code": 2`): the field's JSON type is
-/// part of schema version 1, and scripts compare it with `$?`.
+/// Serialised as the enum's [name](ExitStatus::name) (`"usage"`).
 impl Serialize for ExitStatus {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_u8(self.code())
+        s.serialize_str(self.name())
     }
+}
+
+/// An exit status as the two fields `report.json` gives it, for
+/// `#[serde(flatten, serialize_with = "exit_fields")]`: `"exit": "usage"` (the
+/// enum) and `"exit_code": 2` (the number, kept from schema version 1: scripts
+/// compare it with `$?`).
+pub fn exit_fields<S: Serializer>(
+    status: &ExitStatus,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(2))?;
+    map.serialize_entry("exit", status)?;
+    map.serialize_entry("exit_code", &status.code())?;
+    map.end()
 }
 
 /// archgate's library error.
@@ -253,16 +280,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exit_status_serialises_as_its_code_and_kind_as_its_name() {
-        for (status, code) in [
-            (ExitStatus::Success, 0),
-            (ExitStatus::Failed, 1),
-            (ExitStatus::Usage, 2),
-            (ExitStatus::Infrastructure, 3),
-            (ExitStatus::Interrupted, 130),
-            (ExitStatus::Terminated, 143),
+    fn exit_status_and_kind_serialise_as_their_names() {
+        for (status, name, code) in [
+            (ExitStatus::Success, "success", 0),
+            (ExitStatus::Failed, "failed", 1),
+            (ExitStatus::Usage, "usage", 2),
+            (ExitStatus::Infrastructure, "infrastructure", 3),
+            (ExitStatus::Interrupted, "interrupted", 130),
+            (ExitStatus::Terminated, "terminated", 143),
         ] {
-            assert_eq!(serde_json::to_value(status).unwrap(), code);
+            assert_eq!(serde_json::to_value(status).unwrap(), name);
+            assert_eq!(status.code(), code);
             assert_eq!(status.to_string(), code.to_string());
         }
         for (kind, name, status) in [

@@ -54,7 +54,9 @@ pub fn check_covers(s: &Settings, what: &str, have: &[Platform]) -> crate::Resul
 pub struct Verdict {
     /// `passed`, `failed` (the image is wrong) or `error` (could not tell).
     pub outcome: Outcome,
-    /// The process exit code: 0, 1 or 3.
+    /// The exit status it gives: `"exit": "success" | "failed" |
+    /// "infrastructure"` and `"exit_code"`: 0, 1 or 3.
+    #[serde(flatten, serialize_with = "crate::error::exit_fields")]
     pub exit_code: ExitStatus,
     /// One line per platform that did not simply pass, and why it counts or not.
     pub reasons: Vec<String>,

@@ -267,7 +267,7 @@ pub fn index_tag(target: &Location, command: &str) -> Result<String> {
 
 /// The full repository name to record for `name` (`image_name`, normalised
 /// as Docker does), with [`warn_unnamed`] when there is none.
-pub fn name_for(target: &crate::image::Location, name: Option<&str>) -> Option<String> {
+pub fn name_for(target: &Location, name: Option<&str>) -> Option<String> {
     let name = name.and_then(store::repository_of);
     warn_unnamed(target, name.as_deref());
     name
@@ -275,8 +275,8 @@ pub fn name_for(target: &crate::image::Location, name: Option<&str>) -> Option<S
 
 /// A warning when an image goes into an `oci-archive:` without a name:
 /// K3s and `ctr images import` would store it under its bare tag.
-pub fn warn_unnamed(target: &crate::image::Location, name: Option<&str>) {
-    if name.is_none() && matches!(target, crate::image::Location::Archive { .. }) {
+pub fn warn_unnamed(target: &Location, name: Option<&str>) {
+    if name.is_none() && target.imported_by_recorded_name() {
         tracing::warn!(
             "{target} records no image name: K3s and `ctr images import` would store it under its bare tag; name it with --name REGISTRY/NAME (or `image_name`)"
         );
@@ -287,12 +287,8 @@ pub fn warn_unnamed(target: &crate::image::Location, name: Option<&str>) {
 /// error (`instead` says what to write).
 pub fn named_tag(target: &Location, command: &str, instead: &str) -> Result<Option<String>> {
     // `docker-archive:FILE:NAME:TAG` names its tag inside the image name.
-    if let Location::DockerArchive { name: Some(n), .. } = target {
-        return Ok(Some(
-            crate::image::ImageRef::parse(n)?
-                .tag
-                .unwrap_or_else(|| "latest".into()),
-        ));
+    if let Some(tag) = target.tag_in_name()? {
+        return Ok(Some(tag));
     }
     match target.selector() {
         Some(Selector::Digest(_)) => Err(Error::Invalid(format!(

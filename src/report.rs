@@ -70,8 +70,10 @@ pub struct RunReport {
     /// Why the run stopped before a verdict (configuration, registry, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<RunError>,
-    /// The process exit code: 0 passed, 1 gate failed, 2 usage, 3 infrastructure
-    /// (serialised as the number).
+    /// How the run ended: `"exit": "success"` (`failed`, `usage`,
+    /// `infrastructure`, `interrupted`, `terminated`) and the process exit
+    /// code as `"exit_code"` (0, 1, 2, 3, 130, 143).
+    #[serde(flatten, serialize_with = "crate::error::exit_fields")]
     pub exit_code: ExitStatus,
     /// The effective configuration with its origins; secrets print as `***`.
     pub config: serde_json::Value,
@@ -538,5 +540,25 @@ mod tests {
             md.contains("**ERROR** in config: bad \"key\" line (exit code 2)"),
             "{md}"
         );
+        // report.json: the exit status as an enum and as the number, the
+        // error kind as an enum.
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["exit"], "usage", "{json:#}");
+        assert_eq!(json["exit_code"], 2, "{json:#}");
+        assert_eq!(json["error"]["kind"], "usage", "{json:#}");
+    }
+
+    #[test]
+    fn the_gate_verdict_carries_the_exit_status_as_name_and_number() {
+        let verdict = Verdict {
+            outcome: Outcome::Failed,
+            exit_code: ExitStatus::Failed,
+            reasons: Vec::new(),
+            coverage: "0/1".into(),
+        };
+        let json = serde_json::to_value(&verdict).unwrap();
+        assert_eq!(json["exit"], "failed", "{json}");
+        assert_eq!(json["exit_code"], 1, "{json}");
+        assert_eq!(json["outcome"], "failed", "{json}");
     }
 }

@@ -579,3 +579,92 @@ fn one_and_two_compressing_threads_build_the_same_digests() {
         &names[..names.len().min(2000)]
     );
 }
+
+/// Hole 1: a build of two platforms while three are required — the default
+/// `platforms`, or `[gate] required_platforms` — exits 1 naming the missing
+/// platform, before anything is built: the registry sees no write (no blob,
+/// no manifest, no tag) and a layout target is not even created.
+#[tokio::test]
+async fn regression_hole_1_build_of_two_platforms_while_three_are_required_publishes_nothing() {
+    let (registry, _, base_ref, _, dir) = setup(Flavor::Oci, "base", "multi").await;
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {base_ref}\nCOPY app.jar /app/\n"),
+    )
+    .unwrap();
+    let target = format!("{}:v1", registry.repo("svc"));
+    let before = writes(&registry);
+
+    // Default `platforms` (three); `--platform` names the two to build.
+    let out = run(
+        dir.path(),
+        &[
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--image",
+            &target,
+            ".",
+        ],
+    );
+    out.assert_code(1);
+    out.assert_stderr_contains(
+        "build would publish 2 of the 3 required platforms (`platforms` (the default))",
+    );
+    out.assert_stderr_contains("linux/mips64le missing");
+    out.assert_stderr_contains("nothing was published");
+    assert_eq!(writes(&registry), before, "{}", registry.log());
+    let tags = std::process::Command::new("skopeo")
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{}", registry.repo("svc")))
+        .output()
+        .unwrap();
+    assert!(
+        !tags.status.success() || !String::from_utf8_lossy(&tags.stdout).contains("\"v1\""),
+        "svc:v1 was published: {}",
+        String::from_utf8_lossy(&tags.stdout)
+    );
+
+    // `[gate] required_platforms` names three while `platforms` builds two;
+    // into a layout, which is not created.
+    std::fs::write(
+        dir.path().join("archgate.toml"),
+        format!(
+            "platforms = [\"linux/amd64\", \"linux/arm64\"]\n[gate]\nrequired_platforms = [\"linux/amd64\", \"linux/arm64\", \"linux/mips64le\"]\n[registries.\"{}\"]\nhttp = true\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let layout = dir.path().join("out");
+    let out = run(
+        dir.path(),
+        &[
+            "build",
+            "--image",
+            &format!("oci:{}:v1", layout.display()),
+            ".",
+        ],
+    );
+    out.assert_code(1);
+    out.assert_stderr_contains(
+        "build would publish 2 of the 3 required platforms ([gate] required_platforms)",
+    );
+    out.assert_stderr_contains("linux/mips64le missing");
+    assert!(!layout.exists(), "the layout was created");
+
+    // The same build with the third platform publishes.
+    let out = run(
+        dir.path(),
+        &[
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64,linux/mips64le",
+            "--image",
+            &target,
+            ".",
+        ],
+    );
+    out.assert_code(0);
+    let index: Value = serde_json::from_slice(&skopeo_raw(&registry, &target)).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 3, "{index:#}");
+}

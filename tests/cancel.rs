@@ -102,6 +102,12 @@ fn report_json(cwd: &Path) -> Value {
 fn assert_cancelled_report(cwd: &Path, signal: &str, code: i32) {
     let r = report_json(cwd);
     assert_eq!(r["exit_code"], code, "{r:#}");
+    let name = if code == 130 {
+        "interrupted"
+    } else {
+        "terminated"
+    };
+    assert_eq!(r["exit"], name, "{r:#}");
     assert_eq!(r["error"]["kind"], "cancelled", "{r:#}");
     assert_eq!(
         r["error"]["message"],

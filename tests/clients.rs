@@ -171,3 +171,121 @@ fn an_unknown_client_is_a_configuration_error() {
     out.assert_code(2);
     out.assert_stderr_contains("clients");
 }
+
+/// A BuildKit `compression=zstd` image: one linux/amd64 OCI manifest whose
+/// layer is a real zstd stream (the `zstd` tool's) of a small tar. For
+/// `docker-19.03` it fails, naming the layer and what to change: Docker 19.03
+/// cannot decompress zstd (and `--convert` cannot turn zstd into gzip).
+#[test]
+fn a_zstd_layer_fails_docker_19_03_naming_the_layer_and_gzip() {
+    use archgate::image::{Digest, RawManifest, media};
+    use archgate::store::Store;
+    use bytes::Bytes;
+    use serde_json::json;
+    let dir = tempdir();
+    let tar = dir.path().join("layer.tar");
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&tar).unwrap());
+        let mut h = tar::Header::new_gnu();
+        let content = b"hello from a zstd layer\n";
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "etc/hello", &content[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let zst = std::process::Command::new("zstd")
+        .args(["-q", "-c"])
+        .arg(&tar)
+        .output()
+        .expect("zstd (scripts/setup.sh installs it)");
+    assert!(zst.status.success());
+    let layer = Bytes::from(zst.stdout);
+    assert_eq!(&layer[..4], [0x28, 0xb5, 0x2f, 0xfd], "a zstd frame");
+    let config = Bytes::from(
+        serde_json::to_vec(&json!({
+            "architecture": "amd64", "os": "linux", "config": {"Env": ["PATH=/usr/bin:/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": [Digest::of(&std::fs::read(&tar).unwrap()).to_string()]},
+        }))
+        .unwrap(),
+    );
+    let desc = |mt: &str, b: &[u8]| json!({"mediaType": mt, "digest": Digest::of(b).to_string(), "size": b.len()});
+    let zstd_type = "application/vnd.oci.image.layer.v1.tar+zstd";
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": desc(media::OCI_CONFIG, &config),
+        "layers": [desc(zstd_type, &layer)],
+    }))
+    .unwrap();
+    let mut entry = desc(media::OCI_MANIFEST, &manifest);
+    entry["platform"] = json!({"os": "linux", "architecture": "amd64"});
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [entry],
+    }))
+    .unwrap();
+    let src = dir.path().join("src");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = LayoutStore::open_dir(&src, true).unwrap();
+        crate::common::images::push_blobs(&store, [config, layer.clone()])
+            .await
+            .unwrap();
+        let m =
+            RawManifest::from_bytes(manifest.into(), Some(media::OCI_MANIFEST), "zstd").unwrap();
+        store.put_manifest(&m, None).await.unwrap();
+        let i = RawManifest::from_bytes(index.into(), Some(media::OCI_INDEX), "index").unwrap();
+        store.put_manifest(&i, Some("v1")).await.unwrap();
+    });
+    let image = format!("oci:{}:v1", src.display());
+    let (out, v) = verify_for(dir.path(), "\"docker-19.03\"", &image, "linux/amd64");
+    let (outcome, message) = clients_check(&v, "linux/amd64");
+    assert_eq!(outcome, "failed", "{message}");
+    assert!(
+        message.contains(&format!(
+            "docker-19.03: layer {} is {zstd_type}: zstd, which Docker 19.03 cannot decompress: rebuild with gzip layers",
+            Digest::of(&layer)
+        )),
+        "{message}"
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.stderr());
+}
+
+/// A Docker list in Docker v2s2 throughout but with BuildKit's attestation
+/// entries (`unknown/unknown`) fails `docker-19.03`, which may pick one, and
+/// says what to change; done — merged without `--keep-attestations` — the
+/// same images pass.
+#[test]
+fn attestation_entries_fail_docker_19_03_until_merged_without_them() {
+    use archgate::image::media;
+    let dir = tempdir();
+    let src = dir.path().join("src");
+    let set = image_set(Flavor::Docker, "attested");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = LayoutStore::open_dir(&src, true).unwrap();
+        crate::common::images::push_attested(&store, &set, media::DOCKER_LIST, "v1")
+            .await
+            .unwrap();
+    });
+    let attested = format!("oci:{}:v1", src.display());
+    let (out, v) = verify_for(dir.path(), "\"docker-19.03\"", &attested, "linux/arm64");
+    let (outcome, message) = clients_check(&v, "linux/arm64");
+    assert_eq!(outcome, "failed", "{message}");
+    assert_eq!(
+        message,
+        "docker-19.03: the index lists 3 attestation entries (unknown/unknown), which old clients may pick: merge without --keep-attestations",
+        "the attestations are the only problem"
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.stderr());
+
+    let clean = format!("oci:{}:clean", dir.path().join("out").display());
+    archgate()
+        .args(["merge", "--format", "docker", "--target", &clean, &attested])
+        .output()
+        .assert_code(0);
+    let (out, v) = verify_for(dir.path(), "\"docker-19.03\"", &clean, "linux/arm64");
+    let (outcome, message) = clients_check(&v, "linux/arm64");
+    assert_eq!(outcome, "passed", "{message}");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr());
+}

@@ -40,6 +40,18 @@ fn docker_save(layout: &Path, platform: &str, file: &Path, name: &str) {
     ]);
 }
 
+/// The digest of the config skopeo reads from the `docker save` file `file`
+/// (skopeo is what reads such files in the air gap without Docker).
+pub(crate) fn skopeo_config_digest(file: &Path) -> String {
+    let out = skopeo(&[
+        "inspect",
+        "--config",
+        "--raw",
+        &format!("docker-archive:{}", file.display()),
+    ]);
+    archgate::image::Digest::of(&out.stdout).to_string()
+}
+
 fn inspect(location: &str) -> TestOutput {
     archgate().args(["inspect", "--json", location]).output()
 }
@@ -278,16 +290,7 @@ fn a_docker_archive_target_loads_in_containerd_and_verifies() {
         "containerd holds the source's config"
     );
 
-    let skopeo = skopeo(&[
-        "inspect",
-        "--config",
-        "--raw",
-        &format!("docker-archive:{}", file.display()),
-    ]);
-    assert_eq!(
-        archgate::image::Digest::of(&skopeo.stdout).to_string(),
-        source_config.as_str().unwrap()
-    );
+    assert_eq!(skopeo_config_digest(&file), source_config.as_str().unwrap());
 
     let out = archgate()
         .args(["verify", "--json", "--platform", "linux/arm64"])
@@ -510,4 +513,185 @@ fn an_archive_of_two_images_is_read_by_name() {
         let v: Value = inspect(&format!("{location}:{name}")).assert_code(0).json();
         assert_eq!(v["platforms"][0]["platform"], platform, "{name}: {v:#}");
     }
+}
+
+/// A three-platform OCI layout of the small test images at `dir`: the index
+/// tagged `v1`, each image also under its architecture (`oci:DIR:arm64`).
+fn small_layout(dir: &Path, salt: &str) -> crate::common::images::ImageSet {
+    use archgate::store::layout::LayoutStore;
+    let set = crate::common::image_set(crate::common::Flavor::Oci, salt);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = LayoutStore::open_dir(dir, true).unwrap();
+        crate::common::push_image_set(&store, &set, Some("v1"))
+            .await
+            .unwrap();
+        for image in &set.images {
+            crate::common::images::push_image(&store, image, image.architecture)
+                .await
+                .unwrap();
+        }
+    });
+    set
+}
+
+/// The config digest of the `architecture` image of a set.
+fn set_config(set: &crate::common::images::ImageSet, architecture: &str) -> String {
+    let image = set
+        .images
+        .iter()
+        .find(|i| i.architecture == architecture)
+        .unwrap();
+    archgate::image::Digest::of(&image.config).to_string()
+}
+
+/// `manifest.json` of a `docker save` archive, read from the tar.
+fn saved_manifest(file: &Path) -> Value {
+    use std::io::Read;
+    let mut a = tar::Archive::new(std::fs::File::open(file).unwrap());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_str() == Some("manifest.json") {
+            let mut s = String::new();
+            e.read_to_string(&mut s).unwrap();
+            return serde_json::from_str(&s).unwrap();
+        }
+    }
+    panic!("{} has no manifest.json", file.display());
+}
+
+/// The names of what `dir` holds, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `merge` into a `docker-archive:` target (issue 16, item 2): one platform
+/// is one `docker save` file with the location's `RepoTags` and the
+/// source's config, which containerd imports under that name; several
+/// platforms are refused (exit 2) and nothing is written — no file, no
+/// staging left beside it.
+#[test]
+fn merge_writes_one_platform_into_a_docker_archive_and_refuses_several() {
+    let dir = tempdir();
+    let src = dir.path().join("src");
+    let set = small_layout(&src, "merge-docker-archive");
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let file = out_dir.join("app-arm64.tar");
+    let target = format!(
+        "docker-archive:{}:10.0.0.5:5000/team/app:v1",
+        file.display()
+    );
+
+    let out = archgate()
+        .args(["merge", "--platform", "linux/arm64", "--target", &target])
+        .arg(format!("oci:{}:arm64", src.display()))
+        .output();
+    out.assert_code(0);
+    let manifest = saved_manifest(&file);
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        json!(["10.0.0.5:5000/team/app:v1"]),
+        "{manifest:#}"
+    );
+    assert_eq!(
+        skopeo_config_digest(&file),
+        set_config(&set, "arm64"),
+        "the source's config, byte for byte"
+    );
+    let ctd = crate::common::containerd::TestContainerd::start();
+    ctd.import(&file, "linux/arm64");
+    let names: Vec<String> = ctd.images().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["10.0.0.5:5000/team/app:v1"], "{}", ctd.log());
+    assert!(ctd.content().contains(&set_config(&set, "arm64")));
+
+    // Three platforms do not fit one `docker save` file.
+    let several = out_dir.join("app-all.tar");
+    let sources: Vec<String> = ["amd64", "arm64", "mips64le"]
+        .iter()
+        .map(|a| format!("oci:{}:{a}", src.display()))
+        .collect();
+    let out = archgate()
+        .arg("merge")
+        .arg("--target")
+        .arg(format!(
+            "docker-archive:{}:10.0.0.5:5000/team/app:v1",
+            several.display()
+        ))
+        .args(&sources)
+        .output();
+    out.assert_code(2);
+    out.assert_stderr_contains("holds one platform, as `docker save` does");
+    out.assert_stderr_contains("linux/amd64, linux/arm64, linux/mips64le");
+    out.assert_stderr_contains("pass --platform P");
+    out.assert_stderr_contains("nothing was written");
+    assert_eq!(listing(&out_dir), ["app-arm64.tar"], "nothing else written");
+}
+
+/// A `docker-archive:FILE` target without NAME gets its `RepoTags` as the
+/// README says: `--name` with the tag, else the source's name with its tag;
+/// a source with no name gives an untagged archive (`RepoTags: []`), with a
+/// warning that says how to name it.
+#[test]
+fn a_docker_archive_target_without_a_name_takes_the_name_flag_or_the_sources() {
+    let dir = tempdir();
+    let src = dir.path().join("src");
+    let set = small_layout(&src, "unnamed-docker-archive");
+    let registry = TestRegistry::start_http();
+    let reference = registry.repo("team/app:v1");
+    crate::common::registry::skopeo_copy_to(&format!("oci:{}:v1", src.display()), &reference);
+    let config = dir.path().join("archgate.toml");
+    std::fs::write(
+        &config,
+        format!("[registries.\"{}\"]\nhttp = true\n", registry.host()),
+    )
+    .unwrap();
+    let mirror = |source: &str, file: &Path, extra: &[&str]| {
+        archgate()
+            .arg("--config")
+            .arg(&config)
+            .args(["mirror", "--platform", "linux/amd64", source])
+            .arg(format!("docker-archive:{}", file.display()))
+            .args(extra)
+            .output()
+    };
+
+    // From the registry: the source's name and tag.
+    let from_registry = dir.path().join("from-registry.tar");
+    mirror(&reference, &from_registry, &[]).assert_code(0);
+    assert_eq!(
+        saved_manifest(&from_registry)[0]["RepoTags"],
+        json!([reference])
+    );
+    let ctd = crate::common::containerd::TestContainerd::start();
+    ctd.import(&from_registry, "linux/amd64");
+    let names: Vec<String> = ctd.images().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, std::slice::from_ref(&reference), "{}", ctd.log());
+    assert!(ctd.content().contains(&set_config(&set, "amd64")));
+
+    // `--name` wins over the source's name; the tag is the source's.
+    let renamed = dir.path().join("renamed.tar");
+    mirror(
+        &reference,
+        &renamed,
+        &["--name", "10.0.0.5:5000/team/other"],
+    )
+    .assert_code(0);
+    assert_eq!(
+        saved_manifest(&renamed)[0]["RepoTags"],
+        json!(["10.0.0.5:5000/team/other:v1"])
+    );
+
+    // A layout records no name: untagged, with the warning.
+    let unnamed = dir.path().join("unnamed.tar");
+    let out = mirror(&format!("oci:{}:v1", src.display()), &unnamed, &[]);
+    out.assert_code(0);
+    out.assert_stderr_contains("records no name: `docker load` gives an untagged image");
+    out.assert_stderr_contains("docker-archive:FILE:NAME:TAG or --name REGISTRY/NAME");
+    assert_eq!(saved_manifest(&unnamed)[0]["RepoTags"], json!([]));
 }

@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use archgate::store::Store;
 use archgate::store::layout::LayoutStore;
 use serde_json::Value;
 
@@ -187,21 +186,24 @@ fn a_docker_save_archive_becomes_an_archive_k3s_imports_by_its_saved_name() {
     assert!(ctd.content().contains(&config_of(&set, "arm64")));
 }
 
-/// K3s's images folder wants one archive per platform: a `[[mirror]]` target
-/// with `{arch}` writes one file per platform of the source, each importing
-/// under the configured name with that platform's config only.
-#[test]
-fn a_per_platform_target_writes_one_archive_per_platform_for_k3s() {
-    let dir = tempdir();
-    let set = layout(&dir.path().join("src"), "folder");
-    let images = dir.path().join("images");
-    let config = dir.path().join("archgate.toml");
+/// A `[[mirror]]` entry from a three-platform layout to `target` (under
+/// `images/`, holding `{arch}`) run once: one outcome and one file per
+/// platform, `app-ARCH.tar`. Returns the set and the folder.
+fn mirror_per_platform(
+    dir: &Path,
+    salt: &str,
+    target: &str,
+    extra: &str,
+) -> (crate::common::images::ImageSet, std::path::PathBuf) {
+    let set = layout(&dir.join("src"), salt);
+    let images = dir.join("images");
+    let config = dir.join("archgate.toml");
     std::fs::write(
         &config,
         format!(
-            "[[mirror]]\nsource = \"oci:{}:v1\"\ntarget = \"oci-archive:{}/app-{{arch}}.tar:v1\"\nname = \"10.0.0.5:5000/team/app\"\n",
-            dir.path().join("src").display(),
-            images.display()
+            "[[mirror]]\nsource = \"oci:{}:v1\"\ntarget = \"{}\"\n{extra}",
+            dir.join("src").display(),
+            target.replace("IMAGES", &images.display().to_string())
         ),
     )
     .unwrap();
@@ -221,6 +223,12 @@ fn a_per_platform_target_writes_one_archive_per_platform_for_k3s() {
         files,
         ["app-amd64.tar", "app-arm64.tar", "app-mips64le.tar"]
     );
+    (set, images)
+}
+
+/// Each `images/app-ARCH.tar` imports alone in a fresh containerd under
+/// `name`, holding that platform's config and no other.
+fn each_imports_alone(images: &Path, set: &crate::common::images::ImageSet, name: &str) {
     for arch in ["amd64", "arm64", "mips64le"] {
         let ctd = TestContainerd::start();
         ctd.import(
@@ -228,21 +236,31 @@ fn a_per_platform_target_writes_one_archive_per_platform_for_k3s() {
             &format!("linux/{arch}"),
         );
         let names: Vec<String> = ctd.images().into_iter().map(|(n, _)| n).collect();
-        assert_eq!(
-            names,
-            ["10.0.0.5:5000/team/app:v1"],
-            "{arch}: {}",
-            ctd.log()
-        );
+        assert_eq!(names, [name], "{arch}: {}", ctd.log());
         let content = ctd.content();
         for other in ["amd64", "arm64", "mips64le"] {
             assert_eq!(
-                content.contains(&config_of(&set, other)),
+                content.contains(&config_of(set, other)),
                 other == arch,
                 "app-{arch}.tar holds the {other} config?"
             );
         }
     }
+}
+
+/// K3s's images folder wants one archive per platform: a `[[mirror]]` target
+/// with `{arch}` writes one file per platform of the source, each importing
+/// under the configured name with that platform's config only.
+#[test]
+fn a_per_platform_target_writes_one_archive_per_platform_for_k3s() {
+    let dir = tempdir();
+    let (set, images) = mirror_per_platform(
+        dir.path(),
+        "folder",
+        "oci-archive:IMAGES/app-{arch}.tar:v1",
+        "name = \"10.0.0.5:5000/team/app\"\n",
+    );
+    each_imports_alone(&images, &set, "10.0.0.5:5000/team/app:v1");
 }
 
 /// An index with BuildKit-style attestations, into an archive for import:
@@ -251,35 +269,15 @@ fn a_per_platform_target_writes_one_archive_per_platform_for_k3s() {
 /// `--keep-attestations` they travel too.
 #[test]
 fn attestations_stay_out_of_an_import_archive_unless_kept() {
-    use crate::common::images::{attestation, push_blobs, push_image};
     let dir = tempdir();
     let src = dir.path().join("src");
     let set = image_set(Flavor::Oci, "attested");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = LayoutStore::open_dir(&src, true).unwrap();
-        let mut entries = Vec::new();
-        for image in &set.images {
-            push_image(&store, image, image.architecture).await.unwrap();
-            entries.push(serde_json::json!({
-                "mediaType": image.manifest.media_type,
-                "digest": image.manifest.digest.to_string(),
-                "size": image.manifest.bytes.len(),
-                "platform": {"os": image.os, "architecture": image.architecture},
-            }));
-            let (entry, blobs, manifest) = attestation(image);
-            push_blobs(&store, blobs).await.unwrap();
-            store.put_manifest(&manifest, None).await.unwrap();
-            entries.push(entry);
-        }
-        let index = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": archgate::image::media::OCI_INDEX,
-            "manifests": entries,
-        }))
-        .unwrap();
-        let index = archgate::image::RawManifest::from_bytes(index.into(), None, "index").unwrap();
-        store.put_manifest(&index, Some("v1")).await.unwrap();
+        crate::common::images::push_attested(&store, &set, archgate::image::media::OCI_INDEX, "v1")
+            .await
+            .unwrap();
     });
     let entries_in = |file: &Path| -> usize {
         let out = std::process::Command::new("tar")
@@ -310,4 +308,28 @@ fn attestations_stay_out_of_an_import_archive_unless_kept() {
     let kept = [source.as_str(), archive.as_str(), "--keep-attestations"];
     mirror(&[&kept[..], &name[..]].concat()).assert_code(0);
     assert_eq!(entries_in(&file), 6, "asked for: the attestations too");
+}
+
+/// An `{arch}` template with a `docker-archive:` target writes one `docker
+/// save` file per platform of the source (one platform each, as Docker 19.03
+/// loads them): skopeo reads each one's config back, and each imports in
+/// containerd under the location's name with that platform's config only.
+#[test]
+fn an_arch_template_writes_one_docker_archive_per_platform() {
+    let dir = tempdir();
+    let (set, images) = mirror_per_platform(
+        dir.path(),
+        "docker-folder",
+        "docker-archive:IMAGES/app-{arch}.tar:10.0.0.5:5000/team/app:v1",
+        "",
+    );
+    for arch in ["amd64", "arm64", "mips64le"] {
+        let file = images.join(format!("app-{arch}.tar"));
+        assert_eq!(
+            crate::docker_archive::skopeo_config_digest(&file),
+            config_of(&set, arch),
+            "app-{arch}.tar holds the {arch} config"
+        );
+    }
+    each_imports_alone(&images, &set, "10.0.0.5:5000/team/app:v1");
 }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::common::images::{ImageSet, attestation, push_blobs, push_image};
+use crate::common::images::{ImageSet, push_blobs, push_image};
 use crate::common::{Flavor, TestOutput, TestRegistry, image_set, skopeo_raw, text};
 
 /// A registry and a working directory whose `archgate.toml` lists it as plain HTTP.
@@ -253,22 +253,9 @@ async fn a_rerun_writes_nothing_and_gives_the_same_digest() {
 /// attestation) to `name:v1`; returns its location.
 async fn push_with_attestations(env: &Env, set: &ImageSet, name: &str) -> String {
     let store = env.store(name).await;
-    let mut entries = Vec::new();
-    for image in &set.images {
-        push_image(&store, image, image.architecture).await.unwrap();
-        entries.push(json!({
-            "mediaType": image.manifest.media_type,
-            "digest": image.manifest.digest.to_string(),
-            "size": image.manifest.bytes.len(),
-            "platform": {"os": image.os, "architecture": image.architecture},
-        }));
-        let (att_entry, blobs, manifest) = attestation(image);
-        push_blobs(&store, blobs).await.unwrap();
-        store.put_manifest(&manifest, None).await.unwrap();
-        entries.push(att_entry);
-    }
-    let index = index_of(entries);
-    store.put_manifest(&index, Some("v1")).await.unwrap();
+    crate::common::images::push_attested(&store, set, media::OCI_INDEX, "v1")
+        .await
+        .unwrap();
     format!("{}:v1", env.registry.repo(name))
 }
 

@@ -173,6 +173,7 @@ fn a_full_run_merges_verifies_and_writes_four_reports() {
 
     assert_eq!(r.json["schema_version"], 1);
     assert_eq!(r.json["exit_code"], 0);
+    assert_eq!(r.json["exit"], "success");
     assert_eq!(r.json["produced"]["phase"], "merge");
     assert_eq!(r.json["produced"]["index_digest"], served.to_string());
     assert_eq!(r.json["verification"]["index_digest"], served.to_string());
@@ -246,6 +247,7 @@ fn a_failing_platform_is_exit_1_with_the_failure_in_every_report() {
     );
     assert_eq!(r.json["gate"]["outcome"], "failed");
     assert_eq!(r.json["exit_code"], 1);
+    assert_eq!(r.json["exit"], "failed");
     let reasons = r.json["gate"]["reasons"].to_string();
     assert!(reasons.contains("linux/arm64: failed"), "{reasons}");
     assert_eq!(dotenv_value(&r.env, "AG_VERDICT").unwrap(), "failed");
@@ -513,6 +515,7 @@ fn regression_hole_6_an_invalid_command_pattern_stops_run_before_anything_is_pub
     assert_eq!(r.json["error"]["phase"], "config");
     assert_eq!(r.json["error"]["kind"], "usage");
     assert_eq!(r.json["exit_code"], 2);
+    assert_eq!(r.json["exit"], "usage");
     let m = r.json["error"]["message"].as_str().unwrap();
     assert!(
         m.contains("verify.commands") && m.contains("not a valid regular expression"),

@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use super::{BuildOutcome, BuildRequest};
 use crate::error::{Error, Result};
-use crate::image::{Digest, Location, media};
+use crate::image::{Digest, media};
 use crate::publish::Written;
 
 const INSTALL: &str = "install the docker CLI and its buildx plugin (docker-buildx-plugin), or build with driver = \"native\" when the Dockerfile has no RUN";
@@ -52,7 +52,7 @@ async fn docker(args: &[String]) -> Result<std::process::Output> {
 
 /// Runs the build through docker buildx; the target must be a registry.
 pub async fn build(req: &BuildRequest) -> Result<BuildOutcome> {
-    let Location::Registry(r) = &req.target else {
+    let Some(r) = req.target.registry_ref() else {
         return Err(Error::Invalid(format!(
             "driver = \"buildx\" pushes to a registry, not to `{}`: set a registry image, or use driver = \"native\"",
             req.target
@@ -116,7 +116,7 @@ mod tests {
                 Platform::parse("linux/amd64").unwrap(),
                 Platform::parse("mips64el").unwrap(),
             ],
-            target: Location::parse("10.0.0.5:5000/app:v1").unwrap(),
+            target: crate::image::Location::parse("10.0.0.5:5000/app:v1").unwrap(),
             extra_tags: vec!["latest".into()],
             name: None,
             format: crate::image::media::Format::Oci,

@@ -297,6 +297,7 @@ fn host_env(environment: &BTreeMap<String, String>) -> HostEnv {
         default_cache,
         source_date_epoch: non_empty(SOURCE_DATE_EPOCH).cloned(),
         gitlab_ci: non_empty(GITLAB_CI).is_some(),
+        vars: super::HostVars(environment.clone()),
     }
 }
 

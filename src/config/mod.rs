@@ -98,6 +98,21 @@ pub struct HostEnv {
     pub source_date_epoch: Option<String>,
     /// `GITLAB_CI` is set: `archgate run` prints collapsible log sections.
     pub gitlab_ci: bool,
+    /// The whole environment as `load` was given it, for what reads variables
+    /// that are not settings: Docker's credentials (`DOCKER_AUTH_CONFIG`,
+    /// `DOCKER_CONFIG`, `HOME`) and the environment of a credential helper.
+    pub vars: HostVars,
+}
+
+/// Environment variables, by name. Their values may be tokens, so `Debug`
+/// prints the names only.
+#[derive(Clone, Default, PartialEq)]
+pub struct HostVars(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for HostVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl Default for Settings {

@@ -54,7 +54,7 @@ impl Location {
             && matches!(scheme, "docker-daemon" | "dir" | "containers-storage")
         {
             return Err(Error::Invalid(format!(
-                "unsupported location `{input}`: archgate reads and writes registries (HOST/NAME:TAG), `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]`, and reads `docker-archive:FILE[:NAME[:TAG]]`"
+                "unsupported location `{input}`: archgate reads and writes registries (HOST/NAME:TAG), `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` and `docker-archive:FILE[:NAME[:TAG]]` (written with one platform)"
             )));
         }
         let reference = input.strip_prefix("docker://").unwrap_or(input);
@@ -76,6 +76,43 @@ impl Location {
             }
             // A name is resolved by the store (it reads `manifest.json`).
             Location::DockerArchive { digest, .. } => digest.clone().map(Selector::Digest),
+        }
+    }
+
+    /// The registry reference, when the location is a registry.
+    pub fn registry_ref(&self) -> Option<&ImageRef> {
+        match self {
+            Location::Registry(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Whether a copy into this location keeps attestation entries when not
+    /// told: registries and layout directories do; archives, which are meant
+    /// for import, do not (containerd refuses attestation entries, containerd#11344).
+    pub fn keeps_attestations_by_default(&self) -> bool {
+        match self {
+            Location::Registry(_) | Location::Layout { .. } => true,
+            Location::Archive { .. } | Location::DockerArchive { .. } => false,
+        }
+    }
+
+    /// Whether an image written here is named only by what the location
+    /// records: an `oci-archive:` imported by K3s or `ctr images import` is
+    /// stored under its recorded name, its bare tag when it records none.
+    pub fn imported_by_recorded_name(&self) -> bool {
+        matches!(self, Location::Archive { .. })
+    }
+
+    /// The tag named inside the image name of a `docker-archive:FILE:NAME[:TAG]`
+    /// (`latest` when NAME has none); `None` for every other location, whose
+    /// tag is its [`selector`](Self::selector).
+    pub fn tag_in_name(&self) -> Result<Option<String>> {
+        match self {
+            Location::DockerArchive { name: Some(n), .. } => Ok(Some(
+                ImageRef::parse(n)?.tag.unwrap_or_else(|| "latest".into()),
+            )),
+            _ => Ok(None),
         }
     }
 
@@ -291,6 +328,39 @@ mod tests {
         }
         let pinned = Location::parse(&format!("127.0.0.1:5000/app:v1@{d}")).unwrap();
         assert_eq!(pinned.selector(), Some(Selector::Digest(d)));
+    }
+
+    #[test]
+    fn what_each_kind_of_location_decides() {
+        // (location, is a registry, keeps attestations by default, imported by
+        // its recorded name, tag named inside the image name)
+        let rows = [
+            ("127.0.0.1:5000/app:v1", true, true, false, None),
+            ("oci:out:v1", false, true, false, None),
+            ("oci-archive:a.tar:v1", false, false, true, None),
+            ("docker-archive:a.tar", false, false, false, None),
+            (
+                "docker-archive:a.tar:debian",
+                false,
+                false,
+                false,
+                Some("latest"),
+            ),
+            (
+                "docker-archive:a.tar:10.0.0.5:5000/debian:bullseye",
+                false,
+                false,
+                false,
+                Some("bullseye"),
+            ),
+        ];
+        for (input, registry, attestations, recorded, tag) in rows {
+            let l = Location::parse(input).unwrap();
+            assert_eq!(l.registry_ref().is_some(), registry, "{input}");
+            assert_eq!(l.keeps_attestations_by_default(), attestations, "{input}");
+            assert_eq!(l.imported_by_recorded_name(), recorded, "{input}");
+            assert_eq!(l.tag_in_name().unwrap().as_deref(), tag, "{input}");
+        }
     }
 
     #[test]

@@ -159,10 +159,9 @@ async fn mirror_from(
 
     // 1. Read and check everything before writing.
     let src = opened.store.as_ref();
-    let keep_attestations = req.keep_attestations.unwrap_or(!matches!(
-        target,
-        Location::Archive { .. } | Location::DockerArchive { .. }
-    ));
+    let keep_attestations = req
+        .keep_attestations
+        .unwrap_or(target.keeps_attestations_by_default());
     let plan = read_plan(src, &opened.selector, req, keep_attestations).await?;
     let tag = match target_tag.or(opened.tag.clone()) {
         Some(t) => Some(t),

@@ -286,3 +286,37 @@ pub fn attestation(image: &Image) -> (serde_json::Value, Vec<Bytes>, RawManifest
     });
     (entry, vec![config, statement], manifest)
 }
+
+/// Pushes `set` as a BuildKit-style index (each image followed by its
+/// [`attestation`]) of media type `index_type`, tagged `tag`; each image is
+/// also tagged with its architecture.
+pub async fn push_attested(
+    store: &dyn Store,
+    set: &ImageSet,
+    index_type: &str,
+    tag: &str,
+) -> archgate::Result<RawManifest> {
+    let mut entries = Vec::new();
+    for image in &set.images {
+        push_image(store, image, image.architecture).await?;
+        entries.push(json!({
+            "mediaType": image.manifest.media_type,
+            "digest": image.manifest.digest.to_string(),
+            "size": image.manifest.bytes.len(),
+            "platform": {"os": image.os, "architecture": image.architecture},
+        }));
+        let (entry, blobs, manifest) = attestation(image);
+        push_blobs(store, blobs).await?;
+        store.put_manifest(&manifest, None).await?;
+        entries.push(entry);
+    }
+    let bytes = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": index_type,
+        "manifests": entries,
+    }))
+    .expect("json");
+    let index = RawManifest::from_bytes(bytes.into(), Some(index_type), "attested index")?;
+    store.put_manifest(&index, Some(tag)).await?;
+    Ok(index)
+}

@@ -109,27 +109,10 @@ pub fn debian_arch(platform: &str) -> &'static str {
     }
 }
 
-/// The JRE root of a Debian architecture, fetched by `scripts/fetch-jre.sh`
-/// when the cache does not have it yet.
+/// The JRE root of a Debian architecture, which `scripts/fetch-jre.sh` (run
+/// by `./scripts/test.sh`'s set-up) unpacked; the harness never fetches it.
 pub fn jre_root(arch: &str) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-jre.sh");
-    let print = |cmd: &mut Command| {
-        let out = cmd.output().expect("run scripts/fetch-jre.sh");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).trim().to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
-    let (ok, root, _) = print(Command::new(&script).args(["--print-root", arch]));
-    if ok {
-        return PathBuf::from(root);
-    }
-    let (ok, _, err) = print(Command::new(&script).args(["--arch", arch]));
-    assert!(ok, "scripts/fetch-jre.sh --arch {arch} failed:\n{err}");
-    let (ok, root, err) = print(Command::new(&script).args(["--print-root", arch]));
-    assert!(ok, "no JRE root for {arch} after fetching:\n{err}");
-    PathBuf::from(root)
+    fetched_root("jre", arch)
 }
 
 /// A cache shared by the tests of this run and later runs: unpacked JRE roots
@@ -414,7 +397,8 @@ pub fn newer_root(arch: &str) -> PathBuf {
 }
 
 /// `scripts/fetch-jre.sh --set SET --print-root ARCH`: a root `scripts/test.sh`
-/// fetched (the harness never fetches these itself).
+/// fetched. The harness never fetches one itself (fetching runs apt-get,
+/// which is set-up's work): a missing root is a panic saying what to run.
 fn fetched_root(set: &str, arch: &str) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-jre.sh");
     let out = Command::new(&script)
@@ -423,7 +407,7 @@ fn fetched_root(set: &str, arch: &str) -> PathBuf {
         .expect("run scripts/fetch-jre.sh");
     assert!(
         out.status.success(),
-        "no {set} root for {arch}: run scripts/fetch-jre.sh --set {set} --arch {arch} (scripts/test.sh does)"
+        "no {set} root for {arch} in the cache: run ./scripts/test.sh (its set-up fetches every root), or scripts/fetch-jre.sh --set {set} --arch {arch}"
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }

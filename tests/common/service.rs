@@ -13,7 +13,7 @@ use archgate::image::Digest;
 use bytes::Bytes;
 use serde_json::json;
 
-use super::jre::{Entry, Layer, debian_arch, jre_env, jre_layer};
+use super::jre::{Entry, Layer, debian_arch, jni_root, jre_env, jre_layer};
 
 /// The command the example's Dockerfile starts (ENTRYPOINT; CMD is empty).
 pub const ENTRYPOINT: [&str; 4] = [
@@ -28,32 +28,6 @@ pub const READY: &str = "example service ready";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Debian's JNI packages of `deb_arch`, fetched by scripts/fetch-jre.sh.
-pub fn jni_root(deb_arch: &str) -> PathBuf {
-    let script = repo().join("scripts/fetch-jre.sh");
-    let print = || {
-        Command::new(&script)
-            .args(["--set", "jni", "--print-root", deb_arch])
-            .output()
-            .expect("run scripts/fetch-jre.sh")
-    };
-    let mut out = print();
-    if !out.status.success() {
-        let fetched = Command::new(&script)
-            .args(["--set", "jni", "--arch", deb_arch])
-            .output()
-            .expect("run scripts/fetch-jre.sh");
-        assert!(
-            fetched.status.success(),
-            "scripts/fetch-jre.sh --set jni --arch {deb_arch} failed:\n{}",
-            String::from_utf8_lossy(&fetched.stderr)
-        );
-        out = print();
-    }
-    assert!(out.status.success(), "no JNI root for {deb_arch}");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// The first entry called `name` under `dir` (not descending into links).

@@ -356,19 +356,12 @@ pub fn parse_helper_output(program: &str, origin: &str, stdout: &[u8]) -> Result
     })
 }
 
-/// Looks up the credentials for `host` in the real environment and files,
-/// running a credential helper when a Docker config names one.
+/// Looks up the credentials for `host` in the environment `config::load` was
+/// given (`settings.host.vars`, never the process's own) and the Docker config
+/// file it names, running a credential helper (with that environment and its
+/// PATH) when the config names one.
 pub async fn resolve(host: &str, settings: &Settings) -> Result<Option<Credentials>> {
-    let env: BTreeMap<String, String> = std::env::vars().collect();
-    resolve_with(host, settings, &env).await
-}
-
-/// [`resolve`] with an explicit environment (also the helper's environment and PATH).
-pub async fn resolve_with(
-    host: &str,
-    settings: &Settings,
-    env: &BTreeMap<String, String>,
-) -> Result<Option<Credentials>> {
+    let env = &settings.host.vars.0;
     let file = match docker_config_path(env) {
         Some(path) => match std::fs::read_to_string(&path) {
             Ok(contents) => Some(DockerConfigFile { path, contents }),
@@ -712,13 +705,21 @@ mod tests {
             r#"{"credsStore":"fake","credHelpers":{"other:1":"missing"}}"#,
         )
         .unwrap();
-        let env = env(&[
-            ("PATH", &format!("{}:/usr/bin:/bin", dir.path().display())),
-            ("DOCKER_CONFIG", config_dir.to_str().unwrap()),
-        ]);
-        let s = Settings::default();
+        // The environment is the one `config::load` is given, not the
+        // process's: the helper is found on that PATH, the config in that
+        // DOCKER_CONFIG.
+        let sources = crate::config::load::Sources {
+            config_file: None,
+            env: env(&[
+                ("PATH", &format!("{}:/usr/bin:/bin", dir.path().display())),
+                ("DOCKER_CONFIG", config_dir.to_str().unwrap()),
+            ]),
+            cwd: dir.path().to_path_buf(),
+            flags: Vec::new(),
+        };
+        let s = crate::config::load::load(&sources).unwrap().settings;
 
-        let c = resolve_with(HOST, &s, &env).await.unwrap().unwrap();
+        let c = resolve(HOST, &s).await.unwrap().unwrap();
         assert_eq!(
             (c.username.as_str(), c.password.expose()),
             ("helper-user", "helper-pw")
@@ -730,16 +731,10 @@ mod tests {
         );
 
         // The helper holds nothing for this host: anonymous, not an error.
-        assert_eq!(
-            resolve_with("elsewhere:5000", &s, &env).await.unwrap(),
-            None
-        );
+        assert_eq!(resolve("elsewhere:5000", &s).await.unwrap(), None);
 
         // A helper that is not installed is an error that says so.
-        let err = resolve_with("other:1", &s, &env)
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = resolve("other:1", &s).await.unwrap_err().to_string();
         assert!(
             err.contains("docker-credential-missing") && err.contains("not on PATH"),
             "{err}"
