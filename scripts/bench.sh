@@ -19,6 +19,11 @@
 #           platform's ≈200 MB JRE root plus Debian's JNI libraries and a Spring Boot
 #           fat jar bundling JNA's natives for all three CPUs, warm cache, median of
 #           BENCH_RUNS; target ≤ 0.5 s per platform.
+#   faults  the five fault-injection tests (tests/faults.rs: build, merge, mirror,
+#           verify at 10% and 30% faults, and the cut-download/cut-upload test)
+#           BENCH_RUNS times in a row (default 10), with BENCH_HOG=1 under a CPU hog
+#           on every core; prints each run's pass/fail and its per-command counts
+#           (requests, faults, upload sessions, resumed uploads, re-sent bytes).
 #   archive the three-platform JRE image, registry -> one docker-archive file per
 #           platform and each file -> registry, against skopeo copy (median of 5).
 #
@@ -537,6 +542,28 @@ PY
   du -sh "$work/roots/amd64" | awk '{print "root size (amd64): " $1}'
 }
 
+bench_faults() {
+  echo "== faults =="
+  local n=${BENCH_RUNS:-10} i log hog=() pass=0
+  (cd "$repo" && cargo test --locked --test tests --no-run --quiet 2>/dev/null)
+  if [ "${BENCH_HOG:-0}" = 1 ]; then
+    for _ in $(seq 1 "$(nproc)"); do yes >/dev/null & hog+=($!); done
+    echo "CPU hog: ${#hog[@]} x yes"
+  fi
+  log=$(mktemp)
+  for i in $(seq 1 "$n"); do
+    if (cd "$repo" && cargo test --locked --quiet --test tests faults:: -- --test-threads=4 --nocapture) >"$log" 2>&1; then
+      pass=$((pass + 1)); echo "run $i: passed"
+    else
+      echo "run $i: FAILED"; grep -E "panicked|FAILED|left:|right:" "$log" | head -8
+    fi
+    grep -E 'at (10|30)%:' "$log" | sed 's/^/  /'
+  done
+  [ ${#hog[@]} -eq 0 ] || kill "${hog[@]}" 2>/dev/null || true
+  rm -f "$log"
+  echo "faults: $pass of $n runs passed"
+}
+
 want build && bench_build
 want verify && bench_verify
 want service && bench_service
@@ -544,4 +571,5 @@ want natives && bench_natives
 want merge && "$here/bench-merge.sh" merge
 want mirror && bench_mirror
 want archive && bench_archive
+want faults && bench_faults
 exit 0
