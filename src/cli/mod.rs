@@ -468,6 +468,7 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
                 config::load::check_report_dir(&loaded)?;
             }
             let s = &loaded.settings;
+            let signer = crate::attest::signer(&loaded)?;
             let request = VerifyRequest::from_settings(s, args.image.as_deref())?;
             if args.image.is_none() {
                 eprintln!("{}", default_image_line(&loaded, &request.image));
@@ -496,10 +497,23 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
                 print!("{}", crate::verify::render_text(&verification));
                 run::print_gate(&verdict);
             }
-            let status = verdict.exit_code;
+            let mut report = crate::pipeline::new_report("verify", Some(&loaded));
+            report.exit_code = verdict.exit_code;
+            if let Some(signer) = &signer {
+                match crate::attest::attach(s, signer, &verification, &verdict).await {
+                    Ok(Some(a)) => {
+                        eprint!("{}", crate::attest::render_attached(&a));
+                        report.attestation = Some(a);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        eprintln!("error: attest: {e}");
+                        crate::pipeline::attach_failed(&mut report, &e);
+                    }
+                }
+            }
+            let status = report.exit_code;
             if let Some(dir) = &args.report_dir {
-                let mut report = crate::pipeline::new_report("verify", Some(&loaded));
-                report.exit_code = status;
                 report.verification = Some(verification);
                 report.gate = Some(verdict);
                 crate::report::write_all(dir, &report)?;

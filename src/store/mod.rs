@@ -25,7 +25,7 @@ use tokio::io::AsyncRead;
 
 use crate::config::Settings;
 use crate::error::Result;
-use crate::image::manifest::{CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
+use crate::image::manifest::{CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION, Referrer};
 use crate::image::{Descriptor, Digest, Location, RawManifest, Selector};
 
 pub use pool::{Pool, StoreId};
@@ -132,6 +132,13 @@ pub trait Store: Send + Sync {
 
     /// The tags in this repository or layout.
     async fn tags(&self) -> Result<Vec<String>>;
+
+    /// What the store's referrers API (`GET /v2/NAME/referrers/DIGEST`) lists
+    /// for `subject`; `None` when the store has no such API. The referrers tag
+    /// schema's fallback tag is read above the trait (`attest::referrers`).
+    async fn referrers(&self, _subject: &Digest) -> Result<Option<Vec<Referrer>>> {
+        Ok(None)
+    }
 
     /// Makes everything written so far durable (an archive is written here).
     /// Callers call it once after their last write; reading stores ignore it.
