@@ -455,3 +455,488 @@ async fn two_concurrent_attaches_both_remain() {
         "{fallback:#}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// archgate attestations, archgate promote, mirror carrying referrers
+
+/// `archgate ARGS` in `dir` (its archgate.toml), no signing key.
+fn cmd(dir: &Path, args: &[&str]) -> crate::common::TestOutput {
+    archgate()
+        .current_dir(dir)
+        .env("ARCHGATE_CACHE", dir.join("cache"))
+        .args(args)
+        .output()
+}
+
+/// Whether `reference` (`REPO:TAG`) exists in `registry`, asked over HTTP.
+async fn exists(registry: &TestRegistry, reference: &str) -> bool {
+    let image = ImageRef::parse(&registry.repo(reference)).unwrap();
+    let tag = reference.rsplit_once(':').unwrap().1.to_string();
+    match RegistryStore::connect(&image, &registry.settings(), false).await {
+        Ok(store) => store.probe(&Selector::Tag(tag)).await.unwrap().is_some(),
+        Err(_) => false,
+    }
+}
+
+/// Asserts a refused promotion: exit 1, `reason` named, and no target tag.
+async fn assert_refused(
+    registry: &TestRegistry,
+    out: &crate::common::TestOutput,
+    target: &str,
+    reason: &str,
+) {
+    out.assert_code(1).assert_stderr_contains(reason);
+    assert!(
+        out.stderr().contains("Nothing was written"),
+        "{}",
+        out.stderr()
+    );
+    assert!(
+        !exists(registry, target).await,
+        "{target} was written on refusal"
+    );
+    assert!(
+        !registry
+            .repositories()
+            .iter()
+            .any(|r| target.starts_with(&format!("{r}:"))),
+        "the target repository exists after a refusal: {:?}",
+        registry.repositories()
+    );
+}
+
+/// A signed verify whose gate fails (the JDK is required; the test images have none).
+fn verify_failed(registry: &TestRegistry, key: &Path, image: &str) {
+    let failing = tempdir();
+    std::fs::write(
+        failing.path().join("archgate.toml"),
+        format!(
+            "[verify]\nrunner = \"static\"\n[registries.\"{}\"]\nhttp = true\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    verify_signed(failing.path(), key, image).assert_code(1);
+}
+
+/// `archgate promote SOURCE TARGET --key KEY` is refused for `reason`, writing nothing.
+async fn refused(
+    registry: &TestRegistry,
+    dir: &Path,
+    source: &str,
+    target: &str,
+    key: &str,
+    reason: &str,
+) {
+    let out = cmd(
+        dir,
+        &["promote", source, &registry.repo(target), "--key", key],
+    );
+    assert_refused(registry, &out, target, reason).await;
+}
+
+#[tokio::test]
+async fn attestations_lists_what_is_attached_and_whether_it_verifies() {
+    let registry = TestRegistry::start_http();
+    let index = push(&registry, "attest/list", "list").await;
+    let dir = workdir(&registry, "");
+    let (key, public) = keypair(dir.path(), "attest");
+    let (_, other) = keypair(dir.path(), "other");
+    let image = registry.repo("attest/list:v1");
+    let out = cmd(dir.path(), &["attestations", &image]);
+    out.assert_code(0)
+        .assert_stdout_contains("nothing attached");
+    verify_signed(dir.path(), &key, &image).assert_code(0);
+
+    let out = cmd(
+        dir.path(),
+        &[
+            "attestations",
+            &image,
+            "--key",
+            public.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    out.assert_code(0);
+    let v = out.json();
+    assert_eq!(v["digest"], index.as_str());
+    let list = v["attestations"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{v:#}");
+    assert_eq!(list[0]["verified"], true);
+    assert_eq!(list[0]["result"], "PASSED");
+    assert_eq!(list[0]["subjects"].as_array().unwrap().len(), 4);
+    assert!(
+        list[0]["subjects"][0]
+            .as_str()
+            .unwrap()
+            .ends_with(index.hex())
+    );
+
+    let out = cmd(
+        dir.path(),
+        &["attestations", &image, "--key", other.to_str().unwrap()],
+    );
+    out.assert_code(0)
+        .assert_stdout_contains("signature NOT verified under the key")
+        .assert_stdout_contains("result PASSED");
+}
+
+#[tokio::test]
+async fn promote_tags_the_verified_digest_in_another_repository_with_its_attestation() {
+    let registry = TestRegistry::start_http();
+    let index = push(&registry, "attest/rc", "promote").await;
+    let dir = workdir(&registry, "");
+    let (key, public) = keypair(dir.path(), "attest");
+    verify_signed(dir.path(), &key, &registry.repo("attest/rc:v1")).assert_code(0);
+    let target = registry.repo("attest/release:1.0");
+    let out = cmd(
+        dir.path(),
+        &[
+            "promote",
+            &registry.repo("attest/rc:v1"),
+            &target,
+            "--key",
+            public.to_str().unwrap(),
+        ],
+    );
+    out.assert_code(0).assert_stdout_contains("promoted");
+    let raw = skopeo_raw(&registry, &target);
+    assert_eq!(
+        Digest::of(&raw),
+        index,
+        "the target is the verified digest, byte for byte"
+    );
+    // The attestation came along: promote again from the target works.
+    let fallback = fallback_index(&registry, "attest/release", &index);
+    assert_eq!(fallback["manifests"].as_array().unwrap().len(), 1);
+    cmd(
+        dir.path(),
+        &[
+            "promote",
+            &target,
+            &registry.repo("attest/release:latest"),
+            "--key",
+            public.to_str().unwrap(),
+        ],
+    )
+    .assert_code(0);
+}
+
+#[tokio::test]
+async fn promote_refuses_no_attestation_another_key_failed_and_a_missing_platform() {
+    let registry = TestRegistry::start_http();
+    let dir = workdir(&registry, "");
+    let (key, public) = keypair(dir.path(), "attest");
+    let (other_key, _) = keypair(dir.path(), "other");
+    let pub_arg = public.to_str().unwrap();
+
+    // No attestation at all.
+    push(&registry, "attest/none", "none").await;
+    refused(
+        &registry,
+        dir.path(),
+        &registry.repo("attest/none:v1"),
+        "attest/out-none:1.0",
+        pub_arg,
+        "no attestation is attached",
+    )
+    .await;
+
+    // Signed, PASSED, but by another key.
+    push(&registry, "attest/other", "other").await;
+    verify_signed(dir.path(), &other_key, &registry.repo("attest/other:v1")).assert_code(0);
+    refused(
+        &registry,
+        dir.path(),
+        &registry.repo("attest/other:v1"),
+        "attest/out-other:1.0",
+        pub_arg,
+        "does not verify under this key",
+    )
+    .await;
+
+    // Signed by the key, but FAILED (the JDK is required and the images have none).
+    push(&registry, "attest/failed", "failed").await;
+    verify_failed(&registry, &key, &registry.repo("attest/failed:v1"));
+    refused(
+        &registry,
+        dir.path(),
+        &registry.repo("attest/failed:v1"),
+        "attest/out-failed:1.0",
+        pub_arg,
+        "it says FAILED",
+    )
+    .await;
+
+    // PASSED for two platforms; the release requires three.
+    push(&registry, "attest/two", "two").await;
+    let out = archgate()
+        .current_dir(dir.path())
+        .env("ARCHGATE_ATTEST__KEY", &key)
+        .env("ARCHGATE_CACHE", dir.path().join("cache"))
+        .args([
+            "verify",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            &registry.repo("attest/two:v1"),
+        ])
+        .output();
+    out.assert_code(0);
+    refused(
+        &registry,
+        dir.path(),
+        &registry.repo("attest/two:v1"),
+        "attest/out-two:1.0",
+        pub_arg,
+        "does not cover linux/mips64le",
+    )
+    .await;
+}
+
+/// Pushes a copy of `envelope` (changed by `edit`) as a new attestation of
+/// `subject` in `repo`, and makes it the only one the fallback tag lists.
+async fn replace_attestation(
+    registry: &TestRegistry,
+    repo: &str,
+    subject: &Digest,
+    envelope: Vec<u8>,
+) {
+    use archgate::attest::referrers;
+    use archgate::image::Descriptor;
+    let image = ImageRef::parse(&registry.repo(&format!("{repo}:v1"))).unwrap();
+    let store = RegistryStore::connect(&image, &registry.settings(), true)
+        .await
+        .unwrap();
+    let subject_desc = store
+        .get_manifest(&Selector::Digest(subject.clone()))
+        .await
+        .unwrap()
+        .descriptor();
+    let layer = Descriptor {
+        media_type: archgate::attest::ENVELOPE_MEDIA_TYPE.into(),
+        digest: Digest::of(&envelope),
+        size: envelope.len() as u64,
+        platform: None,
+        annotations: Default::default(),
+        urls: Vec::new(),
+    };
+    let manifest = referrers::artifact_manifest(
+        archgate::attest::ARTIFACT_TYPE,
+        &layer,
+        &subject_desc,
+        &Default::default(),
+    )
+    .unwrap();
+    // An empty fallback index first: the attacker's artifact is the only one listed.
+    let empty = archgate::image::RawManifest::from_bytes(
+        bytes::Bytes::from_static(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#),
+        None,
+        "empty",
+    )
+    .unwrap();
+    store
+        .put_manifest(&empty, Some(&referrers::fallback_tag(subject)))
+        .await
+        .unwrap();
+    referrers::attach(
+        &store,
+        subject,
+        &manifest,
+        &layer,
+        bytes::Bytes::from(envelope),
+    )
+    .await
+    .unwrap();
+}
+
+/// The envelope of the one attestation `repo`'s fallback tag for `subject` lists.
+async fn envelope_of(registry: &TestRegistry, repo: &str, subject: &Digest) -> Value {
+    let fallback = fallback_index(registry, repo, subject);
+    let artifact = fallback["manifests"][0]["digest"].as_str().unwrap();
+    let manifest: Value = serde_json::from_slice(&skopeo_raw(
+        registry,
+        &registry.repo(&format!("{repo}@{artifact}")),
+    ))
+    .unwrap();
+    serde_json::from_slice(
+        &blob(
+            registry,
+            repo,
+            manifest["layers"][0]["digest"].as_str().unwrap(),
+        )
+        .await,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn promote_refuses_a_tampered_envelope_and_an_attestation_about_another_digest() {
+    let registry = TestRegistry::start_http();
+    let dir = workdir(&registry, "");
+    let (key, public) = keypair(dir.path(), "attest");
+    let pub_arg = public.to_str().unwrap();
+
+    // FAILED, then changed to PASSED with the signature kept.
+    let failed = push(&registry, "attest/tampered", "tampered").await;
+    verify_failed(&registry, &key, &registry.repo("attest/tampered:v1"));
+    let mut envelope = envelope_of(&registry, "attest/tampered", &failed).await;
+    let mut statement: Value = serde_json::from_slice(
+        &STANDARD
+            .decode(envelope["payload"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(statement["predicate"]["result"], "FAILED");
+    statement["predicate"]["result"] = "PASSED".into();
+    statement["predicate"]["failedTests"] = serde_json::json!([]);
+    envelope["payload"] = STANDARD
+        .encode(serde_json::to_vec(&statement).unwrap())
+        .into();
+    replace_attestation(
+        &registry,
+        "attest/tampered",
+        &failed,
+        serde_json::to_vec(&envelope).unwrap(),
+    )
+    .await;
+    let listed = cmd(
+        dir.path(),
+        &[
+            "attestations",
+            &registry.repo("attest/tampered:v1"),
+            "--key",
+            pub_arg,
+            "--json",
+        ],
+    )
+    .json();
+    assert_eq!(listed["attestations"][0]["result"], "PASSED", "{listed:#}");
+    assert_eq!(listed["attestations"][0]["verified"], false, "{listed:#}");
+    refused(
+        &registry,
+        dir.path(),
+        &registry.repo("attest/tampered:v1"),
+        "attest/out-tampered:1.0",
+        pub_arg,
+        "does not verify under this key",
+    )
+    .await;
+
+    // A valid PASSED envelope about image A, attached to image B.
+    let a = push(&registry, "attest/a", "a").await;
+    verify_signed(dir.path(), &key, &registry.repo("attest/a:v1")).assert_code(0);
+    let b = push(&registry, "attest/a", "b").await;
+    assert_ne!(a, b);
+    let envelope = envelope_of(&registry, "attest/a", &a).await;
+    replace_attestation(
+        &registry,
+        "attest/a",
+        &b,
+        serde_json::to_vec(&envelope).unwrap(),
+    )
+    .await;
+    refused(
+        &registry,
+        dir.path(),
+        &registry.repo(&format!("attest/a@{b}")),
+        "attest/out-a:1.0",
+        pub_arg,
+        &format!("it is about {a}, not {b}"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn registry_to_archive_to_a_second_registry_keeps_the_attestation_so_promote_works_behind_the_air_gap()
+ {
+    let outside = TestRegistry::start_http();
+    let index = push(&outside, "attest/app", "airgap").await;
+    let dir = workdir(&outside, "");
+    let (key, public) = keypair(dir.path(), "attest");
+    verify_signed(dir.path(), &key, &outside.repo("attest/app:v1")).assert_code(0);
+
+    let archive = format!("oci-archive:{}:v1", dir.path().join("app.tar").display());
+    let out = cmd(
+        dir.path(),
+        &["mirror", &outside.repo("attest/app:v1"), &archive],
+    );
+    out.assert_code(0)
+        .assert_stdout_contains("referrers: 1 carried");
+
+    let inside = TestRegistry::start_http();
+    let inner = tempdir();
+    std::fs::write(
+        inner.path().join("archgate.toml"),
+        format!("platforms = [\"linux/amd64\", \"linux/arm64\", \"linux/mips64le\"]\n[registries.\"{}\"]\nhttp = true\n", inside.host()),
+    )
+    .unwrap();
+    cmd(
+        inner.path(),
+        &["mirror", &archive, &inside.repo("team/app:v1")],
+    )
+    .assert_code(0);
+    let fallback = fallback_index(&inside, "team/app", &index);
+    assert_eq!(
+        fallback["manifests"][0]["artifactType"],
+        "application/vnd.in-toto+json"
+    );
+    let out = cmd(
+        inner.path(),
+        &[
+            "promote",
+            &inside.repo("team/app:v1"),
+            &inside.repo("team/app:release"),
+            "--key",
+            public.to_str().unwrap(),
+        ],
+    );
+    out.assert_code(0);
+    assert_eq!(
+        Digest::of(&skopeo_raw(&inside, &inside.repo("team/app:release"))),
+        index
+    );
+
+    // --no-referrers leaves it behind: promote then refuses.
+    cmd(
+        inner.path(),
+        &[
+            "mirror",
+            "--no-referrers",
+            &archive,
+            &inside.repo("bare/app:v1"),
+        ],
+    )
+    .assert_code(0);
+    let out = cmd(
+        inner.path(),
+        &[
+            "promote",
+            &inside.repo("bare/app:v1"),
+            &inside.repo("bare/app:release"),
+            "--key",
+            public.to_str().unwrap(),
+        ],
+    );
+    out.assert_code(1)
+        .assert_stderr_contains("no attestation is attached");
+
+    // A platform filter makes a new index: the platform manifests' referrers
+    // (none here) would be carried, the index's attestation is not.
+    let out = cmd(
+        dir.path(),
+        &[
+            "mirror",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            &outside.repo("attest/app:v1"),
+            &outside.repo("attest/two:v1"),
+            "--json",
+        ],
+    );
+    out.assert_code(0);
+    let m = &out.json()[0];
+    assert_eq!(m["filtered"], true);
+    assert_eq!(m["index_referrers_left"], true, "{m:#}");
+    assert!(m.get("referrers").is_none(), "{m:#}");
+}

@@ -7,6 +7,7 @@
 //! attached and `archgate promote` tags only what a signed `PASSED` covers.
 
 pub mod dsse;
+pub mod promote;
 pub mod referrers;
 pub mod statement;
 

@@ -24,10 +24,13 @@ const ENV_NOT_SETTINGS: &[&str] = &[
     env::LOG,
     env::LOG_FORMAT,
     // Variables of the CI templates (ci-templates/): the binary, a fan-out job's
-    // platform, the image a verify job checks.
+    // platform, the image a verify job checks, what a promote job promotes.
     "ARCHGATE_BIN",
     "ARCHGATE_PLATFORM",
     "ARCHGATE_VERIFY_IMAGE",
+    "ARCHGATE_PROMOTE_KEY",
+    "ARCHGATE_PROMOTE_TARGET",
+    "ARCHGATE_PROMOTE_SOURCE",
 ];
 /// The file read from the working directory when none is named.
 pub const DEFAULT_FILE: &str = "archgate.toml";
