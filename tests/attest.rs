@@ -703,11 +703,28 @@ async fn replace_attestation(
     envelope: Vec<u8>,
 ) {
     use archgate::attest::referrers;
-    use archgate::image::Descriptor;
     let image = ImageRef::parse(&registry.repo(&format!("{repo}:v1"))).unwrap();
     let store = RegistryStore::connect(&image, &registry.settings(), true)
         .await
         .unwrap();
+    // An empty fallback index first: the attacker's artifact is the only one listed.
+    let empty = archgate::image::RawManifest::from_bytes(
+        bytes::Bytes::from_static(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#),
+        None,
+        "empty",
+    )
+    .unwrap();
+    store
+        .put_manifest(&empty, Some(&referrers::fallback_tag(subject)))
+        .await
+        .unwrap();
+    attach_envelope(&store, subject, envelope).await;
+}
+
+/// Attaches `envelope` to `subject` as archgate's artifact layout does, through the library.
+async fn attach_envelope(store: &RegistryStore, subject: &Digest, envelope: Vec<u8>) {
+    use archgate::attest::referrers;
+    use archgate::image::Descriptor;
     let subject_desc = store
         .get_manifest(&Selector::Digest(subject.clone()))
         .await
@@ -728,19 +745,8 @@ async fn replace_attestation(
         &Default::default(),
     )
     .unwrap();
-    // An empty fallback index first: the attacker's artifact is the only one listed.
-    let empty = archgate::image::RawManifest::from_bytes(
-        bytes::Bytes::from_static(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#),
-        None,
-        "empty",
-    )
-    .unwrap();
-    store
-        .put_manifest(&empty, Some(&referrers::fallback_tag(subject)))
-        .await
-        .unwrap();
     referrers::attach(
-        &store,
+        store,
         subject,
         &manifest,
         &layer,
@@ -748,6 +754,19 @@ async fn replace_attestation(
     )
     .await
     .unwrap();
+}
+
+/// The manifest digest of `architecture` in the index `reference` names.
+fn platform_digest(registry: &TestRegistry, reference: &str, architecture: &str) -> Digest {
+    let index: Value =
+        serde_json::from_slice(&skopeo_raw(registry, &registry.repo(reference))).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["platform"]["architecture"] == architecture)
+        .unwrap();
+    Digest::parse(entry["digest"].as_str().unwrap()).unwrap()
 }
 
 /// The envelope of the one attestation `repo`'s fallback tag for `subject` lists.
@@ -921,8 +940,18 @@ async fn registry_to_archive_to_a_second_registry_keeps_the_attestation_so_promo
     out.assert_code(1)
         .assert_stderr_contains("no attestation is attached");
 
-    // A platform filter makes a new index: the platform manifests' referrers
-    // (none here) would be carried, the index's attestation is not.
+    // A platform filter makes a new index: the index's attestation is not
+    // carried, a platform manifest's referrer is (one attached here to amd64).
+    let amd64 = platform_digest(&outside, "attest/app:v1", "amd64");
+    let image = ImageRef::parse(&outside.repo("attest/app:v1")).unwrap();
+    let store = RegistryStore::connect(&image, &outside.settings(), true)
+        .await
+        .unwrap();
+    let signer = archgate::attest::Signer::from_pem(&std::fs::read(&key).unwrap()).unwrap();
+    let envelope = signer
+        .envelope("application/vnd.in-toto+json", b"{}")
+        .unwrap();
+    attach_envelope(&store, &amd64, serde_json::to_vec(&envelope).unwrap()).await;
     let out = cmd(
         dir.path(),
         &[
@@ -938,5 +967,20 @@ async fn registry_to_archive_to_a_second_registry_keeps_the_attestation_so_promo
     let m = &out.json()[0];
     assert_eq!(m["filtered"], true);
     assert_eq!(m["index_referrers_left"], true, "{m:#}");
-    assert!(m.get("referrers").is_none(), "{m:#}");
+    let carried = m["referrers"].as_array().unwrap();
+    assert_eq!(carried.len(), 1, "{m:#}");
+    assert_eq!(carried[0]["subject"], amd64.as_str());
+    let fallback = fallback_index(&outside, "attest/two", &amd64);
+    assert_eq!(fallback["manifests"][0]["digest"], carried[0]["digest"]);
+    let new_index = Digest::parse(m["digest"].as_str().unwrap()).unwrap();
+    assert_ne!(new_index, index);
+    let out = cmd(
+        dir.path(),
+        &["attestations", &outside.repo("attest/two:v1"), "--json"],
+    );
+    assert_eq!(
+        out.json()["attestations"].as_array().unwrap().len(),
+        0,
+        "the filtered index has none"
+    );
 }
