@@ -186,10 +186,8 @@ fn contains(doc: &Value, digest: &Digest) -> bool {
 /// returns the subject: that is no referrers index.
 pub async fn read_index(store: &dyn Store, subject: &Digest) -> Result<Option<Value>> {
     let tag = fallback_tag(subject);
-    let found = match store.get_manifest(&Selector::Tag(tag.clone())).await {
-        Ok(m) => m,
-        Err(Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(found) = store.find_manifest(&Selector::Tag(tag.clone())).await? else {
+        return Ok(None);
     };
     if &found.digest == subject {
         tracing::warn!(store = %store.name(), "{tag} resolves to the subject itself (the registry treats it as a digest): no referrers index there");

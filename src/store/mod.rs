@@ -90,6 +90,17 @@ pub trait Store: Send + Sync {
     /// When `selector` is a digest the bytes are checked against it.
     async fn get_manifest(&self, selector: &Selector) -> Result<RawManifest>;
 
+    /// The manifest a tag or digest names, `None` when there is none: the
+    /// cheap [`Store::get_manifest`] for "is it there?" (a registry gathers no
+    /// tag list for an error message).
+    async fn find_manifest(&self, selector: &Selector) -> Result<Option<RawManifest>> {
+        match self.get_manifest(selector).await {
+            Ok(m) => Ok(Some(m)),
+            Err(crate::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Stores a manifest under its digest and, when `tag` is given, tags it.
     async fn put_manifest(&self, manifest: &RawManifest, tag: Option<&str>) -> Result<()>;
 

@@ -389,6 +389,14 @@ impl Store for RegistryStore {
         }
     }
 
+    async fn find_manifest(&self, selector: &Selector) -> Result<Option<RawManifest>> {
+        match self.fetch_manifest(selector).await {
+            Ok(m) => Ok(Some(m)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn probe(&self, selector: &Selector) -> Result<Option<Digest>> {
         match self.fetch_manifest(selector).await {
             Ok(m) => Ok(Some(m.digest)),
