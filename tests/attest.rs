@@ -984,3 +984,39 @@ async fn registry_to_archive_to_a_second_registry_keeps_the_attestation_so_promo
         "the filtered index has none"
     );
 }
+
+/// A `docker save` archive holds no referrers: mirroring an attested image
+/// into one still works, carrying nothing but the image.
+#[tokio::test]
+async fn a_docker_archive_target_takes_the_image_without_its_referrers() {
+    let registry = TestRegistry::start_http();
+    push(&registry, "attest/docker", "docker").await;
+    let dir = workdir(&registry, "");
+    let (key, _) = keypair(dir.path(), "attest");
+    verify_signed(dir.path(), &key, &registry.repo("attest/docker:v1")).assert_code(0);
+    let amd64 = platform_digest(&registry, "attest/docker:v1", "amd64");
+    let image = ImageRef::parse(&registry.repo("attest/docker:v1")).unwrap();
+    let store = RegistryStore::connect(&image, &registry.settings(), true)
+        .await
+        .unwrap();
+    let signer = archgate::attest::Signer::from_pem(&std::fs::read(&key).unwrap()).unwrap();
+    let envelope = signer
+        .envelope("application/vnd.in-toto+json", b"{}")
+        .unwrap();
+    attach_envelope(&store, &amd64, serde_json::to_vec(&envelope).unwrap()).await;
+    let file = dir.path().join("amd64.tar");
+    let out = cmd(
+        dir.path(),
+        &[
+            "mirror",
+            "--platform",
+            "linux/amd64",
+            &registry.repo("attest/docker:v1"),
+            &format!("docker-archive:{}:app:v1", file.display()),
+            "--json",
+        ],
+    );
+    out.assert_code(0);
+    assert!(out.json()[0].get("referrers").is_none(), "{}", out.stdout());
+    assert!(file.is_file());
+}

@@ -186,7 +186,16 @@ async fn mirror_from(
         target,
         Location::Archive { .. } | Location::DockerArchive { .. }
     ));
-    let plan = read_plan(src, &opened.selector, req, keep_attestations).await?;
+    // A `docker save` archive holds one image and no referrers.
+    let carry_referrers = req.referrers && !matches!(target, Location::DockerArchive { .. });
+    let plan = read_plan(
+        src,
+        &opened.selector,
+        req,
+        keep_attestations,
+        carry_referrers,
+    )
+    .await?;
     let tag = match target_tag.or(opened.tag.clone()) {
         Some(t) => Some(t),
         None if store::needs_tag(&target) => {
@@ -269,6 +278,7 @@ async fn read_plan(
     selector: &Selector,
     req: &MirrorRequest,
     keep_attestations: bool,
+    carry_referrers: bool,
 ) -> Result<Plan> {
     let view = IndexView::read(src, selector, &req.source).await?;
     let top = view.raw().clone();
@@ -345,7 +355,7 @@ async fn read_plan(
     };
     // What refers to the index (when it is copied unchanged) and to each platform manifest.
     let (mut referrers, mut carried, mut index_referrers_left) = (Vec::new(), Vec::new(), false);
-    if req.referrers {
+    if carry_referrers {
         let mut subjects: Vec<Digest> = platforms.iter().map(|p| p.digest.clone()).collect();
         if !filtered {
             subjects.insert(0, top.digest.clone());
