@@ -156,3 +156,81 @@ impl Statement {
                 .any(|t| t.starts_with(&prefix))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ExitStatus;
+    use crate::verify::{Check, CheckId, PlatformResult};
+
+    fn platform(name: &str, manifest: &Digest, checks: Vec<Check>) -> PlatformResult {
+        PlatformResult {
+            platform: name.into(),
+            manifest_digest: Some(manifest.clone()),
+            runner: "static".into(),
+            java_version: None,
+            missing: false,
+            outcome: PlatformResult::summarise(&checks),
+            checks,
+            duration: Default::default(),
+            emulator: None,
+        }
+    }
+
+    fn verdict(outcome: Outcome) -> Verdict {
+        Verdict {
+            outcome,
+            exit_code: ExitStatus::from(outcome),
+            reasons: Vec::new(),
+            coverage: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_statement_names_the_index_every_platform_and_each_check() {
+        let (index, amd, arm) = (Digest::of(b"i"), Digest::of(b"a"), Digest::of(b"r"));
+        let v = Verification {
+            image: "x".into(),
+            pinned: "x@sha".into(),
+            index_digest: index.clone(),
+            media_type: crate::image::media::OCI_INDEX.into(),
+            platforms: vec![
+                platform(
+                    "linux/amd64",
+                    &amd,
+                    vec![
+                        Check::passed(CheckId::IndexEntry, ""),
+                        Check::skipped(CheckId::JavaVersion, "static"),
+                    ],
+                ),
+                platform(
+                    "linux/arm64",
+                    &arm,
+                    vec![Check::failed(CheckId::JdkElf, "x86")],
+                ),
+            ],
+            other_platforms: Vec::new(),
+            outcome: Outcome::Failed,
+        };
+        let config = Digest::of(b"config");
+        let s = build(&v, &verdict(Outcome::Failed), &config, Some("https://ci/1")).unwrap();
+        assert_eq!(s.statement_type, STATEMENT_TYPE);
+        assert_eq!(s.predicate_type, PREDICATE_TYPE);
+        let names: Vec<&str> = s.subject.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["index", "linux/amd64", "linux/arm64"]);
+        assert!(s.subject[0].is(&index) && s.subject[2].is(&arm));
+        assert_eq!(s.predicate.result, "FAILED");
+        assert_eq!(s.predicate.passed_tests, ["linux/amd64/index-entry"]);
+        assert_eq!(s.predicate.warned_tests, ["linux/amd64/java-version"]);
+        assert_eq!(s.predicate.failed_tests, ["linux/arm64/jdk-elf"]);
+        assert!(s.predicate.configuration[0].is(&config));
+        assert_eq!(s.predicate.url.as_deref(), Some("https://ci/1"));
+        assert!(s.covers("linux/amd64", &amd) && !s.covers("linux/arm64", &arm));
+        assert!(!s.covers("linux/amd64", &arm), "another manifest");
+        // Round trip through JSON, as promote reads it.
+        let parsed = Statement::parse(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(parsed, s);
+        // No verdict, no statement.
+        assert!(build(&v, &verdict(Outcome::Error), &config, None).is_none());
+    }
+}
