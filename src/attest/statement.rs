@@ -132,7 +132,7 @@ impl Statement {
         self.predicate.result == "PASSED"
     }
 
-    /// The index subject's digest text, `sha256:…`.
+    /// The subject named `index`: the index the statement is about.
     pub fn index_subject(&self) -> Option<&Resource> {
         self.subject.iter().find(|r| r.name == INDEX_SUBJECT)
     }
