@@ -3,10 +3,12 @@
 //! OCI index of the referring manifests), which registries without the
 //! referrers API (distribution 2.8, GitLab's) and OCI layouts keep.
 //!
-//! The fallback tag is read-modify-write without compare-and-swap (registries
-//! offer none for manifests): after writing, a writer waits for other writers'
-//! stale writes to land, reads again and re-adds its entry until a read after
-//! that wait shows it, so two jobs attaching at once both remain.
+//! The fallback tag is written only when the registry's referrers API does
+//! not list the manifest once pushed. It is read-modify-write without
+//! compare-and-swap (registries offer none for manifests): after writing, a
+//! writer waits for other writers' stale writes to land, reads again and
+//! re-adds its entry until a read after that wait shows it, so two jobs
+//! attaching at once both remain.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -131,6 +133,16 @@ pub fn referrer_of(manifest: &RawManifest) -> Result<Referrer> {
 
 /// Adds `entry` to the fallback index of `subject` (read-modify-write, re-read, retry).
 pub async fn add(store: &dyn Store, subject: &Digest, entry: &Referrer) -> Result<()> {
+    // A registry with the referrers API lists the manifest by its `subject`
+    // as soon as it is pushed (or an earlier run already listed it): no
+    // fallback tag to maintain. Distribution 2.8 answers the API with 404.
+    if store
+        .referrers(subject)
+        .await?
+        .is_some_and(|list| list.iter().any(|r| r.digest == entry.digest))
+    {
+        return Ok(());
+    }
     let tag = fallback_tag(subject);
     let networked = store.network().is_some();
     for _ in 0..TRIES {
