@@ -5,6 +5,7 @@
 //! `cli` only parses flags, calls the library ([`pipeline::run`] for the
 //! whole job) and maps outcomes to exit codes.
 
+pub mod attest;
 pub mod build;
 pub mod cache_lock;
 pub mod cache_prune;

@@ -26,6 +26,7 @@ pub enum Phase {
     Build,
     Merge,
     Verify,
+    Attest,
 }
 
 impl Phase {
@@ -35,6 +36,7 @@ impl Phase {
             Phase::Build => "build",
             Phase::Merge => "merge",
             Phase::Verify => "verify",
+            Phase::Attest => "attest",
         }
     }
 
@@ -44,6 +46,7 @@ impl Phase {
             Phase::Build => "build: every platform from the Dockerfile",
             Phase::Merge => "merge: per-architecture images into one index",
             Phase::Verify => "verify: every required platform runs its JDK",
+            Phase::Attest => "attest: sign the verdict and attach it to the index digest",
         }
     }
 }
@@ -69,6 +72,7 @@ pub fn new_report(command: &str, loaded: Option<&Loaded>) -> RunReport {
         produced: None,
         verification: None,
         gate: None,
+        attestation: None,
         error: None,
         exit_code: Default::default(),
         config: loaded.map_or(serde_json::Value::Null, config::render::render_json),
@@ -145,6 +149,11 @@ async fn run_phases(
     report: &mut RunReport,
 ) {
     let s = &loaded.settings;
+    // The signing key is read before anything is written.
+    let signer = match crate::attest::signer(loaded) {
+        Ok(signer) => signer,
+        Err(e) => return report.stop("config", &e),
+    };
     // 1. The image: given, or produced.
     let image = match image {
         Some(i) => i.to_string(),
@@ -175,6 +184,31 @@ async fn run_phases(
         Err(e) => report.stop(Phase::Verify.name(), &e),
     }
     progress.end(Phase::Verify);
+
+    // 4. Sign the verdict and attach it to the index digest.
+    if let (Some(signer), Some(v), Some(verdict)) = (&signer, &report.verification, &report.gate) {
+        progress.start(Phase::Attest);
+        match crate::attest::attach(s, signer, v, verdict).await {
+            Ok(attested) => {
+                if let Some(a) = &attested {
+                    progress.output(Phase::Attest, &crate::attest::render_attached(a));
+                }
+                report.attestation = attested;
+            }
+            Err(e) => attach_failed(report, &e),
+        }
+        progress.end(Phase::Attest);
+    }
+}
+
+/// An attachment that failed stops a passing run (nothing to promote
+/// without it); a failed gate keeps its own exit code and says why.
+pub fn attach_failed(report: &mut RunReport, e: &Error) {
+    if report.exit_code == crate::ExitStatus::Success {
+        report.stop(Phase::Attest.name(), e);
+    } else {
+        tracing::warn!("attaching the signed verdict failed: {e}");
+    }
 }
 
 /// Merges when `[merge] sources` are configured, else builds the Dockerfile;

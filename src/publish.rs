@@ -51,6 +51,11 @@ pub struct Plan<'a> {
     pub concurrency: usize,
     /// Log every blob at `info` (what `mirror` shows); otherwise at `debug`.
     pub log_each_blob: bool,
+    /// Referring manifests (attestations), each with its subject's digest: put
+    /// after `head` and listed in the subject's referrers fallback tag, before
+    /// the tags (a promoted tag finds its attestation in place). Their blobs
+    /// are in `blobs`.
+    pub referrers: Vec<(Digest, RawManifest)>,
 }
 
 /// Counts of writes, to show that a re-run is a no-op.
@@ -120,6 +125,11 @@ pub async fn write(target: &dyn Store, plan: Plan<'_>) -> Result<Written> {
             ManifestKind::Image => written.manifests += 1,
         }
     }
+    for (subject, m) in &plan.referrers {
+        put_manifest_if_missing(target, m).await?;
+        let entry = crate::attest::referrers::referrer_of(m)?;
+        crate::attest::referrers::add(target, subject, &entry).await?;
+    }
     // A registry names the image itself: a name is for stores that record it.
     let name = plan
         .name
@@ -153,6 +163,7 @@ pub async fn write_index(
         name,
         concurrency: settings.network.concurrency,
         log_each_blob: false,
+        referrers: Vec::new(),
     };
     let written = write(store.as_ref(), plan).await?;
     Ok((tags, written))
@@ -387,6 +398,7 @@ mod tests {
             name: None,
             concurrency: 2,
             log_each_blob: false,
+            referrers: Vec::new(),
         };
         let first = write(&target, plan()).await.unwrap();
         let want = Written {

@@ -45,6 +45,8 @@ pub mod var {
     pub const VERDICT: &str = "AG_VERDICT";
     /// The process exit code.
     pub const EXIT_CODE: &str = "AG_EXIT_CODE";
+    /// The digest of the signed verdict attached to the index (`[attest] key`).
+    pub const ATTESTATION: &str = "AG_ATTESTATION_DIGEST";
 }
 
 /// The checks every platform has, in report column order.
@@ -67,6 +69,9 @@ pub struct RunReport {
     pub verification: Option<Verification>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gate: Option<Verdict>,
+    /// The signed verdict attached to the index digest (`[attest] key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<crate::attest::Attested>,
     /// Why the run stopped before a verdict (configuration, registry, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<RunError>,
@@ -319,6 +324,9 @@ pub fn dotenv(report: &RunReport) -> String {
     if let Some(g) = &report.gate {
         dotenv_line(&mut out, var::COVERAGE, &g.coverage);
     }
+    if let Some(a) = &report.attestation {
+        dotenv_line(&mut out, var::ATTESTATION, a.digest.as_str());
+    }
     dotenv_line(&mut out, var::VERDICT, report.verdict_word());
     dotenv_line(&mut out, var::EXIT_CODE, &report.exit_code.to_string());
     out
@@ -525,6 +533,7 @@ mod tests {
             produced: None,
             verification: None,
             gate: None,
+            attestation: None,
             error: Some(RunError {
                 phase: "config".into(),
                 kind: ErrorKind::Usage,

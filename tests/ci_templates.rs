@@ -114,6 +114,8 @@ fn the_gitlab_fan_out_pipeline_builds_merges_and_verifies_for_real() {
             .expect("git");
         assert!(s.success(), "git {args:?}");
     };
+    // The verify job signs its verdict; the promote job checks it and tags the release.
+    let (attest_key, attest_pub) = crate::attest::keypair(dir.path(), "attest");
     git(&["init", "-q", "."]);
     git(&["add", "-A"]);
     git(&["commit", "-qm", "pipeline"]);
@@ -136,6 +138,14 @@ fn the_gitlab_fan_out_pipeline_builds_merges_and_verifies_for_real() {
             &format!("ARCHGATE_CACHE={}", dir.path().join("cache").display()),
         ])
         .args(["--variable", &format!("CI_REGISTRY_IMAGE={host}/team/app")])
+        .args([
+            "--variable",
+            &format!("ARCHGATE_ATTEST__KEY={}", attest_key.display()),
+        ])
+        .args([
+            "--variable",
+            &format!("ARCHGATE_PROMOTE_KEY={}", attest_pub.display()),
+        ])
         .env_remove("ARCHGATE_CONFIG")
         .env("NO_COLOR", "1")
         .output()
@@ -149,6 +159,7 @@ fn the_gitlab_fan_out_pipeline_builds_merges_and_verifies_for_real() {
         "build: [mips64le]",
         "merge",
         "verify",
+        "promote",
     ] {
         assert!(
             stdout
@@ -186,6 +197,13 @@ fn the_gitlab_fan_out_pipeline_builds_merges_and_verifies_for_real() {
         archgate::image::Digest::of(&index_bytes).to_string(),
         "verify gated exactly the merged index"
     );
+    // The promote job tagged exactly the verified index, its attestation in place.
+    let release = skopeo_raw(&registry, &format!("{host}/team/app:release"));
+    assert_eq!(
+        release, index_bytes,
+        "the release tag is the verified index"
+    );
+    assert!(report["attestation"]["digest"].is_string(), "{report:#}");
     let junit = std::fs::read_to_string(report_dir.join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testsuite ").count(), 3);
 }

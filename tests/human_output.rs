@@ -199,3 +199,47 @@ fn error_for_a_mistyped_key() {
     let screen = format!("{}\n{}", exit(&out), out.stderr());
     insta::assert_snapshot!("error_mistyped_key", screen);
 }
+
+/// `archgate attestations` (signature checked and not) and a refused
+/// `archgate promote`, on an OCI layout signed by `archgate verify`.
+#[tokio::test]
+async fn attestations_and_a_refused_promote() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let layout = dir.join("layout");
+    let store = archgate::store::layout::LayoutStore::open_dir(&layout, true).unwrap();
+    let set = crate::common::image_set(crate::common::Flavor::Oci, "snapshot");
+    crate::common::push_image_set(&store, &set, Some("v1"))
+        .await
+        .unwrap();
+    std::fs::write(
+        dir.join("archgate.toml"),
+        "platforms = [\"linux/amd64\", \"linux/arm64\", \"linux/mips64le\"]\n\
+         [verify]\nrunner = \"static\"\n[verify.java]\nrequired = false\n\
+         [gate]\nwaive_skipped = [\"java-version\", \"java-os-arch\"]\n",
+    )
+    .unwrap();
+    let (key, public) = crate::attest::keypair(dir, "attest");
+    let (_, other) = crate::attest::keypair(dir, "other");
+    let image = format!("oci:{}:v1", layout.display());
+    archgate_in(dir)
+        .env("ARCHGATE_ATTEST__KEY", &key)
+        .args(["verify", &image])
+        .output()
+        .assert_code(0);
+    let s = settings(dir);
+    let listed = archgate_in(dir)
+        .args(["attestations", &image, "--key"])
+        .arg(&public)
+        .output();
+    s.bind(|| insta::assert_snapshot!("attestations", screen(&listed)));
+    let refused = archgate_in(dir)
+        .args(["promote", &image])
+        .arg(format!("oci:{}:1.0", dir.join("release").display()))
+        .arg("--key")
+        .arg(&other)
+        .output();
+    let text = format!("{}\n{}", exit(&refused), refused.stderr());
+    s.bind(|| insta::assert_snapshot!("promote_refused", text));
+    assert!(!dir.join("release").exists(), "nothing written on refusal");
+}

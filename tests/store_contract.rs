@@ -289,7 +289,7 @@ async fn tags_are_listed(backend: Backend) {
     }
 }
 
-/// Resolving a tag that does not exist is `NotFound` (and `probe` says `None`),
+/// Resolving a tag that does not exist is `NotFound` (and `probe` and `find_manifest` say `None`),
 /// in a store that holds other tags.
 async fn resolving_a_missing_tag_is_not_found(backend: Backend) {
     let s = Subject::new(backend).await;
@@ -308,6 +308,16 @@ async fn resolving_a_missing_tag_is_not_found(backend: Backend) {
     );
     assert!(
         s.store.get_manifest(&tag("v9")).await.is_err(),
+        "{backend:?}"
+    );
+    assert!(
+        s.store.find_manifest(&tag("v9")).await.unwrap().is_none(),
+        "{backend:?}"
+    );
+    let found = s.store.find_manifest(&tag("v1")).await.unwrap();
+    assert_eq!(
+        found.map(|m| m.digest),
+        s.store.probe(&tag("v1")).await.unwrap(),
         "{backend:?}"
     );
 }

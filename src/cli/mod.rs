@@ -123,6 +123,17 @@ pub enum Command {
     /// (junit.xml, report.json, archgate.env, coverage.md) and exit with the verdict.
     #[command(after_help = command_help!("archgate run --image 127.0.0.1:5000/team/app:v1 --report-dir archgate-report"))]
     Run(RunArgs),
+    /// List what is attached to an image's digest (OCI referrers: the referrers API and the
+    /// fallback tag sha256-<hex>): per attestation whether its signature verifies under
+    /// --key, its result and its subjects.
+    #[command(after_help = command_help!("archgate attestations 127.0.0.1:5000/team/app:v1 --key attest.pub.pem"))]
+    Attestations(AttestationsArgs),
+    /// Tag TARGET with exactly the digest SOURCE resolves to (copied across repositories or
+    /// registries, digests kept, attestations carried) only when a statement signed by --key
+    /// says PASSED for that digest and covers every required platform ([gate]); else exit 1
+    /// naming what is missing, and nothing is written.
+    #[command(after_help = command_help!("archgate promote 127.0.0.1:5000/team/app:rc1 127.0.0.1:5000/team/app:1.0 --key attest.pub.pem"))]
+    Promote(PromoteArgs),
     /// Print the effective configuration and where each value came from (secrets as ***).
     #[command(after_help = command_help!("ARCHGATE_IMAGE=oci:out/app:v1 archgate config --json"))]
     Config(ConfigArgs),
@@ -226,6 +237,10 @@ pub struct MirrorArgs {
     /// where they are left out by default (containerd's import trips on them).
     #[arg(long)]
     pub keep_attestations: bool,
+    /// Leave behind what refers to the index and its platform manifests (OCI referrers:
+    /// archgate's signed verdicts, signatures, SBOMs), carried by default.
+    #[arg(long)]
+    pub no_referrers: bool,
     /// Print the result as JSON (one array, one element per image).
     #[arg(long)]
     pub json: bool,
@@ -303,6 +318,35 @@ pub struct RunArgs {
     /// Report directory (default: [report] dir, `archgate-report`).
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttestationsArgs {
+    /// Image location (registry, oci:, oci-archive:).
+    pub image: String,
+    /// A PEM public key (ECDSA P-256) to check each signature with.
+    #[arg(long, value_name = "PUB.pem")]
+    pub key: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The image to promote; resolved once, to its digest.
+    pub source: String,
+    /// Where to tag it (same or another repository or registry, oci:, oci-archive:).
+    pub target: String,
+    /// The PEM public key (ECDSA P-256) the PASSED statement must be signed with.
+    #[arg(long, value_name = "PUB.pem")]
+    pub key: PathBuf,
+    /// Platforms the statement must cover, comma-separated (default: [gate] required_platforms, else `platforms`).
+    #[arg(long, value_name = "LIST")]
+    pub platform: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -425,6 +469,7 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
                     platforms: s.explicit_platforms(),
                     name: s.image_name.clone(),
                     keep_attestations: args.keep_attestations.then_some(true),
+                    referrers: !args.no_referrers,
                 }],
                 _ => {
                     let mut all = MirrorRequest::from_settings(s)?;
@@ -436,6 +481,9 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
                     if args.keep_attestations {
                         all.iter_mut()
                             .for_each(|r| r.keep_attestations = Some(true));
+                    }
+                    if args.no_referrers {
+                        all.iter_mut().for_each(|r| r.referrers = false);
                     }
                     all
                 }
@@ -468,6 +516,7 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
                 config::load::check_report_dir(&loaded)?;
             }
             let s = &loaded.settings;
+            let signer = crate::attest::signer(&loaded)?;
             let request = VerifyRequest::from_settings(s, args.image.as_deref())?;
             if args.image.is_none() {
                 eprintln!("{}", default_image_line(&loaded, &request.image));
@@ -496,10 +545,23 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
                 print!("{}", crate::verify::render_text(&verification));
                 run::print_gate(&verdict);
             }
-            let status = verdict.exit_code;
+            let mut report = crate::pipeline::new_report("verify", Some(&loaded));
+            report.exit_code = verdict.exit_code;
+            if let Some(signer) = &signer {
+                match crate::attest::attach(s, signer, &verification, &verdict).await {
+                    Ok(Some(a)) => {
+                        eprint!("{}", crate::attest::render_attached(&a));
+                        report.attestation = Some(a);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        eprintln!("error: attest: {e}");
+                        crate::pipeline::attach_failed(&mut report, &e);
+                    }
+                }
+            }
+            let status = report.exit_code;
             if let Some(dir) = &args.report_dir {
-                let mut report = crate::pipeline::new_report("verify", Some(&loaded));
-                report.exit_code = status;
                 report.verification = Some(verification);
                 report.gate = Some(verdict);
                 crate::report::write_all(dir, &report)?;
@@ -561,6 +623,58 @@ pub async fn run(cli: Cli, mut sources: Sources) -> Result<ExitStatus> {
                 println!("{}", to_json(&outcome)?);
             } else {
                 print!("{}", crate::build::render_text(&outcome));
+            }
+            Ok(ExitStatus::Success)
+        }
+        Command::Attestations(args) => {
+            let loaded = config::load(&sources)?;
+            let key = match &args.key {
+                Some(path) => Some(crate::attest::public_key(path)?),
+                None => None,
+            };
+            let location = Location::parse(&args.image)?;
+            let opened = store::open_image(&location, &loaded.settings).await?;
+            let subject = opened.store.resolve(&opened.selector).await?.digest;
+            let found =
+                crate::attest::inspect(opened.store.as_ref(), &subject, key.as_ref()).await?;
+            if args.json {
+                println!(
+                    "{}",
+                    to_json(&serde_json::json!({
+                        "image": args.image,
+                        "digest": subject,
+                        "attestations": found,
+                    }))?
+                );
+            } else {
+                print!(
+                    "{}",
+                    crate::attest::render_text(&args.image, &subject, &found)
+                );
+            }
+            Ok(ExitStatus::Success)
+        }
+        Command::Promote(args) => {
+            if let Some(p) = &args.platform {
+                flags::set(
+                    &mut sources,
+                    &["gate", "required_platforms"],
+                    flags::split_list(p),
+                    "--platform",
+                );
+            }
+            let loaded = config::load(&sources)?;
+            let key = crate::attest::public_key(&args.key)?;
+            let request = crate::attest::promote::PromoteRequest {
+                source: args.source.clone(),
+                target: args.target.clone(),
+                key,
+            };
+            let outcome = crate::attest::promote::promote(&request, &loaded.settings).await?;
+            if args.json {
+                println!("{}", to_json(&outcome)?);
+            } else {
+                print!("{}", crate::attest::promote::render_text(&outcome));
             }
             Ok(ExitStatus::Success)
         }

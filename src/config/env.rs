@@ -33,8 +33,10 @@ pub const CI_COMMIT_SHA: &str = "CI_COMMIT_SHA";
 pub const CI_COMMIT_SHORT_SHA: &str = "CI_COMMIT_SHORT_SHA";
 pub const CI_COMMIT_REF_SLUG: &str = "CI_COMMIT_REF_SLUG";
 pub const CI_PIPELINE_ID: &str = "CI_PIPELINE_ID";
+pub const CI_JOB_URL: &str = "CI_JOB_URL";
 /// Jenkins' variables that fill `[ci]` (GitLab's win when both are set).
 pub const TAG_NAME: &str = "TAG_NAME";
 pub const GIT_COMMIT: &str = "GIT_COMMIT";
 pub const BRANCH_NAME: &str = "BRANCH_NAME";
 pub const BUILD_NUMBER: &str = "BUILD_NUMBER";
+pub const BUILD_URL: &str = "BUILD_URL";

@@ -24,10 +24,13 @@ const ENV_NOT_SETTINGS: &[&str] = &[
     env::LOG,
     env::LOG_FORMAT,
     // Variables of the CI templates (ci-templates/): the binary, a fan-out job's
-    // platform, the image a verify job checks.
+    // platform, the image a verify job checks, what a promote job promotes.
     "ARCHGATE_BIN",
     "ARCHGATE_PLATFORM",
     "ARCHGATE_VERIFY_IMAGE",
+    "ARCHGATE_PROMOTE_KEY",
+    "ARCHGATE_PROMOTE_TARGET",
+    "ARCHGATE_PROMOTE_SOURCE",
 ];
 /// The file read from the working directory when none is named.
 pub const DEFAULT_FILE: &str = "archgate.toml";
@@ -45,10 +48,12 @@ const CI_VARIABLES: &[(&str, &str)] = &[
     (CI_COMMIT_SHORT_SHA, "commit_short_sha"),
     (CI_COMMIT_REF_SLUG, "ref_slug"),
     (CI_PIPELINE_ID, "pipeline_id"),
+    (CI_JOB_URL, "job_url"),
     (TAG_NAME, "commit_tag"),
     (GIT_COMMIT, "commit_sha"),
     (BRANCH_NAME, "ref_slug"),
     (BUILD_NUMBER, "pipeline_id"),
+    (BUILD_URL, "job_url"),
 ];
 
 /// Everything the loader reads, passed in so that loading is testable.
@@ -205,7 +210,7 @@ fn env_layer(env: &BTreeMap<String, String>) -> Result<(Dict, BTreeMap<Vec<Strin
             )
         } else if path
             .last()
-            .is_some_and(|k| k == "password" || k == "username" || k == "image")
+            .is_some_and(|k| k == "password" || k == "username" || k == "image" || k == "key")
             || path.first().is_some_and(|k| k == "ci")
         {
             // Strings that must never be reinterpreted (a numeric password stays a string).
@@ -963,6 +968,7 @@ mod example_file {
         );
         settings.ci.registry = Some("x".into());
         settings.cache = Some("x".into());
+        settings.attest.key = Some(crate::config::Secret::new("x"));
         settings.verify.java.version = Some(crate::config::VersionNumber::parse("17").unwrap());
         settings.verify.commands.push(crate::config::CommandCheck {
             output: Some(crate::config::Pattern::new("x").unwrap()),
@@ -975,7 +981,7 @@ mod example_file {
             ..Default::default()
         });
         let ci = serde_json::json!({"registry": 1, "registry_image": 1, "registry_user": 1, "registry_password": 1,
-            "job_token": 1, "commit_tag": 1, "commit_sha": 1, "commit_short_sha": 1, "ref_slug": 1, "pipeline_id": 1});
+            "job_token": 1, "commit_tag": 1, "commit_sha": 1, "commit_short_sha": 1, "ref_slug": 1, "pipeline_id": 1, "job_url": 1});
         let mut value = serde_json::to_value(&settings).unwrap();
         value["ci"] = ci;
         fn keys(v: &serde_json::Value, out: &mut Vec<String>) {

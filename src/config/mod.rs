@@ -64,6 +64,8 @@ pub struct Settings {
     pub gate: GateSettings,
     /// `[report]`: where `archgate run` writes its reports.
     pub report: ReportSettings,
+    /// `[attest]`: the key that signs the verdict attached to the index digest.
+    pub attest: AttestSettings,
     /// Cache of blobs and unpacked root filesystems (`ARCHGATE_CACHE`);
     /// default `$XDG_CACHE_HOME/archgate`, else `~/.cache/archgate`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,6 +135,7 @@ impl Default for Settings {
             verify: VerifySettings::default(),
             gate: GateSettings::default(),
             report: ReportSettings::default(),
+            attest: AttestSettings::default(),
             cache: None,
             cache_max_size: "4GiB".into(),
             progress: crate::progress::ProgressMode::Auto,
@@ -300,6 +303,9 @@ pub struct CiContext {
     /// `CI_PIPELINE_ID` or Jenkins `BUILD_NUMBER`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline_id: Option<String>,
+    /// `CI_JOB_URL` or Jenkins `BUILD_URL`: the attestation's `url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_url: Option<String>,
 }
 
 /// `[build]`: a Dockerfile that executes nothing, built for every platform.
@@ -651,4 +657,15 @@ impl Default for ReportSettings {
             dir: PathBuf::from("archgate-report"),
         }
     }
+}
+
+/// `[attest]`: signing the verdict (`archgate run`, `archgate verify`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttestSettings {
+    /// A PKCS#8 PEM ECDSA P-256 private key file (`ARCHGATE_ATTEST__KEY`, e.g. a
+    /// GitLab *File* variable). Set: the verdict is signed and attached to the
+    /// index digest. A secret: neither the path nor the key is ever printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<Secret>,
 }

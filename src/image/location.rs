@@ -97,6 +97,12 @@ impl Location {
         }
     }
 
+    /// Whether this location can hold the referrers (attestations) of what it
+    /// stores: a `docker save` archive holds one image and nothing that points at it.
+    pub fn holds_referrers(&self) -> bool {
+        !matches!(self, Location::DockerArchive { .. })
+    }
+
     /// Whether an image written here is named only by what the location
     /// records: an `oci-archive:` imported by K3s or `ctr images import` is
     /// stored under its recorded name, its bare tag when it records none.
@@ -359,6 +365,12 @@ mod tests {
             assert_eq!(l.registry_ref().is_some(), registry, "{input}");
             assert_eq!(l.keeps_attestations_by_default(), attestations, "{input}");
             assert_eq!(l.imported_by_recorded_name(), recorded, "{input}");
+            // Only a docker save archive cannot hold referrers.
+            assert_eq!(
+                l.holds_referrers(),
+                !input.starts_with("docker-archive:"),
+                "{input}"
+            );
             assert_eq!(l.tag_in_name().unwrap().as_deref(), tag, "{input}");
         }
     }

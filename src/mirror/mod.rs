@@ -44,6 +44,9 @@ pub struct MirrorRequest {
     /// an archive (`oci-archive:`, `docker-archive:`), which is for import and
     /// where containerd trips on them (containerd#11344).
     pub keep_attestations: Option<bool>,
+    /// Carry what refers to the index and to each platform manifest (OCI
+    /// referrers: signed attestations, signatures, SBOMs); `--no-referrers`.
+    pub referrers: bool,
 }
 
 /// What `mirror` did.
@@ -63,12 +66,28 @@ pub struct MirrorOutcome {
     pub platforms: Vec<MirroredPlatform>,
     /// Attestation manifests copied along with their images.
     pub attestations: usize,
+    /// Referring manifests (OCI referrers) carried, with their subjects.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referrers: Vec<CarriedReferrer>,
+    /// The index was filtered and things referred to the source's index: they
+    /// are about the source's index digest, not the new one, and were left behind.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub index_referrers_left: bool,
     /// Tags that now point at the digest.
     pub tags: Vec<String>,
     /// Bytes of the blobs copied now (not those present or mounted).
     pub bytes_copied: u64,
     pub seconds: f64,
     pub written: Written,
+}
+
+/// One referring manifest carried.
+#[derive(Debug, Clone, Serialize)]
+pub struct CarriedReferrer {
+    pub digest: Digest,
+    pub subject: Digest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
 }
 
 /// One platform copied.
@@ -90,6 +109,10 @@ struct Plan {
     filtered: bool,
     /// Every blob the manifests reference, once each.
     blobs: Vec<Descriptor>,
+    /// Referring manifests to carry, with their subjects.
+    referrers: Vec<(Digest, RawManifest)>,
+    carried: Vec<CarriedReferrer>,
+    index_referrers_left: bool,
 }
 
 /// The per-platform placeholders of a mirror target: `{arch}` (`arm64`,
@@ -162,7 +185,15 @@ async fn mirror_from(
     let keep_attestations = req
         .keep_attestations
         .unwrap_or(target.keeps_attestations_by_default());
-    let plan = read_plan(src, &opened.selector, req, keep_attestations).await?;
+    let carry_referrers = req.referrers && target.holds_referrers();
+    let plan = read_plan(
+        src,
+        &opened.selector,
+        req,
+        keep_attestations,
+        carry_referrers,
+    )
+    .await?;
     let tag = match target_tag.or(opened.tag.clone()) {
         Some(t) => Some(t),
         None if store::needs_tag(&target) => {
@@ -209,6 +240,7 @@ async fn mirror_from(
             name,
             concurrency: settings.network.concurrency,
             log_each_blob: true,
+            referrers: plan.referrers,
         },
     )
     .await?;
@@ -229,6 +261,8 @@ async fn mirror_from(
         filtered: plan.filtered,
         platforms: plan.platforms,
         attestations: plan.attestations,
+        referrers: plan.carried,
+        index_referrers_left: plan.index_referrers_left,
         tags,
         bytes_copied,
         seconds,
@@ -242,6 +276,7 @@ async fn read_plan(
     selector: &Selector,
     req: &MirrorRequest,
     keep_attestations: bool,
+    carry_referrers: bool,
 ) -> Result<Plan> {
     let view = IndexView::read(src, selector, &req.source).await?;
     let top = view.raw().clone();
@@ -316,11 +351,51 @@ async fn read_plan(
             )
         }
     };
+    // What refers to the index (when it is copied unchanged) and to each platform manifest.
+    let (mut referrers, mut carried, mut index_referrers_left) = (Vec::new(), Vec::new(), false);
+    if carry_referrers {
+        let mut subjects: Vec<Digest> = platforms.iter().map(|p| p.digest.clone()).collect();
+        if !filtered {
+            subjects.insert(0, top.digest.clone());
+        } else if !crate::attest::referrers::list(src, &top.digest)
+            .await?
+            .is_empty()
+        {
+            tracing::warn!(
+                "{}: filtering makes a new index digest; what refers to the source's index {} (its attestation) is about that digest and is not carried; the platform manifests' referrers are",
+                req.source,
+                top.digest
+            );
+            index_referrers_left = true;
+        }
+        for subject in subjects {
+            for r in crate::attest::referrers::list(src, &subject).await? {
+                let m = src
+                    .get_manifest(&Selector::Digest(r.digest.clone()))
+                    .await?;
+                if m.kind() != ManifestKind::Image {
+                    tracing::debug!(
+                        "{}: referrer {} is an index: not carried",
+                        req.source,
+                        m.digest
+                    );
+                    continue;
+                }
+                carried.push(CarriedReferrer {
+                    digest: m.digest.clone(),
+                    subject: subject.clone(),
+                    artifact_type: r.artifact_type.clone(),
+                });
+                referrers.push((subject.clone(), m));
+            }
+        }
+    }
     let mut seen = HashSet::new();
     let mut blobs = Vec::new();
     let images = manifests
         .iter()
-        .chain((head.kind() == ManifestKind::Image).then_some(&head));
+        .chain((head.kind() == ManifestKind::Image).then_some(&head))
+        .chain(referrers.iter().map(|(_, m)| m));
     for m in images {
         let parsed = m.image(&format!("{} manifest {}", req.source, m.digest))?;
         for d in parsed.blobs() {
@@ -337,6 +412,9 @@ async fn read_plan(
         attestations,
         filtered,
         blobs,
+        referrers,
+        carried,
+        index_referrers_left,
     })
 }
 
@@ -362,6 +440,15 @@ pub fn render_text(o: &MirrorOutcome) -> String {
     }
     if o.attestations > 0 {
         s.push_str(&format!("  attestations: {}\n", o.attestations));
+    }
+    if !o.referrers.is_empty() {
+        s.push_str(&format!(
+            "  referrers: {} carried (signed attestations and other artifacts on the index and platform manifests)\n",
+            o.referrers.len()
+        ));
+    }
+    if o.index_referrers_left {
+        s.push_str("  the source index's referrers (its attestation) are about the source's index digest: not carried to the filtered index\n");
     }
     if !o.tags.is_empty() {
         s.push_str(&format!("  tags:   {}\n", o.tags.join(", ")));

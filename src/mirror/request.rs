@@ -46,6 +46,7 @@ impl MirrorRequest {
                     platforms,
                     name: entry.name.clone().or_else(|| s.image_name.clone()),
                     keep_attestations: None,
+                    referrers: true,
                 })
             })
             .collect()

@@ -167,7 +167,9 @@ impl LayoutStore {
     /// What a location without tag or digest means here: the digest of the
     /// single `index.json` entry; an error listing the tags when there are several.
     pub async fn default_selector(&self) -> Result<Selector> {
-        let entries = self.entries().await?;
+        // A referrers fallback tag (`sha256-<hex>`, attestations) is no image.
+        let mut entries = self.entries().await?;
+        entries.retain(|d| !ref_name(d).is_some_and(crate::attest::referrers::is_fallback_tag));
         match entries.as_slice() {
             [one] => Ok(Selector::Digest(one.digest.clone())),
             [] => Err(Error::NotFound {

@@ -25,7 +25,7 @@ use tokio::io::AsyncRead;
 
 use crate::config::Settings;
 use crate::error::Result;
-use crate::image::manifest::{CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
+use crate::image::manifest::{CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION, Referrer};
 use crate::image::{Descriptor, Digest, Location, RawManifest, Selector};
 
 pub use pool::{Pool, StoreId};
@@ -95,6 +95,17 @@ pub trait Store: Send + Sync {
     /// When `selector` is a digest the bytes are checked against it.
     async fn get_manifest(&self, selector: &Selector) -> Result<RawManifest>;
 
+    /// The manifest a tag or digest names, `None` when there is none: the
+    /// cheap [`Store::get_manifest`] for "is it there?" (a registry gathers no
+    /// tag list for an error message).
+    async fn find_manifest(&self, selector: &Selector) -> Result<Option<RawManifest>> {
+        match self.get_manifest(selector).await {
+            Ok(m) => Ok(Some(m)),
+            Err(crate::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Stores a manifest under its digest and, when `tag` is given, tags it.
     async fn put_manifest(&self, manifest: &RawManifest, tag: Option<&str>) -> Result<()>;
 
@@ -163,6 +174,13 @@ pub trait Store: Send + Sync {
 
     /// The tags in this repository or layout.
     async fn tags(&self) -> Result<Vec<String>>;
+
+    /// What the store's referrers API (`GET /v2/NAME/referrers/DIGEST`) lists
+    /// for `subject`; `None` when the store has no such API. The referrers tag
+    /// schema's fallback tag is read above the trait (`attest::referrers`).
+    async fn referrers(&self, _subject: &Digest) -> Result<Option<Vec<Referrer>>> {
+        Ok(None)
+    }
 
     /// Makes everything written so far durable (an archive is written here).
     /// Callers call it once after their last write; reading stores ignore it.

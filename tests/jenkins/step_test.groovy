@@ -34,6 +34,7 @@ def newStep = { int exitCode, Set<String> existing = ['archgate-report', 'archga
         try { body() } finally { vars.each { v -> env.remove(v.split('=', 2)[0]) } }
     })
     binding.setVariable('usernamePassword', { Map m -> [kind: 'usernamePassword'] + m })
+    binding.setVariable('file', { Map m -> [kind: 'file'] + m })
     binding.setVariable('withCredentials', { List creds, Closure body ->
         calls << [step: 'withCredentials', creds: creds]
         env['CI_REGISTRY_USER'] = 'jenkins-user'
@@ -69,6 +70,18 @@ check('merge gathers per-architecture digests',
 check('build of one platform on an architecture-labelled agent',
       step.commandLine(command: 'build', platforms: ['linux/mips64le'], tag: '42-mips64le') ==
       ['archgate', 'build', '--platform', 'linux/mips64le', '--tag', '42-mips64le'])
+check('promote: source, release tag and the public key',
+      step.commandLine(command: 'promote', image: 'r:5000/app@sha256:aa', target: 'r:5000/app:1.0', key: 'attest.pub.pem') ==
+      ['archgate', 'promote', 'r:5000/app@sha256:aa', 'r:5000/app:1.0', '--key', 'attest.pub.pem'])
+def noKey = null
+try { step.commandLine(command: 'promote', image: 'x', target: 'y') } catch (IllegalArgumentException e) { noKey = e.message }
+check('promote without a key is refused, naming it', noKey?.contains('key'), noKey)
+def (signing, signingCalls) = newStep(0)
+signing.call(command: 'verify', image: 'r:5000/app@sha256:aa', attestKeyCredentialsId: 'attest-key')
+def fileCred = signingCalls.find { it.step == 'withCredentials' }?.creds?.find { it.kind == 'file' }
+check('the signing key is a Secret file credential in ARCHGATE_ATTEST__KEY',
+      fileCred?.credentialsId == 'attest-key' && fileCred?.variable == 'ARCHGATE_ATTEST__KEY' &&
+      !signingCalls.find { it.step == 'sh' }.script.contains('attest-key'), signingCalls)
 def unknown = null
 try { step.commandLine(command: 'deploy') } catch (IllegalArgumentException e) { unknown = e.message }
 check('an unknown command is refused, naming it', unknown?.contains("'deploy'"), unknown)

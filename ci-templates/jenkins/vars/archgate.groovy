@@ -5,14 +5,20 @@
 //            registry: '10.0.0.5:5000', credentialsId: 'registry-push')
 //   archgate(command: 'build', platforms: ['linux/arm64'], tag: "${env.BUILD_NUMBER}-arm64")
 //   archgate(command: 'merge', sources: [imgAmd64, imgArm64], target: '10.0.0.5:5000/team/app:v1')
+//   archgate(command: 'verify', image: img, attestKeyCredentialsId: 'archgate-attest-key')
+//   archgate(command: 'promote', image: img, target: '10.0.0.5:5000/team/app:1.0', key: 'ci/attest.pub.pem')
 //
 // Options (all optional):
-//   command       'run' (default), 'build', 'merge' or 'verify'
+//   command       'run' (default), 'build', 'merge', 'verify' or 'promote'
 //   config        archgate.toml path (default: ./archgate.toml when present)
 //   platforms     list of os/arch[/variant]; for run: the required platforms
 //   image         run/verify: the image to verify (run becomes verify-only)
 //   target, sources, tag   merge/build arguments
 //   registry, credentialsId   a usernamePassword credential for that registry host
+//   attestKeyCredentialsId    a Secret file credential with the PKCS#8 PEM P-256 key: run/verify
+//                 sign the verdict and attach it to the index digest (ARCHGATE_ATTEST__KEY)
+//   key           promote: the public key (PEM file) the PASSED statement must be signed with;
+//                 image is the source, target the release tag
 //   reportDir     report directory (default 'archgate-report')
 //   binary        the archgate executable (default 'archgate' on PATH)
 //
@@ -29,14 +35,24 @@ def call(Map cfg = [:]) {
     // credentials reach archgate only as environment variables.
     String script = argv.collect { shellQuote(it) }.join(' ')
     int code
+    if (cfg.credentialsId && !cfg.registry) {
+        error("archgate: credentialsId needs registry: the registry host (HOST:PORT) the credential is for")
+    }
+    List creds = []
     if (cfg.credentialsId) {
-        if (!cfg.registry) {
-            error("archgate: credentialsId needs registry: the registry host (HOST:PORT) the credential is for")
-        }
-        withEnv(["CI_REGISTRY=${cfg.registry}"]) {
-            withCredentials([usernamePassword(credentialsId: cfg.credentialsId,
-                                              usernameVariable: 'CI_REGISTRY_USER',
-                                              passwordVariable: 'CI_REGISTRY_PASSWORD')]) {
+        creds << usernamePassword(credentialsId: cfg.credentialsId,
+                                  usernameVariable: 'CI_REGISTRY_USER',
+                                  passwordVariable: 'CI_REGISTRY_PASSWORD')
+    }
+    if (cfg.attestKeyCredentialsId) {
+        // A "Secret file" credential: Jenkins writes it to a temporary file and sets the
+        // variable to its path; archgate reads it as `[attest] key` and signs the verdict.
+        creds << file(credentialsId: cfg.attestKeyCredentialsId, variable: 'ARCHGATE_ATTEST__KEY')
+    }
+    List vars = cfg.registry ? ["CI_REGISTRY=${cfg.registry}"] : []
+    if (creds) {
+        withEnv(vars) {
+            withCredentials(creds) {
                 code = sh(script: script, returnStatus: true)
             }
         }
@@ -55,8 +71,8 @@ def call(Map cfg = [:]) {
 /** The archgate command line for these options (pure: tested without Jenkins). */
 List<String> commandLine(Map cfg) {
     String command = cfg.command ?: 'run'
-    if (!(command in ['run', 'build', 'merge', 'verify'])) {
-        throw new IllegalArgumentException("archgate: unknown command '${command}' (run, build, merge or verify)")
+    if (!(command in ['run', 'build', 'merge', 'verify', 'promote'])) {
+        throw new IllegalArgumentException("archgate: unknown command '${command}' (run, build, merge, verify or promote)")
     }
     List<String> argv = [cfg.binary ?: 'archgate']
     if (cfg.config) {
@@ -84,6 +100,13 @@ List<String> commandLine(Map cfg) {
         case 'build':
             if (platforms) { argv += ['--platform', platforms] }
             if (cfg.tag) { argv += ['--tag', cfg.tag.toString()] }
+            break
+        case 'promote':
+            if (!cfg.image || !cfg.target || !cfg.key) {
+                throw new IllegalArgumentException("archgate: promote needs image (the verified source), target (the release tag) and key (the public key file)")
+            }
+            argv += [cfg.image.toString(), cfg.target.toString(), '--key', cfg.key.toString()]
+            if (platforms) { argv += ['--platform', platforms] }
             break
     }
     return argv

@@ -31,6 +31,7 @@ use super::{BlobPut, BlobReader, Reopen, Store};
 use crate::config::{NetworkSettings, Settings};
 use crate::error::{Error, Result};
 use crate::image::digest::VerifyingReader;
+use crate::image::manifest::Referrer;
 use crate::image::media::ACCEPTED_MANIFESTS;
 use crate::image::{Descriptor, Digest, ImageRef, RawManifest, Selector};
 
@@ -400,6 +401,14 @@ impl Store for RegistryStore {
         }
     }
 
+    async fn find_manifest(&self, selector: &Selector) -> Result<Option<RawManifest>> {
+        match self.fetch_manifest(selector).await {
+            Ok(m) => Ok(Some(m)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn probe(&self, selector: &Selector) -> Result<Option<Digest>> {
         match self.fetch_manifest(selector).await {
             Ok(m) => Ok(Some(m.digest)),
@@ -424,6 +433,34 @@ impl Store for RegistryStore {
             Some(tag) => self.put_tag(manifest, tag).await,
             None => Ok(()),
         }
+    }
+
+    /// oci-client asks `GET /v2/NAME/referrers/DIGEST` and, on the 404 of a
+    /// registry without the API, reads the fallback tag itself; an error here
+    /// is left to the fallback-tag read above the trait, which names it.
+    async fn referrers(&self, subject: &Digest) -> Result<Option<Vec<Referrer>>> {
+        let reference = self.reference(&Selector::Digest(subject.clone()));
+        let index = match self.client.pull_referrers(&reference, None).await {
+            Ok(index) => index,
+            Err(e) => {
+                tracing::debug!(store = %self.name(), error = %e, "no referrers from the referrers API");
+                return Ok(None);
+            }
+        };
+        let list = index
+            .manifests
+            .into_iter()
+            .filter_map(|e| {
+                Some(Referrer {
+                    digest: Digest::parse(&e.digest).ok()?,
+                    media_type: e.media_type,
+                    size: u64::try_from(e.size).ok()?,
+                    artifact_type: e.artifact_type,
+                    annotations: e.annotations.unwrap_or_default(),
+                })
+            })
+            .collect();
+        Ok(Some(list))
     }
 
     async fn put_tag(&self, manifest: &RawManifest, tag: &str) -> Result<()> {
