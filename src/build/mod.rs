@@ -234,6 +234,9 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
         .buffer_unordered(workers)
         .try_collect()
         .await?;
+    // What the gzip threads' blocks took goes back to the system before the
+    // uploads take theirs (glibc keeps a thread's freed memory in its arena).
+    layer::release_memory();
     // Another process may have written some while this one waited for them.
     layers_written += built.iter().filter(|(_, (_, wrote))| *wrote).count();
     blobs_built.extend(built.into_iter().map(|(fp, (blob, _))| (fp, blob)));
