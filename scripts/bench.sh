@@ -555,7 +555,7 @@ bench_faults() {
     if (cd "$repo" && cargo test --locked --quiet --test tests faults:: -- --test-threads=4 --nocapture) >"$log" 2>&1; then
       pass=$((pass + 1)); echo "run $i: passed"
     else
-      echo "run $i: FAILED"; grep -E "panicked|FAILED|left:|right:" "$log" | head -8
+      echo "run $i: FAILED"; grep -E -A4 "panicked" "$log" | head -24
     fi
     grep -E 'at (10|30)%:' "$log" | sed 's/^/  /'
   done

@@ -446,11 +446,12 @@ async fn a_cut_download_resumes_and_a_cut_upload_resumes_where_the_registry_stan
     let stats = resuming.stats();
     // Cut: the first chunk, the second, and the final PUT.
     assert_eq!(stats.faults.values().sum::<u64>(), 3, "{stats:?}");
-    // Asked where it stood after each cut. Only the first chunk's cut opens a
-    // new session: a session holding nothing answers `Range: 0-0`, which
-    // distribution also says for one byte, so it is not trusted.
+    // Asked where it stood after each cut. At most the first chunk's cut opens
+    // a new session: a session holding nothing answers `Range: 0-0`, which
+    // distribution also says for one byte, so it is not trusted (whether the
+    // registry kept part of a cut chunk depends on timing).
     assert_eq!(stats.upload_status, 3, "{stats:?}");
-    assert_eq!(stats.upload_sessions, 2, "{stats:?}");
+    assert!((1..=2).contains(&stats.upload_sessions), "{stats:?}");
     // Each cut cost at most the 64 KiB the proxy read, plus the one chunk sent
     // again in the new session: not the 12 MiB per cut a restart costs.
     let resent = stats.upload_bytes - big_desc.size;

@@ -125,8 +125,8 @@ impl FaultProxy {
 
     /// A proxy that fails the first transfer of every blob with `fault`:
     /// `CutDownload` cuts each blob download once, `CutUpload` each upload
-    /// request once: every chunk (by its `Content-Range`) and the final `PUT`
-    /// (by its digest), whatever session they belong to.
+    /// request once: every chunk (by where its `Content-Range` ends) and the
+    /// final `PUT` (by its digest), whatever session they belong to.
     pub fn once_per_blob(upstream: &str, fault: Fault) -> Self {
         Self::start_with(upstream, 0.0, 0, Some(fault))
     }
@@ -272,9 +272,12 @@ impl State {
                     .headers()
                     .get(hyper::header::CONTENT_RANGE)
                     .and_then(|v| v.to_str().ok());
+                // A chunk by where it ends: resumed from wherever the registry
+                // stood after its cut, it ends at the same byte and is not cut again.
+                let end = range.map(|r| r.rsplit('-').next().unwrap_or(r));
                 match query.split('&').find(|kv| kv.starts_with("digest=")) {
                     Some(digest) => digest.to_string(),
-                    None => format!("{} {}", req.method(), range.unwrap_or(query)),
+                    None => format!("{} {}", req.method(), end.unwrap_or(query)),
                 }
             };
             if applies && self.seen.lock().unwrap().insert(key) {
