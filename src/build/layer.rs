@@ -173,6 +173,7 @@ pub fn fingerprint(entries: &Entries, epoch: i64) -> String {
             Kind::Dir => put("d"),
             Kind::File { source, size } => put(&format!("f {} {size}", source.display())),
             Kind::Symlink { target } => put(&format!("l {target}")),
+            Kind::Empty => put("e"),
         }
     }
     for a in &entries.archives {
@@ -280,6 +281,11 @@ pub fn write(
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_size(0);
                 tar.append_link(&mut h, path, target).map_err(fail)?;
+            }
+            Kind::Empty => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(0);
+                tar.append_data(&mut h, path, io::empty()).map_err(fail)?;
             }
         }
     }
