@@ -182,6 +182,12 @@ fn run_executes_for_every_platform_and_each_step_is_one_reproducible_layer() {
     let out = build(dir, "cache", &target);
     out.assert_code(0);
     let digest = index_digest(&out);
+    for step in [
+        "linux/amd64: run Dockerfile:4",
+        "linux/arm64: emulate Dockerfile:4",
+    ] {
+        out.assert_stderr_contains(step);
+    }
 
     let uname = BTreeMap::from([
         ("linux/amd64", "x86_64"),
@@ -262,6 +268,42 @@ fn run_executes_for_every_platform_and_each_step_is_one_reproducible_layer() {
         digest,
         "a rebuild gives the same index digest"
     );
+    // Rebuilt with the same cache: every RUN found in the step cache, nothing
+    // unpacked, run or written, and the same index.
+    let cached = format!("oci:{}/cached:v1", dir.display());
+    let out = build(dir, "cache", &cached);
+    out.assert_code(0);
+    assert_eq!(index_digest(&out), digest);
+    out.assert_stdout_contains("0 layer(s) written to the layer cache");
+    for step in [": run Dockerfile", ": emulate Dockerfile", ": unpack"] {
+        assert!(
+            !out.stderr().contains(step),
+            "{step} in a cached rebuild:\n{}",
+            out.stderr()
+        );
+    }
+    // A changed command runs again (and only from that step on).
+    std::fs::write(
+        dir.join("Dockerfile"),
+        DOCKERFILE
+            .replace("BASE", &base)
+            .replace("rm /bin/rmdir", "rm /bin/sync"),
+    )
+    .unwrap();
+    let changed = format!("oci:{}/changed:v1", dir.display());
+    let out = build(dir, "cache", &changed);
+    out.assert_code(0);
+    assert_ne!(index_digest(&out), digest);
+    out.assert_stderr_contains("linux/arm64: emulate Dockerfile:5");
+    assert!(
+        !out.stderr().contains("emulate Dockerfile:4"),
+        "{}",
+        out.stderr()
+    );
+    let after = images(&dir.join("changed"));
+    assert!(after["linux/arm64"].1[1].contains_key("bin/.wh.sync"));
+    assert_eq!(after["linux/arm64"].1[0]["opt/arch"].content, "aarch64\n");
+
     // The host's binfmt_misc was not touched: no archgate registration there.
     let host = std::fs::read_dir("/proc/sys/fs/binfmt_misc")
         .map(|d| {

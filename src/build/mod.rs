@@ -427,7 +427,10 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
 
 /// Builds one platform's steps in order in a root unpacked from its base:
 /// each `ADD`/`COPY` layer is written (or found) and applied, each `RUN`
-/// executed and its changes written as a layer. Returns the layers written.
+/// found in the step cache ([`run::step_key`]) or executed and its changes
+/// written as a layer. The root is unpacked only when a `RUN` must execute:
+/// a rebuild with nothing changed downloads, unpacks and runs nothing.
+/// Returns the layers written.
 #[allow(clippy::too_many_arguments)]
 async fn run_steps(
     req: &BuildRequest,
@@ -440,6 +443,98 @@ async fn run_steps(
     blobs_built: &mut HashMap<String, LayerBlob>,
 ) -> Result<usize> {
     let subject = prep.platform.to_string();
+    let epoch = req.epoch;
+    let file = req.dockerfile.display().to_string();
+    let mut written = 0;
+    let mut parents: Vec<Digest> = prep.base_layers.iter().map(|l| l.digest.clone()).collect();
+    let mut root: Option<run::StageRoot> = None;
+    // This build's layers not yet in the root (there is no root yet): blob, entries, what.
+    let mut unapplied: Vec<(Digest, context::Entries, String)> = Vec::new();
+    let mut fingerprints = Vec::new();
+    for step in staged {
+        let (fp, blob, wrote, what, entries) = match step {
+            Staged::Copy(fp, entries, what) => {
+                let (blob, wrote, entries) =
+                    layer_for(cache, blobs_built, &fp, entries, &what, &subject, epoch).await?;
+                (fp, blob, wrote, what, Some(entries))
+            }
+            Staged::Run(spec) => {
+                let what = format!("{file}:{}", spec.line);
+                let key = run::step_key(&prep.platform, &parents, &spec, epoch);
+                match cache.lookup(&key) {
+                    Some(hit) => (key, hit, false, what, Some(context::Entries::default())),
+                    None => {
+                        let r = match &mut root {
+                            Some(r) => r,
+                            None => root.insert(
+                                unpack_stage(settings, pool, prep, &subject, &unapplied, cache)
+                                    .await?,
+                            ),
+                        };
+                        unapplied.clear();
+                        let entries = r.run(&spec, runner, &prep.platform, &what).await?;
+                        let fp = layer::fingerprint(&entries, epoch);
+                        let (blob, wrote, _) =
+                            layer_for(cache, blobs_built, &fp, entries, &what, &subject, epoch)
+                                .await?;
+                        cache.remember(&key, &blob)?;
+                        // Its changes are in the root already.
+                        (fp, blob, wrote, what, None)
+                    }
+                }
+            }
+        };
+        if let Some(entries) = entries {
+            match &mut root {
+                Some(r) => r.apply_built(&cache.blob_path(&blob.digest), &entries, &what)?,
+                None => unapplied.push((blob.digest.clone(), entries, what)),
+            }
+        }
+        written += usize::from(wrote);
+        parents.push(blob.digest.clone());
+        blobs_built.insert(fp.clone(), blob);
+        fingerprints.push(fp);
+    }
+    prep.fingerprints = fingerprints;
+    Ok(written)
+}
+
+/// The layer of `entries` (fingerprint `fp`): built already in this build,
+/// found in the layer cache, or written now; and whether it was written now.
+async fn layer_for(
+    cache: &LayerCache,
+    blobs_built: &HashMap<String, LayerBlob>,
+    fp: &str,
+    entries: context::Entries,
+    what: &str,
+    subject: &str,
+    epoch: i64,
+) -> Result<(LayerBlob, bool, context::Entries)> {
+    if let Some(b) = blobs_built.get(fp) {
+        return Ok((b.clone(), false, entries));
+    }
+    let c = cache.clone();
+    let label = format!("{what} ({subject})");
+    let (entries, blob) = tokio::task::spawn_blocking(move || {
+        let b = c.layer_counted(&entries, epoch, &label, None);
+        (entries, b)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("layer writer stopped: {e}")))?;
+    let (blob, wrote) = blob?;
+    Ok((blob, wrote, entries))
+}
+
+/// The platform's root for its first `RUN` that executes: the base's layers
+/// (downloaded into the cache when missing), then this build's earlier layers.
+async fn unpack_stage(
+    settings: &Settings,
+    pool: &Pool,
+    prep: &Prepared,
+    subject: &str,
+    earlier: &[(Digest, context::Entries, String)],
+    cache: &LayerCache,
+) -> Result<run::StageRoot> {
     let mut files = Vec::new();
     if let Some(id) = prep.base_store {
         let verify_cache = crate::verify::cache::Cache::new(settings.cache_dir());
@@ -450,47 +545,15 @@ async fn run_steps(
     }
     let parent = settings.cache_dir().join("run");
     let max = settings.verify.max_unpacked_bytes;
-    let sub = subject.clone();
+    let sub = subject.to_string();
     let mut root =
         tokio::task::spawn_blocking(move || run::StageRoot::unpack(&parent, &files, max, &sub))
             .await
             .map_err(|e| Error::Internal(format!("unpacking the base for RUN: {e}")))??;
-    let epoch = req.epoch;
-    let mut written = 0;
-    let file = req.dockerfile.display().to_string();
-    for step in staged {
-        let (fp, entries, what, copy) = match step {
-            Staged::Copy(fp, entries, what) => (fp, entries, what, true),
-            Staged::Run(spec) => {
-                let what = format!("{file}:{}", spec.line);
-                let entries = root.run(&spec, runner, &prep.platform, &what).await?;
-                (layer::fingerprint(&entries, epoch), entries, what, false)
-            }
-        };
-        let (blob, wrote, entries) = match blobs_built.get(&fp) {
-            Some(b) => (b.clone(), false, entries),
-            None => {
-                let c = cache.clone();
-                let label = format!("{what} ({subject})");
-                let (entries, blob) = tokio::task::spawn_blocking(move || {
-                    let b = c.layer_counted(&entries, epoch, &label, None);
-                    (entries, b)
-                })
-                .await
-                .map_err(|e| Error::Internal(format!("layer writer stopped: {e}")))?;
-                let (blob, wrote) = blob?;
-                (blob, wrote, entries)
-            }
-        };
-        // A RUN's changes are in the root already; a COPY's are applied now.
-        if copy {
-            root.apply_built(&cache.blob_path(&blob.digest), &entries, &what)?;
-        }
-        written += usize::from(wrote);
-        blobs_built.insert(fp.clone(), blob);
-        prep.fingerprints.push(fp);
+    for (digest, entries, what) in earlier {
+        root.apply_built(&cache.blob_path(digest), entries, what)?;
     }
-    Ok(written)
+    Ok(root)
 }
 
 /// A descriptor of a blob written here (no platform, annotations or URLs).

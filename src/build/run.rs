@@ -151,6 +151,41 @@ fn registration(base: &str, qemu: &Path) -> std::result::Result<String, String> 
     ))
 }
 
+/// The step cache's key of a `RUN`: the layers under it (the base's, then
+/// this build's, by digest), the platform, the command, its environment
+/// (build args included), working directory and user, and the epoch. The
+/// same key means the same inputs, so the layer recorded under it is reused
+/// and the command does not run again.
+pub fn step_key(
+    platform: &Platform,
+    parents: &[crate::image::Digest],
+    spec: &RunSpec,
+    epoch: i64,
+) -> String {
+    let mut h = crate::image::digest::Hasher::new();
+    let mut put = |s: &str| {
+        h.update(s.as_bytes());
+        h.update(&[0]);
+    };
+    put("archgate-run-v1");
+    put(&platform.normalised().to_string());
+    put(&epoch.to_string());
+    for d in parents {
+        put(d.as_str());
+    }
+    put("argv");
+    for a in &spec.argv {
+        put(a);
+    }
+    put("env");
+    for e in &spec.env {
+        put(e);
+    }
+    put(&spec.workdir);
+    put(&spec.user);
+    format!("run-{}", h.finish().hex())
+}
+
 /// A platform's root while its steps run: deleted on drop.
 pub struct StageRoot {
     root: RootFs,
@@ -594,6 +629,78 @@ mod tests {
         );
         assert_eq!(e.map["etc/edit"].uid, 0, "a changed base file stays root's");
         assert!(matches!(e.map["etc/.wh.gone"].kind, Kind::Empty));
+    }
+
+    #[test]
+    fn the_step_key_changes_with_every_input() {
+        let p = Platform::parse("linux/arm64").unwrap();
+        let d = crate::image::Digest::of(b"base");
+        let spec = RunSpec {
+            line: 3,
+            argv: vec!["/bin/sh".into(), "-c".into(), "make".into()],
+            env: vec!["A=1".into()],
+            workdir: "/".into(),
+            user: String::new(),
+        };
+        let key = step_key(&p, std::slice::from_ref(&d), &spec, 0);
+        assert_eq!(
+            key,
+            step_key(
+                &p,
+                std::slice::from_ref(&d),
+                &RunSpec {
+                    line: 9,
+                    ..spec.clone()
+                },
+                0
+            ),
+            "not the line"
+        );
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        let other = crate::image::Digest::of(b"other");
+        for changed in [
+            step_key(&amd64, std::slice::from_ref(&d), &spec, 0),
+            step_key(&p, &[d.clone(), other], &spec, 0),
+            step_key(&p, std::slice::from_ref(&d), &spec, 1),
+            step_key(
+                &p,
+                std::slice::from_ref(&d),
+                &RunSpec {
+                    env: vec!["A=2".into()],
+                    ..spec.clone()
+                },
+                0,
+            ),
+            step_key(
+                &p,
+                std::slice::from_ref(&d),
+                &RunSpec {
+                    workdir: "/w".into(),
+                    ..spec.clone()
+                },
+                0,
+            ),
+            step_key(
+                &p,
+                std::slice::from_ref(&d),
+                &RunSpec {
+                    user: "1000".into(),
+                    ..spec.clone()
+                },
+                0,
+            ),
+            step_key(
+                &p,
+                std::slice::from_ref(&d),
+                &RunSpec {
+                    argv: vec!["/bin/sh".into(), "-c".into(), "make all".into()],
+                    ..spec.clone()
+                },
+                0,
+            ),
+        ] {
+            assert_ne!(changed, key);
+        }
     }
 
     #[test]
