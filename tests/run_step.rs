@@ -315,18 +315,23 @@ fn run_executes_for_every_platform_and_each_step_is_one_reproducible_layer() {
     assert!(!host.iter().any(|n| n.starts_with("archgate")), "{host:?}");
 }
 
-#[test]
-fn a_failing_run_names_the_line_platform_exit_code_and_output_and_publishes_nothing() {
+/// A directory with the base and a Dockerfile `FROM` it, then `body`.
+fn with_base(body: &str) -> tempfile::TempDir {
     let tmp = crate::common::tempdir();
-    let dir = tmp.path();
-    let base = base(dir);
+    let base = base(tmp.path());
     std::fs::write(
-        dir.join("Dockerfile"),
-        format!(
-            "FROM {base}\nRUN echo fine > /ok\nRUN echo about to fail; echo it failed >&2; exit 3\n"
-        ),
+        tmp.path().join("Dockerfile"),
+        format!("FROM {base}\n{body}"),
     )
     .unwrap();
+    tmp
+}
+
+#[test]
+fn a_failing_run_names_the_line_platform_exit_code_and_output_and_publishes_nothing() {
+    let tmp =
+        with_base("RUN echo fine > /ok\nRUN echo about to fail; echo it failed >&2; exit 3\n");
+    let dir = tmp.path();
     let target = format!("oci:{}/bad:v1", dir.display());
     let out = build(dir, "cache", &target);
     out.assert_code(2)
@@ -334,4 +339,33 @@ fn a_failing_run_names_the_line_platform_exit_code_and_output_and_publishes_noth
         .assert_stderr_contains("failed for linux/amd64: exit code 3")
         .assert_stderr_contains("about to fail | it failed");
     assert!(!dir.join("bad").exists(), "nothing published");
+}
+
+#[test]
+fn a_run_past_run_timeout_is_stopped_and_a_zero_timeout_is_refused() {
+    let tmp = with_base("RUN sleep 600\n");
+    let dir = tmp.path();
+    let target = format!("oci:{}/slow:v1", dir.display());
+    let args = [
+        "build",
+        "-f",
+        "Dockerfile",
+        "--platform",
+        "linux/amd64",
+        "--image",
+        &target,
+        "ctx",
+    ];
+    let timeout = |seconds: u32| {
+        let toml = format!("platforms = [\"linux/amd64\"]\n[build]\nrun_timeout = {seconds}\n");
+        std::fs::write(dir.join("archgate.toml"), toml).unwrap();
+        archgate(dir, "cache", &args)
+    };
+    timeout(1)
+        .assert_code(2)
+        .assert_stderr_contains("Dockerfile:2: RUN /bin/sh -c sleep 600 for linux/amd64 was stopped after 1 s ([build] run_timeout");
+    assert!(!dir.join("slow").exists(), "nothing published");
+    timeout(0)
+        .assert_code(2)
+        .assert_stderr_contains("run_timeout = 0");
 }

@@ -133,6 +133,11 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
             req.context.display()
         )));
     }
+    if settings.build.run_timeout == 0 {
+        return Err(Error::Config(
+            "[build] run_timeout = 0: give the seconds one RUN step may take (at least 1)".into(),
+        ));
+    }
     let ignore = Ignore::load(&req.context)?;
     let host = Platform::host();
 
@@ -472,7 +477,8 @@ async fn run_steps(
                             ),
                         };
                         unapplied.clear();
-                        let entries = r.run(&spec, runner, &prep.platform, &what).await?;
+                        let timeout = std::time::Duration::from_secs(settings.build.run_timeout);
+                        let entries = r.run(&spec, runner, &prep.platform, &what, timeout).await?;
                         let fp = layer::fingerprint(&entries, epoch);
                         let (blob, wrote, _) =
                             layer_for(cache, blobs_built, &fp, entries, &what, &subject, epoch)

@@ -32,9 +32,6 @@ use crate::verify::cache::BlobFile;
 use crate::verify::rootfs::{self, RootFs};
 use crate::verify::runner::{self, Mode, Sandbox};
 
-/// A step that runs longer is stopped (no `[build] run_timeout` yet).
-pub const STEP_TIMEOUT: Duration = Duration::from_secs(3600);
-
 /// The Linux release from which binfmt_misc can be mounted in a user namespace.
 const PRIVATE_BINFMT: (u32, u32) = (6, 7);
 
@@ -252,6 +249,7 @@ impl StageRoot {
         runner: &Runner,
         platform: &Platform,
         what: &str,
+        timeout: Duration,
     ) -> Result<Entries> {
         let shown = spec.argv.join(" ");
         let user = self.user(&spec.user, what)?;
@@ -262,7 +260,7 @@ impl StageRoot {
             mode: runner.mode.clone(),
             env: spec.env.clone(),
             workdir: spec.workdir.clone(),
-            timeout: STEP_TIMEOUT,
+            timeout,
         };
         let phase = match runner.mode {
             Mode::Qemu(_) => crate::progress::Phase::Emulate,
@@ -279,10 +277,16 @@ impl StageRoot {
             format!("last output: {last}")
         };
         if out.timed_out {
-            return Err(Error::Invalid(format!(
-                "{what}: RUN {shown} for {platform} was stopped after {} s ({last})",
-                STEP_TIMEOUT.as_secs()
-            )));
+            let message = format!(
+                "{what}: RUN {shown} for {platform} was stopped after {} s ([build] run_timeout; {last})",
+                timeout.as_secs()
+            );
+            // Under emulation a slow or overloaded runner is the likely cause: not a verdict.
+            return Err(if runner.mode.timeout_is_infrastructure() {
+                Error::Internal(message)
+            } else {
+                Error::Invalid(message)
+            });
         }
         match out.code {
             Some(0) => {}

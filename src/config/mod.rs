@@ -333,6 +333,8 @@ pub struct BuildSettings {
     /// Threads compressing layers, shared by all platforms (0: one per core).
     /// The layers' bytes, and so their digests, do not depend on it.
     pub threads: usize,
+    /// Seconds one `RUN` step may take before it is stopped (at least 1).
+    pub run_timeout: u64,
 }
 
 /// Who builds: archgate itself, or docker buildx for what it cannot do (`RUN --mount`).
@@ -356,6 +358,7 @@ impl Default for BuildSettings {
             format: crate::image::media::Format::Oci,
             driver: BuildDriver::Native,
             threads: 0,
+            run_timeout: 3600,
         }
     }
 }
