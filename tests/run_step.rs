@@ -369,3 +369,37 @@ fn a_run_past_run_timeout_is_stopped_and_a_zero_timeout_is_refused() {
         .assert_code(2)
         .assert_stderr_contains("run_timeout = 0");
 }
+
+#[test]
+fn run_has_the_runners_network_or_with_network_none_only_its_own_loopback() {
+    // A port listening on the runner's loopback, as /proc/net/tcp shows it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let seen = format!("0100007F:{:04X} ", listener.local_addr().unwrap().port());
+    let tmp = with_base("RUN cat /proc/net/tcp > /tcp\n");
+    let dir = tmp.path();
+    for (network, expected) in [("none", false), ("host", true)] {
+        std::fs::write(
+            dir.join("archgate.toml"),
+            format!(
+                "platforms = [\"linux/amd64\", \"linux/arm64\"]\n[build]\nnetwork = \"{network}\"\n"
+            ),
+        )
+        .unwrap();
+        let target = format!("oci:{}/{network}:v1", dir.display());
+        let args = ["build", "-f", "Dockerfile", "--image", &target, "ctx"];
+        // A cache each: the step cache does not key on the network.
+        archgate(dir, &format!("cache-{network}"), &args).assert_code(0);
+        let built = images(&dir.join(network));
+        assert_eq!(built.len(), 2);
+        for (platform, (_, layers)) in &built {
+            let tcp = &layers[0]["tcp"].content;
+            assert!(tcp.contains("local_address"), "{platform}: {tcp}");
+            assert_eq!(
+                tcp.contains(&seen),
+                expected,
+                "{platform}, network {network}: {tcp}"
+            );
+        }
+    }
+    drop(listener);
+}

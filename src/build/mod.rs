@@ -478,7 +478,10 @@ async fn run_steps(
                         };
                         unapplied.clear();
                         let timeout = std::time::Duration::from_secs(settings.build.run_timeout);
-                        let entries = r.run(&spec, runner, &prep.platform, &what, timeout).await?;
+                        let share_net = settings.build.network == crate::config::BuildNetwork::Host;
+                        let entries = r
+                            .run(&spec, runner, &prep.platform, &what, timeout, share_net)
+                            .await?;
                         let fp = layer::fingerprint(&entries, epoch);
                         let (blob, wrote, _) =
                             layer_for(cache, blobs_built, &fp, entries, &what, &subject, epoch)

@@ -250,6 +250,7 @@ impl StageRoot {
         platform: &Platform,
         what: &str,
         timeout: Duration,
+        share_net: bool,
     ) -> Result<Entries> {
         let shown = spec.argv.join(" ");
         let user = self.user(&spec.user, what)?;
@@ -268,7 +269,7 @@ impl StageRoot {
         };
         let tracker = crate::progress::start(&platform.to_string(), phase, what, None);
         let out = sandbox
-            .run_step(&spec.argv, user, runner.binfmt.as_deref())
+            .run_step(&spec.argv, user, runner.binfmt.as_deref(), share_net)
             .await?;
         let last = out.tail(5);
         let last = if last.is_empty() {

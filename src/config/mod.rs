@@ -335,6 +335,19 @@ pub struct BuildSettings {
     pub threads: usize,
     /// Seconds one `RUN` step may take before it is stopped (at least 1).
     pub run_timeout: u64,
+    /// The network of `RUN` steps: `host` (as `docker build`) or `none`.
+    pub network: BuildNetwork,
+}
+
+/// The network a `RUN` step sees.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildNetwork {
+    /// The runner's network (and its `/etc/resolv.conf` when the image has one).
+    #[default]
+    Host,
+    /// None: a network namespace with only its own loopback.
+    None,
 }
 
 /// Who builds: archgate itself, or docker buildx for what it cannot do (`RUN --mount`).
@@ -359,6 +372,7 @@ impl Default for BuildSettings {
             driver: BuildDriver::Native,
             threads: 0,
             run_timeout: 3600,
+            network: BuildNetwork::Host,
         }
     }
 }

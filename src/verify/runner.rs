@@ -198,7 +198,7 @@ impl Sandbox {
         argv: &[String],
         user: Option<(u32, u32)>,
     ) -> Result<tokio::process::Command> {
-        self.command_in(argv, user, false)
+        self.command_in(argv, user, false, false)
     }
 
     /// [`Sandbox::command`]; `writable`: the root is bound read-write and
@@ -209,6 +209,7 @@ impl Sandbox {
         argv: &[String],
         user: Option<(u32, u32)>,
         writable: bool,
+        share_net: bool,
     ) -> Result<tokio::process::Command> {
         let program = match &self.mode {
             Mode::Static => {
@@ -220,6 +221,9 @@ impl Sandbox {
         };
         let mut cmd = tokio::process::Command::new("bwrap");
         cmd.args(["--unshare-all", "--die-with-parent", "--new-session"]);
+        if share_net {
+            cmd.arg("--share-net");
+        }
         if let Some((uid, gid)) = user {
             cmd.arg("--unshare-user")
                 .args(["--uid", &uid.to_string(), "--gid", &gid.to_string()]);
@@ -230,6 +234,14 @@ impl Sandbox {
             .args(["--proc", "/proc", "--dev", "/dev"]);
         if !writable {
             cmd.args(["--tmpfs", "/tmp"]);
+        }
+        // The runner's resolver over the image's own file (a mount: not in the root's files).
+        let resolv = self.root.join("etc/resolv.conf");
+        if share_net
+            && std::fs::symlink_metadata(&resolv).is_ok_and(|m| m.is_file())
+            && Path::new("/etc/resolv.conf").is_file()
+        {
+            cmd.args(["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]);
         }
         cmd.arg("--clearenv");
         for entry in &self.env {
@@ -261,7 +273,8 @@ impl Sandbox {
         self.wait_for(cmd).await
     }
 
-    /// Runs a build step: `argv` as `user`, the root bound read-write. A
+    /// Runs a build step: `argv` as `user`, the root bound read-write, in the
+    /// runner's network when `share_net` (else none but loopback). A
     /// [`Mode::Qemu`] platform runs through `binfmt`, a QEMU registration
     /// (with the `F` flag) in a private binfmt_misc of a user namespace made
     /// for this command alone (`unshare`, Linux >= 6.7), around the sandbox:
@@ -271,8 +284,9 @@ impl Sandbox {
         argv: &[String],
         user: (u32, u32),
         binfmt: Option<&str>,
+        share_net: bool,
     ) -> Result<Output> {
-        let inner = self.command_in(argv, Some(user), true)?;
+        let inner = self.command_in(argv, Some(user), true, share_net)?;
         let cmd = match (binfmt, &self.mode) {
             (_, Mode::Native) => inner,
             (Some(registration), Mode::Qemu(_)) => {
