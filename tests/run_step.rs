@@ -3,8 +3,10 @@
 //! (`scripts/fetch-jre.sh --set shell`): the host's platform runs natively,
 //! the others through QEMU in a private binfmt_misc; each step's changes are
 //! one layer (files, owners, whiteouts, the fixed mtime); a rebuild with
-//! another cache gives the same index digest; a failing `RUN` names the line,
-//! the platform, the exit code and the output, and publishes nothing.
+//! another cache gives the same index digest, with the same cache runs
+//! nothing; a failing `RUN` names the line, the platform, the exit code and
+//! the output, and publishes nothing. Steps run with `network = "none"`
+//! except where a test compares it with `host`.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -23,10 +25,17 @@ const PLATFORMS: [(&str, &str); 3] = [
 
 const EPOCH: &str = "1700000000";
 
+/// archgate in `dir` with the cache `dir/CACHE`; `RUN` steps without a network.
 fn archgate(dir: &Path, cache: &str, args: &[&str]) -> TestOutput {
+    archgate_on(dir, cache, "none", args)
+}
+
+/// [`archgate`] with `[build] network = NETWORK`.
+fn archgate_on(dir: &Path, cache: &str, network: &str, args: &[&str]) -> TestOutput {
     crate::common::archgate()
         .current_dir(dir)
         .env("ARCHGATE_CACHE", dir.join(cache))
+        .env("ARCHGATE_BUILD__NETWORK", network)
         .env("SOURCE_DATE_EPOCH", EPOCH)
         .args(args)
         .output()
@@ -380,15 +389,13 @@ fn run_has_the_runners_network_or_with_network_none_only_its_own_loopback() {
     for (network, expected) in [("none", false), ("host", true)] {
         std::fs::write(
             dir.join("archgate.toml"),
-            format!(
-                "platforms = [\"linux/amd64\", \"linux/arm64\"]\n[build]\nnetwork = \"{network}\"\n"
-            ),
+            "platforms = [\"linux/amd64\", \"linux/arm64\"]\n",
         )
         .unwrap();
         let target = format!("oci:{}/{network}:v1", dir.display());
         let args = ["build", "-f", "Dockerfile", "--image", &target, "ctx"];
         // A cache each: the step cache does not key on the network.
-        archgate(dir, &format!("cache-{network}"), &args).assert_code(0);
+        archgate_on(dir, &format!("cache-{network}"), network, &args).assert_code(0);
         let built = images(&dir.join(network));
         assert_eq!(built.len(), 2);
         for (platform, (_, layers)) in &built {
