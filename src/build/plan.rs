@@ -20,6 +20,15 @@ use super::subst;
 use crate::error::{Error, Result};
 use crate::platform::Platform;
 
+/// Docker's predefined build args (any case): passed to `RUN` without an `ARG`.
+const PROXY_ARGS: [&str; 5] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "FTP_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+];
+
 /// The `PATH` Docker gives an image built `FROM scratch`.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -601,6 +610,17 @@ fn apply_one(
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
+            // Docker's predefined proxy args reach every RUN from --build-arg
+            // without an ARG, and stay out of the history (they may hold credentials).
+            let proxies: Vec<(String, String)> = inp
+                .build_args
+                .iter()
+                .filter(|(k, _)| PROXY_ARGS.contains(&k.to_ascii_uppercase().as_str()))
+                .filter(|(k, _)| {
+                    !env.iter().any(|(e, _)| e == *k) && !args.iter().any(|(a, _)| a == *k)
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             // BuildKit's form: `RUN |2 A=1 B=2 /bin/sh -c cmd # buildkit`.
             let shown_args = if args.is_empty() {
                 String::new()
@@ -619,6 +639,7 @@ fn apply_one(
                 env: env
                     .into_iter()
                     .chain(args)
+                    .chain(proxies)
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect(),
                 workdir,
@@ -887,6 +908,39 @@ mod tests {
                 Step::Run(_) => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn proxy_build_args_reach_run_without_arg_and_stay_out_of_history() {
+        let df = parse("FROM b\nRUN apt-get update\n").unwrap();
+        let target = Platform::parse("linux/amd64").unwrap();
+        let args = BTreeMap::from([
+            (
+                "https_proxy".to_string(),
+                "http://u:secret@proxy:3128".to_string(),
+            ),
+            ("NO_PROXY".to_string(), "10.0.0.5".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ]);
+        let inp = inputs(&args, &target, &target);
+        let p = apply(&df, &inp, json!({"config": {"Env": ["PATH=/bin"]}})).unwrap();
+        let Some(Step::Run(run)) = p.steps.first() else {
+            panic!("no RUN step: {:?}", p.steps)
+        };
+        assert_eq!(
+            run.env,
+            [
+                "PATH=/bin",
+                "NO_PROXY=10.0.0.5",
+                "https_proxy=http://u:secret@proxy:3128"
+            ],
+            "proxies pass; other build args need an ARG"
+        );
+        let history = serde_json::to_string(&p.config["history"]).unwrap();
+        assert!(
+            !history.contains("secret") && !history.contains("NO_PROXY"),
+            "{history}"
+        );
     }
 
     #[test]
