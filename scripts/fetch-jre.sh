@@ -14,14 +14,15 @@
 # dpkg status, own state/cache/sources). The sources reuse the host's Debian mirror.
 #
 # Usage:
-#   scripts/fetch-jre.sh [--set jre|jni|newer] [--arch amd64,arm64,mips64el] [--check] [--refresh]
-#   scripts/fetch-jre.sh [--set jre|jni|newer] --print-root ARCH
+#   scripts/fetch-jre.sh [--set jre|jni|newer|shell] [--arch amd64,arm64,mips64el] [--check] [--refresh]
+#   scripts/fetch-jre.sh [--set jre|jni|newer|shell] --print-root ARCH
 #
 #   --set SET          jre (default): the JRE above; jni: Debian's JNI libraries and their jars
 #                      (lz4-java, snappy-java, JNA) with the shared libraries they need;
 #                      newer: the next Debian release's (trixie) libstdc++6, which needs a newer
 #                      GLIBC_ than this release's libc6 defines, and its libjsoncpp26, which needs
-#                      a newer GLIBCXX_ than this release's libstdc++6 defines (from the host's mirror)
+#                      a newer GLIBCXX_ than this release's libstdc++6 defines (from the host's mirror);
+#                      shell: dash and coreutils with their libraries (for RUN steps)
 #   --arch LIST        comma-separated; Debian (mips64el) or OCI (mips64le) names; default all three
 #   --check            fetch if needed, then run `java -version` in each root under bubblewrap + QEMU
 #   --refresh          re-read the package lists; re-fetch only an architecture whose versions changed
@@ -40,6 +41,10 @@ JNI_PACKAGES=(liblz4-jni liblz4-1 libxxhash0 liblz4-java libsnappy-jni libsnappy
 # and a C++ library built by its GCC 14, needing GLIBCXX_3.4.32 (bookworm's libstdc++6 has up to 3.4.30).
 NEWER_PACKAGES=(libstdc++6 libjsoncpp26)
 NEWER_CODENAME=trixie
+# A POSIX shell and coreutils per architecture (dash, uname, id, rm, ...), for `RUN` steps.
+# Debian's dash makes /bin/sh in its maintainer scripts, which dpkg-deb -x does not run:
+# a base built from this root adds the `bin/sh -> dash` link itself.
+SHELL_PACKAGES=(dash coreutils libc6 libacl1 libattr1 libgmp10 libselinux1 libpcre2-8-0)
 SET=jre
 PACKAGES=("${JRE_PACKAGES[@]}")
 ALL_ARCHES=(amd64 arm64 mips64el)
@@ -74,6 +79,7 @@ sentinel_rel() {
   case "$SET" in
     jre) java_rel "$1" ;;
     jni) echo "usr/share/java/lz4-java.jar" ;;
+    shell) echo "bin/dash" ;;
     newer) case "$1" in
         amd64) echo usr/lib/x86_64-linux-gnu/libstdc++.so.6 ;;
         arm64) echo usr/lib/aarch64-linux-gnu/libstdc++.so.6 ;;
@@ -398,7 +404,8 @@ main() {
     jre) PACKAGES=("${JRE_PACKAGES[@]}") ;;
     jni) PACKAGES=("${JNI_PACKAGES[@]}") ;;
     newer) PACKAGES=("${NEWER_PACKAGES[@]}") ;;
-    *) die "unknown set '$SET' (jre, jni, newer)" ;;
+    shell) PACKAGES=("${SHELL_PACKAGES[@]}") ;;
+    *) die "unknown set '$SET' (jre, jni, newer, shell)" ;;
   esac
   [ "$check" = 0 ] || [ "$SET" = jre ] || die "--check runs java: only for --set jre"
   if [ -n "$print_root" ]; then

@@ -9,4 +9,6 @@ cd "$(dirname "$0")/.."
 # Real JNI libraries (lz4-java, snappy-java, JNA) for the same three, for the service gate.
 ./scripts/fetch-jre.sh --set jni
 ./scripts/fetch-jre.sh --set newer --arch amd64
+# dash and coreutils for the three, for the RUN tests.
+./scripts/fetch-jre.sh --set shell
 cargo test --locked -- --test-threads=4

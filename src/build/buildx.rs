@@ -1,4 +1,5 @@
-//! `driver = "buildx"`: Dockerfiles that need execution (`RUN`) are handed to
+//! `driver = "buildx"`: Dockerfiles that need what archgate's builder does
+//! not do (`RUN --mount=type=secret`, `RUN` with the network) are handed to
 //! `docker buildx build --platform … --push --metadata-file …`, and the index
 //! digest is read back from the metadata file. archgate only runs it: the
 //! docker CLI, its buildx plugin and a builder with QEMU are the user's.
@@ -11,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::image::{Digest, media};
 use crate::publish::Written;
 
-const INSTALL: &str = "install the docker CLI and its buildx plugin (docker-buildx-plugin), or build with driver = \"native\" when the Dockerfile has no RUN";
+const INSTALL: &str = "install the docker CLI and its buildx plugin (docker-buildx-plugin), or build with driver = \"native\" (archgate's own builder, RUN included)";
 
 /// The `docker buildx build` arguments for a request (pure).
 pub fn arguments(req: &BuildRequest, image: &str, metadata: &Path) -> Vec<String> {

@@ -133,8 +133,15 @@ fn has_glob(s: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
     Dir,
-    File { source: PathBuf, size: u64 },
-    Symlink { target: String },
+    File {
+        source: PathBuf,
+        size: u64,
+    },
+    Symlink {
+        target: String,
+    },
+    /// An empty regular file: a `RUN` layer's whiteout (`.wh.NAME`, `.wh..wh..opq`).
+    Empty,
 }
 
 /// One entry of a layer, with the metadata the layer records.

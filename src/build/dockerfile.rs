@@ -3,8 +3,9 @@
 //! execution, into typed [`Instruction`]s with their line numbers.
 //!
 //! Words are kept unexpanded here: substitution depends on the platform and
-//! on the stage's environment, so it happens in `plan`. `RUN`, heredocs and
-//! other things that need a running container are refused with the file and
+//! on the stage's environment, so it happens in `plan`. `RUN` is parsed (its
+//! command in exec or shell form; `build::run` executes it); heredocs and
+//! `RUN --mount`/`--network`/`--security` flags are refused with the file and
 //! line, pointing to the buildx driver. Total: any input gives a value or an
 //! error, never a panic.
 
@@ -87,6 +88,8 @@ pub enum Instruction {
     Shell(Vec<String>),
     Maintainer(String),
     Onbuild(String),
+    /// `RUN ["a", "b"]` or `RUN a b` (through `SHELL`), words unexpanded.
+    Run(CommandForm),
 }
 
 /// `VOLUME ["/a"]` or `VOLUME /a /b`.
@@ -110,8 +113,8 @@ fn err<T>(line: usize, message: impl Into<String>) -> Result<T, ParseError> {
     })
 }
 
-/// The hint every refusal of execution carries.
-pub const BUILDX_HINT: &str = "archgate's native builder runs nothing; build this Dockerfile with the buildx driver (`[build] driver = \"buildx\"`, docker buildx), or move the step into a base image";
+/// The hint every refusal of what the native builder cannot do carries.
+pub const BUILDX_HINT: &str = "archgate's native builder does not do this; build this Dockerfile with the buildx driver (`[build] driver = \"buildx\"`, docker buildx), or move the step into a base image";
 
 /// Parses a Dockerfile.
 pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
@@ -435,10 +438,16 @@ fn parse_instruction(text: &str, line: usize, escape: char) -> Result<Instructio
             spec.sources = sources.to_vec();
             Ok(Instruction::Copy(spec))
         }
-        "RUN" => err(
-            line,
-            format!("RUN needs to execute commands: {BUILDX_HINT}"),
-        ),
+        "RUN" => {
+            if let Some((k, _)) = f.first() {
+                return err(
+                    line,
+                    format!("RUN --{k} is not supported by archgate's builder: {BUILDX_HINT}"),
+                );
+            }
+            need_args("a command")?;
+            Ok(Instruction::Run(command_form(rest)))
+        }
         _ => err(line, format!("unknown instruction `{keyword}`")),
     }
 }
@@ -829,9 +838,34 @@ mod tests {
     }
 
     #[test]
+    fn run_in_shell_and_exec_form() {
+        let df = parse("FROM b\nRUN echo $A \\\n  && id -u\nRUN [\"/bin/sh\", \"-c\", \"x\"]\n")
+            .unwrap();
+        assert_eq!(
+            df.instructions[1].instruction,
+            Instruction::Run(CommandForm::Shell("echo $A   && id -u".into()))
+        );
+        assert_eq!(
+            df.instructions[2].instruction,
+            Instruction::Run(CommandForm::Exec(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "x".into()
+            ]))
+        );
+        assert_eq!(df.instructions[2].line, 4);
+        assert!(
+            fails("FROM b\nRUN\n")
+                .message
+                .contains("RUN needs a command")
+        );
+    }
+
+    #[test]
     fn refusals_name_the_line() {
-        let e = fails("FROM scratch\n\nRUN apt-get install x\n");
+        let e = fails("FROM scratch\n\nRUN --mount=type=secret,id=k cat /run/secrets/k\n");
         assert_eq!(e.line, 3);
+        assert!(e.message.contains("RUN --mount"), "{}", e.message);
         assert!(e.message.contains("buildx"), "{}", e.message);
         let e = fails("FROM scratch\nCOPY <<EOF /x\nhi\nEOF\n");
         assert!(e.message.contains("heredoc"), "{}", e.message);
@@ -963,6 +997,7 @@ mod tests {
             Instruction::Volume(VolumeForm::Words(s)) => format!("VOLUME {s}"),
             Instruction::Entrypoint(f) => format!("ENTRYPOINT {}", form(f)),
             Instruction::Cmd(f) => format!("CMD {}", form(f)),
+            Instruction::Run(f) => format!("RUN {}", form(f)),
             Instruction::Shell(v) => format!("SHELL {}", json(v)),
             Instruction::Healthcheck(Healthcheck::None) => "HEALTHCHECK NONE".into(),
             Instruction::Healthcheck(Healthcheck::Check {
@@ -1261,7 +1296,7 @@ mod tests {
         }
 
         #[test]
-        fn a_run_anywhere_after_from_is_refused_at_its_line(
+        fn a_run_anywhere_after_from_parses_at_its_line(
             case in case(),
             at in any::<prop::sample::Index>(),
         ) {
@@ -1270,9 +1305,19 @@ mod tests {
             let slots = text.len() - case.first_instruction;
             let pos = case.first_instruction + 1 + at.index(slots);
             text.insert(pos, "RUN make install".to_string());
-            let e = parse(&(text.join("\n") + "\n")).unwrap_err();
-            prop_assert_eq!(e.line, pos + 1);
-            prop_assert!(e.message.contains("buildx"), "{}", e.message);
+            let df = parse(&(text.join("\n") + "\n")).map_err(|e| {
+                TestCaseError::fail(format!("line {}: {}", e.line, e.message))
+            })?;
+            let run = df
+                .instructions
+                .iter()
+                .find(|l| matches!(l.instruction, Instruction::Run(_)))
+                .ok_or_else(|| TestCaseError::fail("no RUN parsed"))?;
+            prop_assert_eq!(run.line, pos + 1);
+            prop_assert_eq!(
+                &run.instruction,
+                &Instruction::Run(CommandForm::Shell("make install".into()))
+            );
         }
     }
 }

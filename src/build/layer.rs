@@ -131,14 +131,26 @@ impl LayerCache {
         let blob = write(entries, epoch, file, what, progress, &self.pool)?;
         let path = self.blob_path(&blob.digest);
         tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-        let record = serde_json::to_vec(&blob).map_err(|e| Error::Internal(e.to_string()))?;
-        let ipath = self.index_path(&fp);
-        let mut itmp = temp.tempfile_in(&index).map_err(|e| Error::io(&index, e))?;
-        itmp.write_all(&record)
-            .map_err(|e| Error::io(itmp.path(), e))?;
-        itmp.persist(&ipath)
-            .map_err(|e| Error::io(&ipath, e.error))?;
+        self.remember(&fp, &blob)?;
         Ok((blob, true))
+    }
+
+    /// Records `blob` in the index under `key` (whole: temporary file +
+    /// rename), for [`LayerCache::lookup`]: a `RUN` step's key
+    /// ([`super::run::step_key`]) names its layer as well as the entries' fingerprint does.
+    pub fn remember(&self, key: &str, blob: &LayerBlob) -> Result<()> {
+        let index = self.dir.join("index");
+        std::fs::create_dir_all(&index).map_err(|e| Error::io(&index, e))?;
+        let record = serde_json::to_vec(blob).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&crate::cache_prune::temp_prefix("layer", key))
+            .tempfile_in(&index)
+            .map_err(|e| Error::io(&index, e))?;
+        tmp.write_all(&record)
+            .map_err(|e| Error::io(tmp.path(), e))?;
+        let path = self.index_path(key);
+        tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+        Ok(())
     }
 }
 
@@ -173,6 +185,7 @@ pub fn fingerprint(entries: &Entries, epoch: i64) -> String {
             Kind::Dir => put("d"),
             Kind::File { source, size } => put(&format!("f {} {size}", source.display())),
             Kind::Symlink { target } => put(&format!("l {target}")),
+            Kind::Empty => put("e"),
         }
     }
     for a in &entries.archives {
@@ -280,6 +293,11 @@ pub fn write(
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_size(0);
                 tar.append_link(&mut h, path, target).map_err(fail)?;
+            }
+            Kind::Empty => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(0);
+                tar.append_data(&mut h, path, io::empty()).map_err(fail)?;
             }
         }
     }

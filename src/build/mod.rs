@@ -1,7 +1,8 @@
-//! `archgate build`: daemonless multi-platform builds of Dockerfiles that
-//! execute nothing (FROM, ARG, ENV, WORKDIR, ADD/COPY, LABEL, ...). Parsing,
-//! substitution and planning are pure; layers are written reproducibly in one
-//! streaming pass; publishing goes through the one `Store` trait.
+//! `archgate build`: daemonless multi-platform builds of Dockerfiles (FROM,
+//! ARG, ENV, WORKDIR, ADD/COPY, RUN, LABEL, ...). Parsing, substitution and
+//! planning are pure; layers are written reproducibly in one streaming pass;
+//! a platform with `RUN` steps builds its layers in order in its own root
+//! ([`run`]); publishing goes through the one `Store` trait.
 
 pub mod buildx;
 pub mod context;
@@ -10,6 +11,7 @@ pub mod gzip;
 pub mod layer;
 pub mod plan;
 mod request;
+pub mod run;
 pub mod subst;
 
 use std::collections::{BTreeMap, HashMap};
@@ -86,6 +88,15 @@ struct Prepared {
     plan: plan::Plan,
     /// Fingerprints of the new layers, in order.
     fingerprints: Vec<String>,
+    /// With `RUN` steps: how they execute, and every step in order (built in phase 2b).
+    runs: Option<(run::Runner, Vec<Staged>)>,
+}
+
+/// A step of a platform with `RUN` steps, waiting to be built in its root.
+enum Staged {
+    /// An `ADD`/`COPY` layer: its fingerprint, entries and `Dockerfile:N`.
+    Copy(String, context::Entries, String),
+    Run(plan::RunSpec),
 }
 
 fn read_dockerfile(path: &Path) -> Result<String> {
@@ -121,6 +132,11 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
             "build context {} is not a directory: pass CONTEXT or set [build] context",
             req.context.display()
         )));
+    }
+    if settings.build.run_timeout == 0 {
+        return Err(Error::Config(
+            "[build] run_timeout = 0: give the seconds one RUN step may take (at least 1)".into(),
+        ));
     }
     let ignore = Ignore::load(&req.context)?;
     let host = Platform::host();
@@ -170,14 +186,45 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
         };
         let plan = plan::apply(&df, &inputs, base_config)?;
         let mut fingerprints = Vec::new();
-        for spec in &plan.layers {
-            let what = format!("{file}:{}", spec.line);
-            let entries = context::entries(&req.context, &ignore, spec, &what)?;
-            let fp = layer::fingerprint(&entries, req.epoch);
-            jobs.entry(fp.clone())
-                .or_insert((entries, what, p.to_string()));
-            fingerprints.push(fp);
-        }
+        let runs = if plan.runs() {
+            // Checked before anything is built: the host can run this platform.
+            let first = plan.steps.iter().find_map(|s| match s {
+                plan::Step::Run(r) => Some(r.line),
+                plan::Step::Copy(_) => None,
+            });
+            let runner = run::runner_for(p, &format!("{file}:{}", first.unwrap_or(1)))?;
+            if let Some(l) = base_layers.iter().find(|l| !l.urls.is_empty()) {
+                return Err(Error::Invalid(format!(
+                    "{file}: RUN needs the base's every layer, but layer {} of {base_name} is a foreign layer (only at its URLs): build FROM a base without foreign layers",
+                    l.digest
+                )));
+            }
+            let mut staged = Vec::new();
+            for step in &plan.steps {
+                staged.push(match step {
+                    plan::Step::Copy(spec) => {
+                        let what = format!("{file}:{}", spec.line);
+                        let entries = context::entries(&req.context, &ignore, spec, &what)?;
+                        Staged::Copy(layer::fingerprint(&entries, req.epoch), entries, what)
+                    }
+                    plan::Step::Run(r) => Staged::Run(r.clone()),
+                });
+            }
+            Some((runner, staged))
+        } else {
+            for step in &plan.steps {
+                let plan::Step::Copy(spec) = step else {
+                    continue;
+                };
+                let what = format!("{file}:{}", spec.line);
+                let entries = context::entries(&req.context, &ignore, spec, &what)?;
+                let fp = layer::fingerprint(&entries, req.epoch);
+                jobs.entry(fp.clone())
+                    .or_insert((entries, what, p.to_string()));
+                fingerprints.push(fp);
+            }
+            None
+        };
         prepared.push(Prepared {
             platform: p.clone(),
             base_name,
@@ -185,6 +232,7 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
             base_layers,
             plan,
             fingerprints,
+            runs,
         });
     }
 
@@ -240,6 +288,25 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
     // Another process may have written some while this one waited for them.
     layers_written += built.iter().filter(|(_, (_, wrote))| *wrote).count();
     blobs_built.extend(built.into_iter().map(|(fp, (blob, _))| (fp, blob)));
+
+    // 2b. Platforms with RUN steps: every step in order, in the platform's own root.
+    for prep in &mut prepared {
+        let Some((runner, staged)) = prep.runs.take() else {
+            continue;
+        };
+        let written = run_steps(
+            req,
+            settings,
+            &pool,
+            &cache,
+            prep,
+            &runner,
+            staged,
+            &mut blobs_built,
+        )
+        .await?;
+        layers_written += written;
+    }
 
     // 3. The plan: every blob with where it is, the manifests, the index.
     let mut blobs = Vec::new();
@@ -361,6 +428,141 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
         layers_written,
         written,
     })
+}
+
+/// Builds one platform's steps in order in a root unpacked from its base:
+/// each `ADD`/`COPY` layer is written (or found) and applied, each `RUN`
+/// found in the step cache ([`run::step_key`]) or executed and its changes
+/// written as a layer. The root is unpacked only when a `RUN` must execute:
+/// a rebuild with nothing changed downloads, unpacks and runs nothing.
+/// Returns the layers written.
+#[allow(clippy::too_many_arguments)]
+async fn run_steps(
+    req: &BuildRequest,
+    settings: &Settings,
+    pool: &Pool,
+    cache: &LayerCache,
+    prep: &mut Prepared,
+    runner: &run::Runner,
+    staged: Vec<Staged>,
+    blobs_built: &mut HashMap<String, LayerBlob>,
+) -> Result<usize> {
+    let subject = prep.platform.to_string();
+    let epoch = req.epoch;
+    let file = req.dockerfile.display().to_string();
+    let mut written = 0;
+    let mut parents: Vec<Digest> = prep.base_layers.iter().map(|l| l.digest.clone()).collect();
+    let mut root: Option<run::StageRoot> = None;
+    // This build's layers not yet in the root (there is no root yet): blob, entries, what.
+    let mut unapplied: Vec<(Digest, context::Entries, String)> = Vec::new();
+    let mut fingerprints = Vec::new();
+    for step in staged {
+        let (fp, blob, wrote, what, entries) = match step {
+            Staged::Copy(fp, entries, what) => {
+                let (blob, wrote, entries) =
+                    layer_for(cache, blobs_built, &fp, entries, &what, &subject, epoch).await?;
+                (fp, blob, wrote, what, Some(entries))
+            }
+            Staged::Run(spec) => {
+                let what = format!("{file}:{}", spec.line);
+                let key = run::step_key(&prep.platform, &parents, &spec, epoch);
+                match cache.lookup(&key) {
+                    Some(hit) => (key, hit, false, what, Some(context::Entries::default())),
+                    None => {
+                        let r = match &mut root {
+                            Some(r) => r,
+                            None => root.insert(
+                                unpack_stage(settings, pool, prep, &subject, &unapplied, cache)
+                                    .await?,
+                            ),
+                        };
+                        unapplied.clear();
+                        let timeout = std::time::Duration::from_secs(settings.build.run_timeout);
+                        let share_net = settings.build.network == crate::config::BuildNetwork::Host;
+                        let entries = r
+                            .run(&spec, runner, &prep.platform, &what, timeout, share_net)
+                            .await?;
+                        let fp = layer::fingerprint(&entries, epoch);
+                        let (blob, wrote, _) =
+                            layer_for(cache, blobs_built, &fp, entries, &what, &subject, epoch)
+                                .await?;
+                        cache.remember(&key, &blob)?;
+                        // Its changes are in the root already.
+                        (fp, blob, wrote, what, None)
+                    }
+                }
+            }
+        };
+        if let Some(entries) = entries {
+            match &mut root {
+                Some(r) => r.apply_built(&cache.blob_path(&blob.digest), &entries, &what)?,
+                None => unapplied.push((blob.digest.clone(), entries, what)),
+            }
+        }
+        written += usize::from(wrote);
+        parents.push(blob.digest.clone());
+        blobs_built.insert(fp.clone(), blob);
+        fingerprints.push(fp);
+    }
+    prep.fingerprints = fingerprints;
+    Ok(written)
+}
+
+/// The layer of `entries` (fingerprint `fp`): built already in this build,
+/// found in the layer cache, or written now; and whether it was written now.
+async fn layer_for(
+    cache: &LayerCache,
+    blobs_built: &HashMap<String, LayerBlob>,
+    fp: &str,
+    entries: context::Entries,
+    what: &str,
+    subject: &str,
+    epoch: i64,
+) -> Result<(LayerBlob, bool, context::Entries)> {
+    if let Some(b) = blobs_built.get(fp) {
+        return Ok((b.clone(), false, entries));
+    }
+    let c = cache.clone();
+    let label = format!("{what} ({subject})");
+    let (entries, blob) = tokio::task::spawn_blocking(move || {
+        let b = c.layer_counted(&entries, epoch, &label, None);
+        (entries, b)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("layer writer stopped: {e}")))?;
+    let (blob, wrote) = blob?;
+    Ok((blob, wrote, entries))
+}
+
+/// The platform's root for its first `RUN` that executes: the base's layers
+/// (downloaded into the cache when missing), then this build's earlier layers.
+async fn unpack_stage(
+    settings: &Settings,
+    pool: &Pool,
+    prep: &Prepared,
+    subject: &str,
+    earlier: &[(Digest, context::Entries, String)],
+    cache: &LayerCache,
+) -> Result<run::StageRoot> {
+    let mut files = Vec::new();
+    if let Some(id) = prep.base_store {
+        let verify_cache = crate::verify::cache::Cache::new(settings.cache_dir());
+        let store = pool.get(id);
+        for l in &prep.base_layers {
+            files.push((l.clone(), verify_cache.blob(store, l, None).await?));
+        }
+    }
+    let parent = settings.cache_dir().join("run");
+    let max = settings.verify.max_unpacked_bytes;
+    let sub = subject.to_string();
+    let mut root =
+        tokio::task::spawn_blocking(move || run::StageRoot::unpack(&parent, &files, max, &sub))
+            .await
+            .map_err(|e| Error::Internal(format!("unpacking the base for RUN: {e}")))??;
+    for (digest, entries, what) in earlier {
+        root.apply_built(&cache.blob_path(digest), entries, what)?;
+    }
+    Ok(root)
 }
 
 /// A descriptor of a blob written here (no platform, annotations or URLs).

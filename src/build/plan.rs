@@ -4,8 +4,10 @@
 //! (BuildKit) does — `Env` with `$PATH` expansion, `WorkingDir`, `Entrypoint`
 //! and `Cmd` (exec and shell forms through `SHELL`), `Labels`, `ExposedPorts`,
 //! `User`, `Volumes`, `StopSignal`, `Healthcheck`, history entries (config-only
-//! instructions are `empty_layer`) — and the `ADD`/`COPY` layers to write.
-//! No I/O: the caller fetches the base config and writes the layers.
+//! instructions are `empty_layer`) — and the steps that make layers, in
+//! order: `ADD`/`COPY` layers to write and `RUN` commands to execute (their
+//! argv, environment, working directory and user). No I/O: the caller fetches
+//! the base config, writes the layers and runs the commands.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +19,15 @@ use super::dockerfile::{
 use super::subst;
 use crate::error::{Error, Result};
 use crate::platform::Platform;
+
+/// Docker's predefined build args (any case): passed to `RUN` without an `ARG`.
+const PROXY_ARGS: [&str; 5] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "FTP_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+];
 
 /// The `PATH` Docker gives an image built `FROM scratch`.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -65,11 +76,40 @@ pub struct LayerSpec {
     pub chmod: Option<u32>,
 }
 
-/// The result of planning: a config (without the new layers' diff_ids) and the layers.
+/// One `RUN` to execute in the stage's root, with everything resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSpec {
+    pub line: usize,
+    /// Exec form as written; shell form through the stage's `SHELL`.
+    pub argv: Vec<String>,
+    /// `KEY=VALUE`: the stage's `Env`, then the `ARG`s in scope it does not set.
+    pub env: Vec<String>,
+    /// The working directory (absolute; created when missing).
+    pub workdir: String,
+    /// The stage's `USER` (`""`: root), resolved in the root when run.
+    pub user: String,
+}
+
+/// A step that makes a layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Copy(LayerSpec),
+    Run(RunSpec),
+}
+
+/// The result of planning: a config (without the new layers' diff_ids) and
+/// the steps that make the new layers, in order.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub config: Value,
-    pub layers: Vec<LayerSpec>,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// Whether a step executes a command (the root must then be unpacked).
+    pub fn runs(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, Step::Run(_)))
+    }
 }
 
 /// The automatic platform arguments.
@@ -292,6 +332,16 @@ impl State {
             .unwrap_or_default()
     }
 
+    /// The working directory (`/` when unset).
+    fn workdir(&self) -> String {
+        self.config
+            .pointer("/config/WorkingDir")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("/")
+            .to_string()
+    }
+
     /// ENV wins over ARG, as in Docker.
     fn lookup(&self, name: &str) -> Option<String> {
         if let Some((_, v)) = self.env().into_iter().find(|(k, _)| k == name) {
@@ -389,18 +439,18 @@ pub fn apply(df: &Dockerfile, inp: &Inputs, base_config: Value) -> Result<Plan> 
         shell,
         cmd_set: false,
     };
-    let mut layers = Vec::new();
+    let mut steps = Vec::new();
     for stage in &chain {
         // Each stage starts with no ARGs in scope.
         state.args.clear();
         for l in &stage.body {
-            apply_one(df, inp, &global, &automatic, &mut state, l, &mut layers)?;
+            apply_one(df, inp, &global, &automatic, &mut state, l, &mut steps)?;
         }
     }
     state.config["created"] = json!(rfc3339(inp.epoch));
     Ok(Plan {
         config: state.config,
-        layers,
+        steps,
     })
 }
 
@@ -472,7 +522,7 @@ fn apply_one(
     automatic: &BTreeMap<String, String>,
     state: &mut State,
     l: &Line,
-    layers: &mut Vec<LayerSpec>,
+    steps: &mut Vec<Step>,
 ) -> Result<()> {
     let line = l.line;
     let epoch = inp.epoch;
@@ -514,13 +564,7 @@ fn apply_one(
         }
         Instruction::Workdir(w) => {
             let w = word(df, inp, state, line, w)?;
-            let current = state
-                .config
-                .pointer("/config/WorkingDir")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .unwrap_or("/")
-                .to_string();
+            let current = state.workdir();
             let dir = join(&current, &w);
             state.runtime().insert("WorkingDir".into(), json!(dir));
             state.history(epoch, format!("WORKDIR {dir}"), true);
@@ -544,7 +588,63 @@ fn apply_one(
                 ),
                 false,
             );
-            layers.push(layer);
+            steps.push(Step::Copy(layer));
+        }
+        Instruction::Run(form) => {
+            let argv = command(state, form);
+            if argv.is_empty() {
+                return Err(at(inp, line, "RUN has an empty command"));
+            }
+            let env = state.env();
+            // ARGs in scope reach the command as variables (ENV wins), as in Docker.
+            let args: Vec<(String, String)> = state
+                .args
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+                .filter(|(k, _)| !env.iter().any(|(e, _)| e == k))
+                .collect();
+            let workdir = state.workdir();
+            let user = state
+                .config
+                .pointer("/config/User")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            // Docker's predefined proxy args reach every RUN from --build-arg
+            // without an ARG, and stay out of the history (they may hold credentials).
+            let proxies: Vec<(String, String)> = inp
+                .build_args
+                .iter()
+                .filter(|(k, _)| PROXY_ARGS.contains(&k.to_ascii_uppercase().as_str()))
+                .filter(|(k, _)| {
+                    !env.iter().any(|(e, _)| e == *k) && !args.iter().any(|(a, _)| a == *k)
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            // BuildKit's form: `RUN |2 A=1 B=2 /bin/sh -c cmd # buildkit`.
+            let shown_args = if args.is_empty() {
+                String::new()
+            } else {
+                let list: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("|{} {} ", args.len(), list.join(" "))
+            };
+            state.history(
+                epoch,
+                format!("RUN {shown_args}{} # buildkit", argv.join(" ")),
+                false,
+            );
+            steps.push(Step::Run(RunSpec {
+                line,
+                argv,
+                env: env
+                    .into_iter()
+                    .chain(args)
+                    .chain(proxies)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect(),
+                workdir,
+                user,
+            }));
         }
         Instruction::Label(pairs) => {
             let mut shown = Vec::new();
@@ -713,13 +813,7 @@ fn copy_layer(
             format!("{kw}: the destination expands to nothing"),
         ));
     }
-    let workdir = state
-        .config
-        .pointer("/config/WorkingDir")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .unwrap_or("/")
-        .to_string();
+    let workdir = state.workdir();
     let dest_dir =
         raw_dest.ends_with('/') || raw_dest.ends_with("/.") || raw_dest == "." || sources.len() > 1;
     let dest = join(&workdir, &raw_dest);
@@ -806,6 +900,93 @@ mod tests {
         }
     }
 
+    fn copies(p: &Plan) -> Vec<LayerSpec> {
+        p.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Copy(l) => Some(l.clone()),
+                Step::Run(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn proxy_build_args_reach_run_without_arg_and_stay_out_of_history() {
+        let df = parse("FROM b\nRUN apt-get update\n").unwrap();
+        let target = Platform::parse("linux/amd64").unwrap();
+        let args = BTreeMap::from([
+            (
+                "https_proxy".to_string(),
+                "http://u:secret@proxy:3128".to_string(),
+            ),
+            ("NO_PROXY".to_string(), "10.0.0.5".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ]);
+        let inp = inputs(&args, &target, &target);
+        let p = apply(&df, &inp, json!({"config": {"Env": ["PATH=/bin"]}})).unwrap();
+        let Some(Step::Run(run)) = p.steps.first() else {
+            panic!("no RUN step: {:?}", p.steps)
+        };
+        assert_eq!(
+            run.env,
+            [
+                "PATH=/bin",
+                "NO_PROXY=10.0.0.5",
+                "https_proxy=http://u:secret@proxy:3128"
+            ],
+            "proxies pass; other build args need an ARG"
+        );
+        let history = serde_json::to_string(&p.config["history"]).unwrap();
+        assert!(
+            !history.contains("secret") && !history.contains("NO_PROXY"),
+            "{history}"
+        );
+    }
+
+    #[test]
+    fn run_gets_the_stage_env_args_workdir_user_and_shell() {
+        let p = plan_for(
+            "FROM b\nARG TARGETARCH\nARG A=1\nENV A=env B=2\nWORKDIR /w\nUSER 1000:1000\nRUN echo $TARGETARCH > x\nSHELL [\"/bin/bash\", \"-ec\"]\nRUN [\"/bin/true\", \"$A\"]\nRUN b\n",
+            &["PATH=/bin"],
+            "linux/arm64",
+        )
+        .unwrap();
+        let runs: Vec<&RunSpec> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Run(r) => Some(r),
+                Step::Copy(_) => None,
+            })
+            .collect();
+        assert_eq!(runs.len(), 3);
+        assert_eq!(runs[0].line, 7);
+        assert_eq!(runs[0].argv, ["/bin/sh", "-c", "echo $TARGETARCH > x"]);
+        assert_eq!(
+            runs[0].env,
+            ["PATH=/bin", "A=env", "B=2", "TARGETARCH=arm64"],
+            "ENV wins over ARG; declared ARGs are variables"
+        );
+        assert_eq!(runs[0].workdir, "/w");
+        assert_eq!(runs[0].user, "1000:1000");
+        assert_eq!(
+            runs[1].argv,
+            ["/bin/true", "$A"],
+            "exec form is not expanded"
+        );
+        assert_eq!(runs[2].argv, ["/bin/bash", "-ec", "b"]);
+        let history = p.config["history"].as_array().unwrap();
+        let run = history
+            .iter()
+            .find(|h| h["created_by"].as_str().unwrap().starts_with("RUN |1"))
+            .unwrap();
+        assert_eq!(
+            run["created_by"],
+            json!("RUN |1 TARGETARCH=arm64 /bin/sh -c echo $TARGETARCH > x # buildkit")
+        );
+        assert!(run.get("empty_layer").is_none());
+    }
+
     fn plan_for(text: &str, base_env: &[&str], arch: &str) -> Result<Plan> {
         let df = parse(text)
             .map_err(|e| Error::Invalid(format!("Dockerfile:{}: {}", e.line, e.message)))?;
@@ -840,10 +1021,10 @@ mod tests {
                 ])
             );
             assert_eq!(rt(&p, "WorkingDir"), json!("/opt"));
-            assert_eq!(p.layers.len(), 1);
-            assert_eq!(p.layers[0].sources, vec![dir.to_string()]);
-            assert_eq!(p.layers[0].dest, "/opt/jdk");
-            assert!(!p.layers[0].dest_dir);
+            assert_eq!(copies(&p).len(), 1);
+            assert_eq!(copies(&p)[0].sources, vec![dir.to_string()]);
+            assert_eq!(copies(&p)[0].dest, "/opt/jdk");
+            assert!(!copies(&p)[0].dest_dir);
             let history = p.config["history"].as_array().unwrap();
             assert_eq!(history.len(), 7);
             let empties: Vec<bool> = history[1..]
@@ -950,7 +1131,7 @@ mod tests {
         assert_eq!(rt(&p, "WorkingDir"), json!("/srv/x"));
         assert_eq!(rt(&p, "OnBuild"), json!(["COPY . /"]));
         assert_eq!(p.config["author"], json!("me"));
-        assert!(p.layers.is_empty());
+        assert!(p.steps.is_empty());
         assert!(
             p.config["history"].as_array().unwrap()[1..]
                 .iter()
@@ -994,7 +1175,7 @@ mod tests {
             "linux/amd64",
         )
         .unwrap();
-        let l = &p.layers;
+        let l = &copies(&p);
         assert_eq!((l[0].dest.as_str(), l[0].dest_dir), ("/w", true));
         assert_eq!(
             (

@@ -100,8 +100,8 @@ pub enum Command {
     /// the manifest, the config's own platform, layers and size.
     #[command(after_help = command_help!("archgate inspect 127.0.0.1:5000/team/app:v1"))]
     Inspect(InspectArgs),
-    /// Build a Dockerfile that executes nothing (FROM, ARG, ENV, WORKDIR, ADD/COPY, ...)
-    /// for every platform, without a Docker engine, and publish one index.
+    /// Build a Dockerfile (FROM, ARG, ENV, WORKDIR, ADD/COPY, RUN, ...) for every
+    /// platform, without a Docker engine, and publish one index.
     #[command(after_help = command_help!("archgate build ./docker --platform linux/amd64,linux/arm64 --image 127.0.0.1:5000/team/app:v1"))]
     Build(BuildArgs),
     /// Assemble per-architecture images (or indexes) into one multi-arch index:

@@ -308,7 +308,7 @@ pub struct CiContext {
     pub job_url: Option<String>,
 }
 
-/// `[build]`: a Dockerfile that executes nothing, built for every platform.
+/// `[build]`: a Dockerfile built for every platform (`RUN` in bubblewrap, QEMU for foreign CPUs).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BuildSettings {
@@ -328,14 +328,29 @@ pub struct BuildSettings {
     pub tags: Vec<String>,
     /// `oci` (OCI manifests and index) or `docker` (Docker v2s2 and manifest list).
     pub format: crate::image::media::Format,
-    /// `native` (archgate builds; nothing is executed) or `buildx` (`docker buildx build --push`).
+    /// `native` (archgate builds, `RUN` included) or `buildx` (`docker buildx build --push`).
     pub driver: BuildDriver,
     /// Threads compressing layers, shared by all platforms (0: one per core).
     /// The layers' bytes, and so their digests, do not depend on it.
     pub threads: usize,
+    /// Seconds one `RUN` step may take before it is stopped (at least 1).
+    pub run_timeout: u64,
+    /// The network of `RUN` steps: `host` (as `docker build`) or `none`.
+    pub network: BuildNetwork,
 }
 
-/// Who builds: archgate itself, or docker buildx for Dockerfiles with `RUN`.
+/// The network a `RUN` step sees.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildNetwork {
+    /// The runner's network (and its `/etc/resolv.conf` when the image has one).
+    #[default]
+    Host,
+    /// None: a network namespace with only its own loopback.
+    None,
+}
+
+/// Who builds: archgate itself, or docker buildx for what it cannot do (`RUN --mount`).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum BuildDriver {
@@ -356,6 +371,8 @@ impl Default for BuildSettings {
             format: crate::image::media::Format::Oci,
             driver: BuildDriver::Native,
             threads: 0,
+            run_timeout: 3600,
+            network: BuildNetwork::Host,
         }
     }
 }

@@ -198,6 +198,19 @@ impl Sandbox {
         argv: &[String],
         user: Option<(u32, u32)>,
     ) -> Result<tokio::process::Command> {
+        self.command_in(argv, user, false, false)
+    }
+
+    /// [`Sandbox::command`]; `writable`: the root is bound read-write and
+    /// keeps its own `/tmp` (a build step's changes land in it), and a foreign
+    /// program runs through binfmt_misc rather than an explicit emulator.
+    fn command_in(
+        &self,
+        argv: &[String],
+        user: Option<(u32, u32)>,
+        writable: bool,
+        share_net: bool,
+    ) -> Result<tokio::process::Command> {
         let program = match &self.mode {
             Mode::Static => {
                 return Err(Error::Internal("static runner asked to execute".into()));
@@ -208,15 +221,29 @@ impl Sandbox {
         };
         let mut cmd = tokio::process::Command::new("bwrap");
         cmd.args(["--unshare-all", "--die-with-parent", "--new-session"]);
+        if share_net {
+            cmd.arg("--share-net");
+        }
         if let Some((uid, gid)) = user {
             cmd.arg("--unshare-user")
                 .args(["--uid", &uid.to_string(), "--gid", &gid.to_string()]);
         }
-        cmd.arg("--ro-bind")
+        cmd.arg(if writable { "--bind" } else { "--ro-bind" })
             .arg(&self.root)
             .arg("/")
-            .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
-            .arg("--clearenv");
+            .args(["--proc", "/proc", "--dev", "/dev"]);
+        if !writable {
+            cmd.args(["--tmpfs", "/tmp"]);
+        }
+        // The runner's resolver over the image's own file (a mount: not in the root's files).
+        let resolv = self.root.join("etc/resolv.conf");
+        if share_net
+            && std::fs::symlink_metadata(&resolv).is_ok_and(|m| m.is_file())
+            && Path::new("/etc/resolv.conf").is_file()
+        {
+            cmd.args(["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]);
+        }
+        cmd.arg("--clearenv");
         for entry in &self.env {
             if let Some((k, v)) = entry.split_once('=')
                 && !k.is_empty()
@@ -225,7 +252,7 @@ impl Sandbox {
             }
         }
         cmd.args(["--chdir", &self.workdir]);
-        if let Mode::Qemu(qemu) = &self.mode {
+        if let (Mode::Qemu(qemu), false) = (&self.mode, writable) {
             cmd.arg("--ro-bind").arg(qemu).arg(QEMU_MOUNT);
             cmd.args(["--", QEMU_MOUNT]);
         } else {
@@ -242,7 +269,64 @@ impl Sandbox {
     /// Runs `argv` (argv[0] an absolute path inside the image). `Err` means the
     /// sandbox itself could not start (an infrastructure problem, not the image's).
     pub async fn run(&self, argv: &[String]) -> Result<Output> {
-        let mut cmd = self.command(argv, None)?;
+        let cmd = self.command(argv, None)?;
+        self.wait_for(cmd).await
+    }
+
+    /// Runs a build step: `argv` as `user`, the root bound read-write, in the
+    /// runner's network when `share_net` (else none but loopback). A
+    /// [`Mode::Qemu`] platform runs through `binfmt`, a QEMU registration
+    /// (with the `F` flag) in a private binfmt_misc of a user namespace made
+    /// for this command alone (`unshare`, Linux >= 6.7), around the sandbox:
+    /// the shell's children are foreign programs too. Nothing is registered on the host.
+    pub async fn run_step(
+        &self,
+        argv: &[String],
+        user: (u32, u32),
+        binfmt: Option<&str>,
+        share_net: bool,
+    ) -> Result<Output> {
+        let inner = self.command_in(argv, Some(user), true, share_net)?;
+        let cmd = match (binfmt, &self.mode) {
+            (_, Mode::Native) => inner,
+            (Some(registration), Mode::Qemu(_)) => {
+                let mut outer = tokio::process::Command::new("unshare");
+                outer.args([
+                    "--user",
+                    "--map-root-user",
+                    "--mount",
+                    "--",
+                    "/bin/sh",
+                    "-c",
+                    BINFMT_SCRIPT,
+                    "archgate-binfmt",
+                    registration,
+                    "bwrap",
+                ]);
+                outer.args(inner.as_std().get_args());
+                outer
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .kill_on_drop(true);
+                outer
+            }
+            _ => {
+                return Err(Error::Internal(
+                    "a build step needs a native or binfmt runner".into(),
+                ));
+            }
+        };
+        let out = self.wait_for(cmd).await?;
+        if let Some(line) = out.stderr.lines().find(|l| l.starts_with(BINFMT_FAILED)) {
+            return Err(Error::Internal(format!(
+                "{line}: the private binfmt_misc needs Linux >= 6.7 and unprivileged user namespaces"
+            )));
+        }
+        Ok(out)
+    }
+
+    async fn wait_for(&self, mut cmd: tokio::process::Command) -> Result<Output> {
         let started = Instant::now();
         let mut child = spawn(&mut cmd)?;
         let out = tokio::spawn(capture(child.stdout.take()));
@@ -379,6 +463,17 @@ impl Sandbox {
         Ok((outcome, output))
     }
 }
+
+/// What a failed private binfmt_misc set-up prints first.
+const BINFMT_FAILED: &str = "archgate: binfmt_misc";
+
+/// Run by `/bin/sh` inside `unshare --user --map-root-user --mount`: mounts a
+/// binfmt_misc private to that namespace, registers `$1`, then runs the rest.
+const BINFMT_SCRIPT: &str = r#"set -e
+reg=$1; shift
+mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || { echo "archgate: binfmt_misc cannot be mounted in a user namespace here" >&2; exit 125; }
+printf '%s' "$reg" > /proc/sys/fs/binfmt_misc/register 2>/dev/null || { echo "archgate: binfmt_misc refused the QEMU registration" >&2; exit 125; }
+exec "$@""#;
 
 /// How long the rest of a trace is collected after a fatal line.
 const FATAL_GRACE: Duration = Duration::from_secs(3);

@@ -102,6 +102,18 @@ fn unpack(
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut root = rootfs::RootFs::new_named(dir, prefix, limits)?;
     root.share_files(pool);
+    apply_layers(&mut root, layers, tracker)?;
+    runner::prepare_root(root.path())?;
+    Ok(root.keep())
+}
+
+/// Applies layers in order to `root`, verifying each store file against its
+/// digest while it is read (cache files were verified when written).
+pub fn apply_layers(
+    root: &mut rootfs::RootFs,
+    layers: &[(Descriptor, BlobFile)],
+    tracker: &progress::Tracker,
+) -> Result<()> {
     for (desc, file) in layers {
         let what = format!("layer {}", desc.digest);
         let compression = crate::image::media::layer_compression(&desc.media_type)
@@ -135,8 +147,7 @@ fn unpack(
             }
         }
     }
-    runner::prepare_root(root.path())?;
-    Ok(root.keep())
+    Ok(())
 }
 
 /// Hashes what passes through, to verify a store's own blob file while it is

@@ -396,6 +396,12 @@ pub fn newer_root(arch: &str) -> PathBuf {
     fetched_root("newer", arch)
 }
 
+/// The root of `scripts/fetch-jre.sh --set shell` for `arch`: Debian's dash
+/// (`/bin/sh`) and coreutils with their libraries, for `RUN` steps.
+pub fn shell_root(arch: &str) -> PathBuf {
+    fetched_root("shell", arch)
+}
+
 /// `scripts/fetch-jre.sh --set SET --print-root ARCH`: a root `scripts/test.sh`
 /// fetched. The harness never fetches one itself (fetching runs apt-get,
 /// which is set-up's work): a missing root is a panic saying what to run.

@@ -1,0 +1,412 @@
+//! `RUN` in `archgate build`, end to end, on a base made of Debian's real
+//! `dash` and `coreutils` for amd64, arm64 and mips64el
+//! (`scripts/fetch-jre.sh --set shell`): the host's platform runs natively,
+//! the others through QEMU in a private binfmt_misc; each step's changes are
+//! one layer (files, owners, whiteouts, the fixed mtime); a rebuild with
+//! another cache gives the same index digest, with the same cache runs
+//! nothing; a failing `RUN` names the line, the platform, the exit code and
+//! the output, and publishes nothing. Steps run with `network = "none"`
+//! except where a test compares it with `host`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::TestOutput;
+use crate::common::jre::{link_or_copy, shell_root};
+
+const PLATFORMS: [(&str, &str); 3] = [
+    ("linux/amd64", "amd64"),
+    ("linux/arm64", "arm64"),
+    ("linux/mips64le", "mips64el"),
+];
+
+const EPOCH: &str = "1700000000";
+
+/// archgate in `dir` with the cache `dir/CACHE`; `RUN` steps without a network.
+fn archgate(dir: &Path, cache: &str, args: &[&str]) -> TestOutput {
+    archgate_on(dir, cache, "none", args)
+}
+
+/// [`archgate`] with `[build] network = NETWORK`.
+fn archgate_on(dir: &Path, cache: &str, network: &str, args: &[&str]) -> TestOutput {
+    crate::common::archgate()
+        .current_dir(dir)
+        .env("ARCHGATE_CACHE", dir.join(cache))
+        .env("ARCHGATE_BUILD__NETWORK", network)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .args(args)
+        .output()
+}
+
+/// `oci:DIR/base:latest`: FROM scratch, ADD the Debian shell root, for the three platforms.
+fn base(dir: &Path) -> String {
+    let ctx = dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    for (p, deb) in PLATFORMS {
+        let arch = p.trim_start_matches("linux/");
+        link_or_copy(&shell_root(deb), &ctx.join(format!("base-{arch}")));
+    }
+    std::fs::write(
+        dir.join("base.Dockerfile"),
+        "FROM scratch\nARG TARGETARCH\nADD base-${TARGETARCH} /\nENV PATH /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+    )
+    .unwrap();
+    let location = format!("oci:{}/base:latest", dir.display());
+    let all = PLATFORMS.map(|(p, _)| p).join(",");
+    archgate(
+        dir,
+        "cache",
+        &[
+            "build",
+            "-f",
+            "base.Dockerfile",
+            "--platform",
+            &all,
+            "--image",
+            &location,
+            "ctx",
+        ],
+    )
+    .assert_code(0);
+    location
+}
+
+/// `archgate build -f Dockerfile` for the three platforms into `target`, with the cache `cache`.
+fn build(dir: &Path, cache: &str, target: &str) -> TestOutput {
+    let all = PLATFORMS.map(|(p, _)| p).join(",");
+    archgate(
+        dir,
+        cache,
+        &[
+            "build",
+            "-f",
+            "Dockerfile",
+            "--platform",
+            &all,
+            "--image",
+            target,
+            "ctx",
+        ],
+    )
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn blob(layout: &Path, digest: &str) -> std::path::PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// One tar entry of a layer.
+#[derive(Debug)]
+struct Item {
+    kind: tar::EntryType,
+    uid: u64,
+    mode: u32,
+    mtime: u64,
+    content: String,
+}
+
+fn layer(path: &Path) -> BTreeMap<String, Item> {
+    let f = std::fs::File::open(path).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let mut out = BTreeMap::new();
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let h = e.header().clone();
+        let mut content = String::new();
+        e.read_to_string(&mut content).unwrap();
+        out.insert(
+            name,
+            Item {
+                kind: h.entry_type(),
+                uid: h.uid().unwrap(),
+                mode: h.mode().unwrap(),
+                mtime: h.mtime().unwrap(),
+                content,
+            },
+        );
+    }
+    out
+}
+
+/// Per platform of the index at `layout`: (config, the layers after the base's one).
+fn images(layout: &Path) -> BTreeMap<String, (Value, Vec<BTreeMap<String, Item>>)> {
+    let index = json(&layout.join("index.json"));
+    let top = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let index = json(&blob(layout, &top));
+    let mut out = BTreeMap::new();
+    for m in index["manifests"].as_array().unwrap() {
+        let p = format!(
+            "{}/{}",
+            m["platform"]["os"].as_str().unwrap(),
+            m["platform"]["architecture"].as_str().unwrap()
+        );
+        let manifest = json(&blob(layout, m["digest"].as_str().unwrap()));
+        let config = json(&blob(
+            layout,
+            manifest["config"]["digest"].as_str().unwrap(),
+        ));
+        let layers = manifest["layers"].as_array().unwrap()[1..]
+            .iter()
+            .map(|l| layer(&blob(layout, l["digest"].as_str().unwrap())))
+            .collect();
+        out.insert(p, (config, layers));
+    }
+    out
+}
+
+fn index_digest(out: &TestOutput) -> String {
+    let first = out.stdout().lines().next().unwrap_or_default();
+    first.rsplit_once('@').unwrap().1.to_string()
+}
+
+const DOCKERFILE: &str = "FROM BASE
+ARG TARGETARCH
+ENV GREETING=hello
+RUN mkdir /opt && echo $GREETING > /opt/x && uname -m > /opt/arch && id -u > /opt/uid && echo $TARGETARCH > /opt/targetarch
+RUN rm /bin/rmdir
+WORKDIR /srv
+USER 1000:1000
+RUN [\"/bin/sh\", \"-c\", \"pwd > here && id -u > /opt/uid-user\"]
+";
+
+#[test]
+fn run_executes_for_every_platform_and_each_step_is_one_reproducible_layer() {
+    let tmp = crate::common::tempdir();
+    let dir = tmp.path();
+    let base = base(dir);
+    std::fs::write(dir.join("Dockerfile"), DOCKERFILE.replace("BASE", &base)).unwrap();
+    let target = format!("oci:{}/app:v1", dir.display());
+    let out = build(dir, "cache", &target);
+    out.assert_code(0);
+    let digest = index_digest(&out);
+    for step in [
+        "linux/amd64: run Dockerfile:4",
+        "linux/arm64: emulate Dockerfile:4",
+    ] {
+        out.assert_stderr_contains(step);
+    }
+
+    let uname = BTreeMap::from([
+        ("linux/amd64", "x86_64"),
+        ("linux/arm64", "aarch64"),
+        ("linux/mips64le", "mips64"),
+    ]);
+    let built = images(&dir.join("app"));
+    assert_eq!(built.len(), 3, "{:?}", built.keys());
+    for (platform, (config, layers)) in &built {
+        let arch = platform.trim_start_matches("linux/");
+        assert_eq!(layers.len(), 3, "{platform}: one layer per RUN");
+        // RUN 1: files made in the platform's own root, by its own binaries.
+        let first = &layers[0];
+        assert_eq!(
+            first["opt/x"].content, "hello\n",
+            "{platform}: ENV reaches RUN"
+        );
+        assert_eq!(
+            first["opt/arch"].content,
+            format!("{}\n", uname[platform.as_str()])
+        );
+        assert_eq!(first["opt/uid"].content, "0\n");
+        assert_eq!(first["opt/targetarch"].content, format!("{arch}\n"));
+        assert_eq!(first["opt/"].kind, tar::EntryType::Directory);
+        assert_eq!(first["opt/"].mode & 0o777, 0o755);
+        for item in first.values() {
+            assert_eq!(
+                item.mtime.to_string(),
+                EPOCH,
+                "{platform}: mtimes are SOURCE_DATE_EPOCH"
+            );
+            assert_eq!(item.uid, 0);
+        }
+        assert!(
+            !first
+                .keys()
+                .any(|k| k.starts_with("bin/") || k.starts_with("usr/")),
+            "{platform}: only what the step changed: {:?}",
+            first.keys()
+        );
+        // RUN 2: the deletion is a whiteout, nothing else of /bin.
+        let second = &layers[1];
+        let wh = &second["bin/.wh.rmdir"];
+        assert_eq!(wh.kind, tar::EntryType::Regular);
+        assert!(wh.content.is_empty());
+        assert!(
+            second.keys().all(|k| k == "bin/" || k == "bin/.wh.rmdir"),
+            "{platform}: {:?}",
+            second.keys()
+        );
+        // RUN 3 (exec form): WORKDIR made and used, USER's id, its files its own.
+        let third = &layers[2];
+        assert_eq!(third["srv/here"].content, "/srv\n");
+        assert_eq!(third["opt/uid-user"].content, "1000\n");
+        assert_eq!(third["opt/uid-user"].uid, 1000);
+        assert_eq!(third["opt/"].uid, 0, "a changed directory keeps its owner");
+        // The config: three RUN history entries with layers, diff_ids for every layer.
+        let history = config["history"].as_array().unwrap();
+        let runs: Vec<&str> = history
+            .iter()
+            .filter_map(|h| h["created_by"].as_str())
+            .filter(|c| c.starts_with("RUN "))
+            .collect();
+        assert_eq!(runs.len(), 3, "{runs:?}");
+        assert!(
+            runs[1].ends_with("/bin/sh -c rm /bin/rmdir # buildkit"),
+            "{runs:?}"
+        );
+        assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 4);
+    }
+
+    // Rebuilt from nothing cached: the same bytes, the same index.
+    let again = format!("oci:{}/again:v1", dir.display());
+    let out = build(dir, "cache2", &again);
+    out.assert_code(0);
+    assert_eq!(
+        index_digest(&out),
+        digest,
+        "a rebuild gives the same index digest"
+    );
+    // Rebuilt with the same cache: every RUN found in the step cache, nothing
+    // unpacked, run or written, and the same index.
+    let cached = format!("oci:{}/cached:v1", dir.display());
+    let out = build(dir, "cache", &cached);
+    out.assert_code(0);
+    assert_eq!(index_digest(&out), digest);
+    out.assert_stdout_contains("0 layer(s) written to the layer cache");
+    for step in [": run Dockerfile", ": emulate Dockerfile", ": unpack"] {
+        assert!(
+            !out.stderr().contains(step),
+            "{step} in a cached rebuild:\n{}",
+            out.stderr()
+        );
+    }
+    // A changed command runs again (and only from that step on).
+    std::fs::write(
+        dir.join("Dockerfile"),
+        DOCKERFILE
+            .replace("BASE", &base)
+            .replace("rm /bin/rmdir", "rm /bin/sync"),
+    )
+    .unwrap();
+    let changed = format!("oci:{}/changed:v1", dir.display());
+    let out = build(dir, "cache", &changed);
+    out.assert_code(0);
+    assert_ne!(index_digest(&out), digest);
+    out.assert_stderr_contains("linux/arm64: emulate Dockerfile:5");
+    assert!(
+        !out.stderr().contains("emulate Dockerfile:4"),
+        "{}",
+        out.stderr()
+    );
+    let after = images(&dir.join("changed"));
+    assert!(after["linux/arm64"].1[1].contains_key("bin/.wh.sync"));
+    assert_eq!(after["linux/arm64"].1[0]["opt/arch"].content, "aarch64\n");
+
+    // The host's binfmt_misc was not touched: no archgate registration there.
+    let host = std::fs::read_dir("/proc/sys/fs/binfmt_misc")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    assert!(!host.iter().any(|n| n.starts_with("archgate")), "{host:?}");
+}
+
+/// A directory with the base and a Dockerfile `FROM` it, then `body`.
+fn with_base(body: &str) -> tempfile::TempDir {
+    let tmp = crate::common::tempdir();
+    let base = base(tmp.path());
+    std::fs::write(
+        tmp.path().join("Dockerfile"),
+        format!("FROM {base}\n{body}"),
+    )
+    .unwrap();
+    tmp
+}
+
+#[test]
+fn a_failing_run_names_the_line_platform_exit_code_and_output_and_publishes_nothing() {
+    let tmp =
+        with_base("RUN echo fine > /ok\nRUN echo about to fail; echo it failed >&2; exit 3\n");
+    let dir = tmp.path();
+    let target = format!("oci:{}/bad:v1", dir.display());
+    let out = build(dir, "cache", &target);
+    out.assert_code(2)
+        .assert_stderr_contains("Dockerfile:3: RUN /bin/sh -c echo about to fail")
+        .assert_stderr_contains("failed for linux/amd64: exit code 3")
+        .assert_stderr_contains("about to fail | it failed");
+    assert!(!dir.join("bad").exists(), "nothing published");
+}
+
+#[test]
+fn a_run_past_run_timeout_is_stopped_and_a_zero_timeout_is_refused() {
+    let tmp = with_base("RUN sleep 600\n");
+    let dir = tmp.path();
+    let target = format!("oci:{}/slow:v1", dir.display());
+    let args = [
+        "build",
+        "-f",
+        "Dockerfile",
+        "--platform",
+        "linux/amd64",
+        "--image",
+        &target,
+        "ctx",
+    ];
+    let timeout = |seconds: u32| {
+        let toml = format!("platforms = [\"linux/amd64\"]\n[build]\nrun_timeout = {seconds}\n");
+        std::fs::write(dir.join("archgate.toml"), toml).unwrap();
+        archgate(dir, "cache", &args)
+    };
+    timeout(1)
+        .assert_code(2)
+        .assert_stderr_contains("Dockerfile:2: RUN /bin/sh -c sleep 600 for linux/amd64 was stopped after 1 s ([build] run_timeout");
+    assert!(!dir.join("slow").exists(), "nothing published");
+    timeout(0)
+        .assert_code(2)
+        .assert_stderr_contains("run_timeout = 0");
+}
+
+#[test]
+fn run_has_the_runners_network_or_with_network_none_only_its_own_loopback() {
+    // A port listening on the runner's loopback, as /proc/net/tcp shows it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let seen = format!("0100007F:{:04X} ", listener.local_addr().unwrap().port());
+    let tmp = with_base("RUN cat /proc/net/tcp > /tcp\n");
+    let dir = tmp.path();
+    for (network, expected) in [("none", false), ("host", true)] {
+        std::fs::write(
+            dir.join("archgate.toml"),
+            "platforms = [\"linux/amd64\", \"linux/arm64\"]\n",
+        )
+        .unwrap();
+        let target = format!("oci:{}/{network}:v1", dir.display());
+        let args = ["build", "-f", "Dockerfile", "--image", &target, "ctx"];
+        // A cache each: the step cache does not key on the network.
+        archgate_on(dir, &format!("cache-{network}"), network, &args).assert_code(0);
+        let built = images(&dir.join(network));
+        assert_eq!(built.len(), 2);
+        for (platform, (_, layers)) in &built {
+            let tcp = &layers[0]["tcp"].content;
+            assert!(tcp.contains("local_address"), "{platform}: {tcp}");
+            assert_eq!(
+                tcp.contains(&seen),
+                expected,
+                "{platform}, network {network}: {tcp}"
+            );
+        }
+    }
+    drop(listener);
+}
