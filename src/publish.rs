@@ -127,8 +127,8 @@ pub async fn write(target: &dyn Store, plan: Plan<'_>) -> Result<Written> {
     }
     for (subject, m) in &plan.referrers {
         put_manifest_if_missing(target, m).await?;
-        let entry = crate::attest::referrers::referrer_of(m)?;
-        crate::attest::referrers::add(target, subject, &entry).await?;
+        let entry = crate::store::referrers::referrer_of(m)?;
+        crate::store::referrers::add(target, subject, &entry).await?;
     }
     // A registry names the image itself: a name is for stores that record it.
     let name = plan

@@ -8,7 +8,8 @@
 
 pub mod dsse;
 pub mod promote;
-pub mod referrers;
+// The referrers schema over a store lives in `store`: mirror and publish carry referrers too.
+pub use crate::store::referrers;
 pub mod statement;
 
 use std::collections::BTreeMap;

@@ -357,7 +357,7 @@ async fn read_plan(
         let mut subjects: Vec<Digest> = platforms.iter().map(|p| p.digest.clone()).collect();
         if !filtered {
             subjects.insert(0, top.digest.clone());
-        } else if !crate::attest::referrers::list(src, &top.digest)
+        } else if !crate::store::referrers::list(src, &top.digest)
             .await?
             .is_empty()
         {
@@ -369,7 +369,7 @@ async fn read_plan(
             index_referrers_left = true;
         }
         for subject in subjects {
-            for r in crate::attest::referrers::list(src, &subject).await? {
+            for r in crate::store::referrers::list(src, &subject).await? {
                 let m = src
                     .get_manifest(&Selector::Digest(r.digest.clone()))
                     .await?;

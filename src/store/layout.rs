@@ -169,7 +169,7 @@ impl LayoutStore {
     pub async fn default_selector(&self) -> Result<Selector> {
         // A referrers fallback tag (`sha256-<hex>`, attestations) is no image.
         let mut entries = self.entries().await?;
-        entries.retain(|d| !ref_name(d).is_some_and(crate::attest::referrers::is_fallback_tag));
+        entries.retain(|d| !ref_name(d).is_some_and(super::referrers::is_fallback_tag));
         match entries.as_slice() {
             [one] => Ok(Selector::Digest(one.digest.clone())),
             [] => Err(Error::NotFound {

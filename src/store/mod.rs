@@ -15,6 +15,7 @@
 pub mod docker_archive;
 pub mod layout;
 pub mod pool;
+pub mod referrers;
 pub mod registry;
 pub mod view;
 
@@ -177,7 +178,7 @@ pub trait Store: Send + Sync {
 
     /// What the store's referrers API (`GET /v2/NAME/referrers/DIGEST`) lists
     /// for `subject`; `None` when the store has no such API. The referrers tag
-    /// schema's fallback tag is read above the trait (`attest::referrers`).
+    /// schema's fallback tag is read above the trait (`store::referrers`).
     async fn referrers(&self, _subject: &Digest) -> Result<Option<Vec<Referrer>>> {
         Ok(None)
     }
