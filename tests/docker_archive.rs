@@ -535,16 +535,6 @@ fn small_layout(dir: &Path, salt: &str) -> crate::common::images::ImageSet {
     set
 }
 
-/// The config digest of the `architecture` image of a set.
-fn set_config(set: &crate::common::images::ImageSet, architecture: &str) -> String {
-    let image = set
-        .images
-        .iter()
-        .find(|i| i.architecture == architecture)
-        .unwrap();
-    archgate::image::Digest::of(&image.config).to_string()
-}
-
 /// `manifest.json` of a `docker save` archive, read from the tar.
 fn saved_manifest(file: &Path) -> Value {
     use std::io::Read;
@@ -601,14 +591,14 @@ fn merge_writes_one_platform_into_a_docker_archive_and_refuses_several() {
     );
     assert_eq!(
         skopeo_config_digest(&file),
-        set_config(&set, "arm64"),
+        set.config_digest("arm64"),
         "the source's config, byte for byte"
     );
     let ctd = crate::common::containerd::TestContainerd::start();
     ctd.import(&file, "linux/arm64");
     let names: Vec<String> = ctd.images().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["10.0.0.5:5000/team/app:v1"], "{}", ctd.log());
-    assert!(ctd.content().contains(&set_config(&set, "arm64")));
+    assert!(ctd.content().contains(&set.config_digest("arm64")));
 
     // Three platforms do not fit one `docker save` file.
     let several = out_dir.join("app-all.tar");
@@ -672,7 +662,7 @@ fn a_docker_archive_target_without_a_name_takes_the_name_flag_or_the_sources() {
     ctd.import(&from_registry, "linux/amd64");
     let names: Vec<String> = ctd.images().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, std::slice::from_ref(&reference), "{}", ctd.log());
-    assert!(ctd.content().contains(&set_config(&set, "amd64")));
+    assert!(ctd.content().contains(&set.config_digest("amd64")));
 
     // `--name` wins over the source's name; the tag is the source's.
     let renamed = dir.path().join("renamed.tar");

@@ -30,16 +30,6 @@ fn mirror(args: &[&str]) -> TestOutput {
     archgate().arg("mirror").args(args).output()
 }
 
-/// The config digest of the `architecture` image of a set.
-fn config_of(set: &crate::common::images::ImageSet, architecture: &str) -> String {
-    let image = set
-        .images
-        .iter()
-        .find(|i| i.architecture == architecture)
-        .unwrap();
-    archgate::image::Digest::of(&image.config).to_string()
-}
-
 #[test]
 fn an_archive_named_with_name_imports_under_that_name_with_the_sources_config() {
     let dir = tempdir();
@@ -65,7 +55,7 @@ fn an_archive_named_with_name_imports_under_that_name_with_the_sources_config() 
         ctd.log()
     );
     assert!(
-        ctd.content().contains(&config_of(&set, "arm64")),
+        ctd.content().contains(&set.config_digest("arm64")),
         "the arm64 config, byte for byte"
     );
 }
@@ -100,7 +90,7 @@ fn a_mirrored_registry_image_keeps_its_name_in_the_archive() {
     ctd.import(&file, "linux/amd64");
     let names: Vec<String> = ctd.images().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, std::slice::from_ref(&reference), "{}", ctd.log());
-    assert!(ctd.content().contains(&config_of(&set, "amd64")));
+    assert!(ctd.content().contains(&set.config_digest("amd64")));
 }
 
 /// A layout with no name gives an archive K3s would store under its bare
@@ -183,7 +173,7 @@ fn a_docker_save_archive_becomes_an_archive_k3s_imports_by_its_saved_name() {
     ctd.import(&file, "linux/arm64");
     let names: Vec<String> = ctd.images().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["docker.io/team/app:17"], "{}", ctd.log());
-    assert!(ctd.content().contains(&config_of(&set, "arm64")));
+    assert!(ctd.content().contains(&set.config_digest("arm64")));
 }
 
 /// A `[[mirror]]` entry from a three-platform layout to `target` (under
@@ -240,7 +230,7 @@ fn each_imports_alone(images: &Path, set: &crate::common::images::ImageSet, name
         let content = ctd.content();
         for other in ["amd64", "arm64", "mips64le"] {
             assert_eq!(
-                content.contains(&config_of(set, other)),
+                content.contains(&set.config_digest(other)),
                 other == arch,
                 "app-{arch}.tar holds the {other} config?"
             );
@@ -327,7 +317,7 @@ fn an_arch_template_writes_one_docker_archive_per_platform() {
         let file = images.join(format!("app-{arch}.tar"));
         assert_eq!(
             crate::docker_archive::skopeo_config_digest(&file),
-            config_of(&set, arch),
+            set.config_digest(arch),
             "app-{arch}.tar holds the {arch} config"
         );
     }

@@ -68,6 +68,16 @@ pub struct ImageSet {
 }
 
 impl ImageSet {
+    /// The config digest of the set's `architecture` image.
+    pub fn config_digest(&self, architecture: &str) -> String {
+        let image = self
+            .images
+            .iter()
+            .find(|i| i.architecture == architecture)
+            .unwrap();
+        Digest::of(&image.config).to_string()
+    }
+
     /// Every blob of the set, `(digest, bytes)`.
     pub fn blobs(&self) -> Vec<(Digest, Bytes)> {
         self.images
