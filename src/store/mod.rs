@@ -128,15 +128,19 @@ pub trait Store: Send + Sync {
     async fn blob_exists(&self, digest: &Digest) -> Result<bool>;
 
     /// Stores the blob `open` reads, opening it again when a transfer breaks
-    /// midway. The default starts over with a new `put_blob` after a
-    /// temporary failure, within the target's retry budget; a registry
-    /// resumes its upload instead (`registry::upload`).
+    /// midway; a blob already present is found without opening the source.
+    /// The default starts over with a new `put_blob` after a temporary
+    /// failure, within the target's retry budget; a registry resumes its
+    /// upload instead (`registry::upload`).
     async fn put_blob_reopening(
         &self,
         digest: &Digest,
         size: u64,
         open: &mut Reopen<'_>,
     ) -> Result<BlobPut> {
+        if self.blob_exists(digest).await? {
+            return Ok(BlobPut::Present);
+        }
         let budget = self.network().map(registry::retry::Budget::current);
         loop {
             let e = match self.put_blob(digest, size, open().await?).await {
@@ -341,8 +345,9 @@ impl std::fmt::Debug for BlobFrom<'_> {
     }
 }
 
-/// Puts one blob into `dst` from wherever it is: skipped when present, and
-/// from another store as [`copy_blob`] decides.
+/// Puts one blob into `dst` from wherever it is: skipped when present (asked
+/// once, by [`Store::put_blob_reopening`]), and from another store as
+/// [`copy_blob`] decides.
 pub async fn put_blob_from(
     from: &BlobFrom<'_>,
     dst: &dyn Store,
@@ -351,7 +356,6 @@ pub async fn put_blob_from(
     let (digest, size) = (&desc.digest, desc.size);
     match from {
         BlobFrom::Store(src) => copy_blob(*src, dst, desc).await,
-        _ if dst.blob_exists(digest).await? => Ok(BlobPut::Present),
         BlobFrom::File(path) => {
             put_blob_restarting(dst, digest, size, || async {
                 let f = tokio::fs::File::open(path)
@@ -377,22 +381,20 @@ pub async fn put_blob_from(
 pub async fn copy_blob(src: &dyn Store, dst: &dyn Store, desc: &Descriptor) -> Result<BlobPut> {
     let network = dst.network().or(src.network());
     registry::retry::transfer(network, async {
-        // A blob on local disk costs nothing to open: `put_blob` checks presence
-        // itself, so asking first would only double the HEAD request.
-        let open = || src.get_blob(&desc.digest, Some(desc.size));
-        if src.local_blob(&desc.digest).is_some() {
-            return put_blob_restarting(dst, &desc.digest, desc.size, open).await;
-        }
-        if dst.blob_exists(&desc.digest).await? {
-            return Ok(BlobPut::Present);
-        }
+        // Presence is asked once: here before a mount, else by the upload
+        // itself, before the source is opened.
         if let (Some(a), Some(b), Some(from)) =
             (src.registry_host(), dst.registry_host(), src.repository())
             && a == b
-            && dst.mount_blob(&desc.digest, from).await?
         {
-            return Ok(BlobPut::Mounted);
+            if dst.blob_exists(&desc.digest).await? {
+                return Ok(BlobPut::Present);
+            }
+            if dst.mount_blob(&desc.digest, from).await? {
+                return Ok(BlobPut::Mounted);
+            }
         }
+        let open = || src.get_blob(&desc.digest, Some(desc.size));
         put_blob_restarting(dst, &desc.digest, desc.size, open).await
     })
     .await
