@@ -25,6 +25,16 @@ const PLATFORMS: [(&str, &str); 3] = [
 
 const EPOCH: &str = "1700000000";
 
+/// What `uname -m` prints on a platform.
+fn uname(platform: &str) -> &'static str {
+    match platform {
+        "linux/amd64" => "x86_64",
+        "linux/arm64" => "aarch64",
+        "linux/mips64le" => "mips64",
+        other => panic!("no uname for {other}"),
+    }
+}
+
 /// archgate in `dir` with the cache `dir/CACHE`; `RUN` steps without a network.
 fn archgate(dir: &Path, cache: &str, args: &[&str]) -> TestOutput {
     archgate_on(dir, cache, "none", args)
@@ -108,6 +118,7 @@ fn blob(layout: &Path, digest: &str) -> std::path::PathBuf {
 struct Item {
     kind: tar::EntryType,
     uid: u64,
+    gid: u64,
     mode: u32,
     mtime: u64,
     content: String,
@@ -121,13 +132,15 @@ fn layer(path: &Path) -> BTreeMap<String, Item> {
         let mut e = e.unwrap();
         let name = e.path().unwrap().to_string_lossy().into_owned();
         let h = e.header().clone();
-        let mut content = String::new();
-        e.read_to_string(&mut content).unwrap();
+        let mut bytes = Vec::new();
+        e.read_to_end(&mut bytes).unwrap();
+        let content = String::from_utf8_lossy(&bytes).into_owned();
         out.insert(
             name,
             Item {
                 kind: h.entry_type(),
                 uid: h.uid().unwrap(),
+                gid: h.gid().unwrap(),
                 mode: h.mode().unwrap(),
                 mtime: h.mtime().unwrap(),
                 content,
@@ -166,6 +179,61 @@ fn images(layout: &Path) -> BTreeMap<String, (Value, Vec<BTreeMap<String, Item>>
     out
 }
 
+/// A directory with the base, `text` as its Dockerfile (`BASE` replaced by
+/// the base), built into `oci:DIR/app:v1` with the cache `cache`: the
+/// directory, the base and what the build printed (it succeeded).
+fn first_build(text: &str) -> (tempfile::TempDir, String, TestOutput) {
+    let tmp = crate::common::tempdir();
+    let dir = tmp.path();
+    let base = base(dir);
+    std::fs::write(dir.join("Dockerfile"), text.replace("BASE", &base)).unwrap();
+    let out = build(dir, "cache", &format!("oci:{}/app:v1", dir.display()));
+    out.assert_code(0);
+    (tmp, base, out)
+}
+
+/// `text` with `change.0` replaced by `change.1` built with the cache
+/// `cache` into `oci:DIR/NAME:v1` (it succeeded).
+fn rebuild_changed(
+    dir: &Path,
+    text: &str,
+    base: &str,
+    change: (&str, &str),
+    name: &str,
+) -> TestOutput {
+    let text = text.replace("BASE", base).replace(change.0, change.1);
+    std::fs::write(dir.join("Dockerfile"), text).unwrap();
+    let out = build(dir, "cache", &format!("oci:{}/{name}:v1", dir.display()));
+    out.assert_code(0);
+    out
+}
+
+/// Rebuilt from nothing cached (cache `cache2`), the index is the same; with
+/// the cache `cache`, every step is found in the step cache: nothing is
+/// unpacked, run or written, and the index is the same.
+fn rebuilds_give_the_same_index(dir: &Path, digest: &str) {
+    let again = format!("oci:{}/again:v1", dir.display());
+    let out = build(dir, "cache2", &again);
+    out.assert_code(0);
+    assert_eq!(
+        index_digest(&out),
+        digest,
+        "a rebuild gives the same index digest"
+    );
+    let cached = format!("oci:{}/cached:v1", dir.display());
+    let out = build(dir, "cache", &cached);
+    out.assert_code(0);
+    assert_eq!(index_digest(&out), digest);
+    out.assert_stdout_contains("0 layer(s) written to the layer cache");
+    for step in [": run Dockerfile", ": emulate Dockerfile", ": unpack"] {
+        assert!(
+            !out.stderr().contains(step),
+            "{step} in a cached rebuild:\n{}",
+            out.stderr()
+        );
+    }
+}
+
 fn index_digest(out: &TestOutput) -> String {
     let first = out.stdout().lines().next().unwrap_or_default();
     first.rsplit_once('@').unwrap().1.to_string()
@@ -183,13 +251,8 @@ RUN [\"/bin/sh\", \"-c\", \"pwd > here && id -u > /opt/uid-user\"]
 
 #[test]
 fn run_executes_for_every_platform_and_each_step_is_one_reproducible_layer() {
-    let tmp = crate::common::tempdir();
+    let (tmp, base, out) = first_build(DOCKERFILE);
     let dir = tmp.path();
-    let base = base(dir);
-    std::fs::write(dir.join("Dockerfile"), DOCKERFILE.replace("BASE", &base)).unwrap();
-    let target = format!("oci:{}/app:v1", dir.display());
-    let out = build(dir, "cache", &target);
-    out.assert_code(0);
     let digest = index_digest(&out);
     for step in [
         "linux/amd64: run Dockerfile:4",
@@ -198,11 +261,6 @@ fn run_executes_for_every_platform_and_each_step_is_one_reproducible_layer() {
         out.assert_stderr_contains(step);
     }
 
-    let uname = BTreeMap::from([
-        ("linux/amd64", "x86_64"),
-        ("linux/arm64", "aarch64"),
-        ("linux/mips64le", "mips64"),
-    ]);
     let built = images(&dir.join("app"));
     assert_eq!(built.len(), 3, "{:?}", built.keys());
     for (platform, (config, layers)) in &built {
@@ -214,10 +272,7 @@ fn run_executes_for_every_platform_and_each_step_is_one_reproducible_layer() {
             first["opt/x"].content, "hello\n",
             "{platform}: ENV reaches RUN"
         );
-        assert_eq!(
-            first["opt/arch"].content,
-            format!("{}\n", uname[platform.as_str()])
-        );
+        assert_eq!(first["opt/arch"].content, format!("{}\n", uname(platform)));
         assert_eq!(first["opt/uid"].content, "0\n");
         assert_eq!(first["opt/targetarch"].content, format!("{arch}\n"));
         assert_eq!(first["opt/"].kind, tar::EntryType::Directory);
@@ -268,40 +323,15 @@ fn run_executes_for_every_platform_and_each_step_is_one_reproducible_layer() {
         assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 4);
     }
 
-    // Rebuilt from nothing cached: the same bytes, the same index.
-    let again = format!("oci:{}/again:v1", dir.display());
-    let out = build(dir, "cache2", &again);
-    out.assert_code(0);
-    assert_eq!(
-        index_digest(&out),
-        digest,
-        "a rebuild gives the same index digest"
-    );
-    // Rebuilt with the same cache: every RUN found in the step cache, nothing
-    // unpacked, run or written, and the same index.
-    let cached = format!("oci:{}/cached:v1", dir.display());
-    let out = build(dir, "cache", &cached);
-    out.assert_code(0);
-    assert_eq!(index_digest(&out), digest);
-    out.assert_stdout_contains("0 layer(s) written to the layer cache");
-    for step in [": run Dockerfile", ": emulate Dockerfile", ": unpack"] {
-        assert!(
-            !out.stderr().contains(step),
-            "{step} in a cached rebuild:\n{}",
-            out.stderr()
-        );
-    }
+    rebuilds_give_the_same_index(dir, &digest);
     // A changed command runs again (and only from that step on).
-    std::fs::write(
-        dir.join("Dockerfile"),
-        DOCKERFILE
-            .replace("BASE", &base)
-            .replace("rm /bin/rmdir", "rm /bin/sync"),
-    )
-    .unwrap();
-    let changed = format!("oci:{}/changed:v1", dir.display());
-    let out = build(dir, "cache", &changed);
-    out.assert_code(0);
+    let out = rebuild_changed(
+        dir,
+        DOCKERFILE,
+        &base,
+        ("rm /bin/rmdir", "rm /bin/sync"),
+        "changed",
+    );
     assert_ne!(index_digest(&out), digest);
     out.assert_stderr_contains("linux/arm64: emulate Dockerfile:5");
     assert!(
@@ -322,6 +352,128 @@ fn run_executes_for_every_platform_and_each_step_is_one_reproducible_layer() {
         })
         .unwrap_or_default();
     assert!(!host.iter().any(|n| n.starts_with("archgate")), "{host:?}");
+}
+
+/// A build stage that RUNs (natively and under QEMU), then a final stage that
+/// copies out of it by name and by number, and out of an image.
+const MULTI_STAGE: &str = "FROM BASE AS build
+ARG TARGETARCH
+RUN mkdir -p /out/sub && uname -m > /out/arch && echo $TARGETARCH > /out/sub/targetarch && chmod 4755 /out/arch && ln -s arch /out/link
+USER 1000:1000
+RUN echo mine > /out/sub/mine
+
+FROM BASE
+COPY --from=build /out/ /app/
+COPY --from=0 --chown=7:8 --chmod=600 /out/sub/targetarch /owned
+COPY --from=BASE /bin/cat /opt/tools/
+";
+
+#[test]
+fn copy_from_takes_a_built_stages_files_with_their_owners_and_modes_and_an_images() {
+    let (tmp, base, out) = first_build(MULTI_STAGE);
+    let dir = tmp.path();
+    let target = format!("oci:{}/app:v1", dir.display());
+    let digest = index_digest(&out);
+    // The build stage's RUN ran for every platform, the foreign ones emulated.
+    for step in [
+        "linux/amd64: run Dockerfile:3",
+        "linux/arm64: emulate Dockerfile:3",
+        "linux/mips64le: emulate Dockerfile:5",
+    ] {
+        out.assert_stderr_contains(step);
+    }
+    let built = images(&dir.join("app"));
+    assert_eq!(built.len(), 3);
+    for (platform, (config, layers)) in &built {
+        let arch = platform.trim_start_matches("linux/");
+        let deb = PLATFORMS.iter().find(|(p, _)| p == platform).unwrap().1;
+        assert_eq!(
+            layers.len(),
+            3,
+            "{platform}: one layer per COPY, no RUN layer"
+        );
+        // By name: the directory's content, with the modes and owners the
+        // stage's steps gave them (setuid kept, the USER's file its own).
+        let app = &layers[0];
+        assert_eq!(app["app/arch"].content, format!("{}\n", uname(platform)));
+        assert_eq!(app["app/arch"].mode, 0o4755, "{platform}: setuid kept");
+        assert_eq!(app["app/arch"].uid, 0);
+        assert_eq!(app["app/sub/targetarch"].content, format!("{arch}\n"));
+        assert_eq!(app["app/sub/mine"].content, "mine\n");
+        assert_eq!(
+            (app["app/sub/mine"].uid, app["app/sub/mine"].gid),
+            (1000, 1000)
+        );
+        assert_eq!(app["app/link"].kind, tar::EntryType::Symlink);
+        assert!(
+            !app.keys()
+                .any(|k| k.starts_with("bin/") || k.starts_with("out/")),
+            "{platform}: only what was copied: {:?}",
+            app.keys()
+        );
+        // By number, with --chown and --chmod.
+        let owned = &layers[1]["owned"];
+        assert_eq!(owned.content, format!("{arch}\n"));
+        assert_eq!((owned.uid, owned.gid, owned.mode), (7, 8, 0o600));
+        // Out of an image: the platform's own binary.
+        let cat = &layers[2]["opt/tools/cat"];
+        let want = std::fs::read(shell_root(deb).join("bin/cat")).unwrap();
+        assert_eq!(cat.content, String::from_utf8_lossy(&want), "{platform}");
+        assert_eq!(cat.mode, 0o755);
+        for layer in layers {
+            for (path, item) in layer {
+                assert_eq!(item.mtime.to_string(), EPOCH, "{platform}: {path}");
+            }
+        }
+        let copies = config["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["created_by"].as_str().unwrap_or("").starts_with("COPY "))
+            .count();
+        assert_eq!(copies, 3, "{platform}");
+    }
+
+    rebuilds_give_the_same_index(dir, &digest);
+
+    // A changed COPY with the stage's RUNs cached: the stage is unpacked from
+    // its layers (not run again), and its modes and owners are the layers'.
+    let out = rebuild_changed(
+        dir,
+        MULTI_STAGE,
+        &base,
+        ("/out/ /app/", "/out/ /srv/app/"),
+        "moved",
+    );
+    assert!(
+        !out.stderr().contains(": emulate Dockerfile"),
+        "{}",
+        out.stderr()
+    );
+    out.assert_stderr_contains("linux/arm64: unpack");
+    for (platform, (_, layers)) in images(&dir.join("moved")) {
+        let app = &layers[0];
+        assert_eq!(app["srv/app/arch"].mode, 0o4755, "{platform}: setuid kept");
+        assert_eq!(app["srv/app/sub/mine"].uid, 1000, "{platform}");
+        assert_eq!(app["srv/app/sub/mine"].content, "mine\n");
+    }
+
+    // `archgate verify` passes it, running the copied binaries on every platform.
+    std::fs::write(
+        dir.join("verify.toml"),
+        "[verify.java]\nrequired = false\n\
+         [gate]\nwaive_skipped = [\"java-version\", \"java-os-arch\"]\n\
+         [[verify.commands]]\nname = \"copied files\"\n\
+         args = [\"/opt/tools/cat\", \"/app/sub/mine\", \"/app/link\"]\n\
+         output = \"^mine\\n(x86_64|aarch64|mips64)\\n$\"\n",
+    )
+    .unwrap();
+    let out = crate::common::archgate()
+        .current_dir(dir)
+        .env("ARCHGATE_CACHE", dir.join("cache"))
+        .args(["--config", "verify.toml", "verify", &target])
+        .output();
+    out.assert_code(0);
 }
 
 /// A directory with the base and a Dockerfile `FROM` it, then `body`.

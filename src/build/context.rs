@@ -458,6 +458,215 @@ fn walk_dir(
     Ok(())
 }
 
+/// The entries of one `COPY --from`: paths inside an unpacked stage or image
+/// root, resolved inside it (symlinks never lead out), with the modes and
+/// owners its layers state (`--chown`/`--chmod` override them), as Docker
+/// keeps them between stages. A wildcard may stand in the last part of a
+/// source's path. `what` names the instruction (`Dockerfile:9`), `from` the
+/// stage or image.
+pub fn entries_from_root(
+    fs: &crate::verify::rootfs::RootFs,
+    spec: &LayerSpec,
+    what: &str,
+    from: &str,
+) -> Result<Entries> {
+    let mut out = Entries::default();
+    let dest = spec.dest.trim_start_matches('/').to_string();
+    // Parents of the destination, root-owned, 0755.
+    let dest_parts: Vec<&str> = dest.split('/').filter(|s| !s.is_empty()).collect();
+    for i in 1..dest_parts.len() {
+        out.map
+            .insert(dest_parts[..i].join("/"), root_dir(0o755, 0, 0));
+    }
+    // Sources: (the name the user gave's last part, the host path).
+    let mut sources: Vec<(String, PathBuf)> = Vec::new();
+    for s in &spec.sources {
+        let clean = rel_clean(s.trim_start_matches('/')).unwrap_or_default();
+        let (parent, last) = match clean.rsplit_once('/') {
+            Some((p, l)) => (p.to_string(), l.to_string()),
+            None => (String::new(), clean.clone()),
+        };
+        if has_glob(&parent) {
+            return Err(Error::Invalid(format!(
+                "{what}: COPY --from={from} `{s}`: a wildcard may stand only in the last part of the path"
+            )));
+        }
+        let not_found = || {
+            Error::Invalid(format!(
+                "{what}: COPY --from={from} `{s}` not found in {from}: check the path (it is a path inside the stage or image, not the build context)"
+            ))
+        };
+        if has_glob(&last) {
+            let dir = fs.resolve(&format!("/{parent}")).map_err(|_| not_found())?;
+            let mut found = Vec::new();
+            if let Ok(read) = std::fs::read_dir(&dir) {
+                for e in read.flatten() {
+                    if let Ok(name) = e.file_name().into_string()
+                        && glob(&last, &name)
+                    {
+                        found.push(name);
+                    }
+                }
+            }
+            if found.is_empty() {
+                return Err(not_found());
+            }
+            found.sort();
+            for name in found {
+                let path = fs
+                    .resolve(&format!("/{}", join_rel(&parent, &name)))
+                    .map_err(|_| not_found())?;
+                sources.push((name, path));
+            }
+        } else {
+            sources.push((
+                last,
+                fs.resolve(&format!("/{clean}")).map_err(|_| not_found())?,
+            ));
+        }
+    }
+    let multi = sources.len() > 1 || spec.dest_dir;
+    for (name, path) in &sources {
+        let md = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        let rel = in_root(fs, path);
+        if md.is_dir() {
+            // Only the directory's content is copied, into `dest`.
+            if !dest.is_empty() {
+                let mode = spec.chmod.unwrap_or_else(|| recorded_mode(fs, &rel, &md));
+                out.map
+                    .insert(dest.clone(), root_dir(mode, spec.uid, spec.gid));
+            }
+            walk_root(fs, path, &dest, spec, &mut out.map)?;
+        } else {
+            let at = if multi {
+                if !dest.is_empty() {
+                    out.map
+                        .insert(dest.clone(), root_dir(0o755, spec.uid, spec.gid));
+                }
+                join_rel(&dest, name)
+            } else {
+                dest.clone()
+            };
+            if at.is_empty() || name.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "{what}: COPY --from={from} cannot write a file over `/`"
+                )));
+            }
+            let entry = root_entry(fs, spec, path, &md, &rel)?;
+            out.map.insert(at, entry);
+        }
+    }
+    Ok(out)
+}
+
+fn root_dir(mode: u32, uid: u64, gid: u64) -> Entry {
+    Entry {
+        kind: Kind::Dir,
+        mode,
+        uid,
+        gid,
+        stamp: (0, 0),
+    }
+}
+
+/// A host path's path in the image (no leading `/`).
+fn in_root(fs: &crate::verify::rootfs::RootFs, path: &Path) -> String {
+    path.strip_prefix(fs.path())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The mode the entry's layer gave it, else what the disk holds.
+fn recorded_mode(fs: &crate::verify::rootfs::RootFs, rel: &str, md: &std::fs::Metadata) -> u32 {
+    fs.recorded(rel).map_or_else(|| mode_of(md), |r| r.mode)
+}
+
+/// One entry of a root (`md` not following symlinks), with its recorded mode and owner.
+fn root_entry(
+    fs: &crate::verify::rootfs::RootFs,
+    spec: &LayerSpec,
+    path: &Path,
+    md: &std::fs::Metadata,
+    rel: &str,
+) -> Result<Entry> {
+    let ft = md.file_type();
+    let kind = if ft.is_dir() {
+        Kind::Dir
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(path).map_err(|e| Error::io(path, e))?;
+        Kind::Symlink {
+            target: target.to_string_lossy().into_owned(),
+        }
+    } else {
+        Kind::File {
+            source: path.to_path_buf(),
+            size: md.len(),
+        }
+    };
+    let recorded = fs.recorded(rel);
+    let (uid, gid) = if spec.chown {
+        (spec.uid, spec.gid)
+    } else {
+        recorded.map_or((0, 0), |r| (r.uid, r.gid))
+    };
+    let mode = if ft.is_symlink() {
+        0o777
+    } else {
+        spec.chmod.unwrap_or_else(|| recorded_mode(fs, rel, md))
+    };
+    Ok(Entry {
+        kind,
+        mode,
+        uid,
+        gid,
+        stamp: stamp(md),
+    })
+}
+
+/// Walks a directory of a root, adding what is under it at `dest/...`.
+fn walk_root(
+    fs: &crate::verify::rootfs::RootFs,
+    dir: &Path,
+    dest: &str,
+    spec: &LayerSpec,
+    out: &mut BTreeMap<String, Entry>,
+) -> Result<()> {
+    let read = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut names: Vec<String> = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        match entry.file_name().into_string() {
+            Ok(n) => names.push(n),
+            Err(n) => {
+                return Err(Error::Invalid(format!(
+                    "/{}: file name {n:?} is not UTF-8; rename it in the stage",
+                    in_root(fs, dir)
+                )));
+            }
+        }
+    }
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        let md = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+        let ft = md.file_type();
+        if !(ft.is_dir() || ft.is_file() || ft.is_symlink()) {
+            tracing::warn!(
+                "/{}: not a file, directory or symlink; left out of the layer",
+                in_root(fs, &path)
+            );
+            continue;
+        }
+        let at = join_rel(dest, &name);
+        let entry = root_entry(fs, spec, &path, &md, &in_root(fs, &path))?;
+        out.insert(at.clone(), entry);
+        if ft.is_dir() {
+            walk_root(fs, &path, &at, spec, out)?;
+        }
+    }
+    Ok(())
+}
+
 /// Finds context paths matching glob pattern elements.
 fn walk_matches(
     context: &Path,

@@ -49,6 +49,9 @@ pub struct CopySpec {
     pub chown: Option<String>,
     pub chmod: Option<String>,
     pub link: bool,
+    /// `COPY --from=STAGE|IMAGE` (unexpanded): copy out of an earlier stage
+    /// (its name or number) or an image instead of the build context.
+    pub from: Option<String>,
 }
 
 /// `HEALTHCHECK`.
@@ -401,11 +404,14 @@ fn parse_instruction(text: &str, line: usize, escape: char) -> Result<Instructio
                     ("chmod", Some(v)) => spec.chmod = Some(v.clone()),
                     ("link", None) => spec.link = true,
                     ("link", Some(v)) => spec.link = v != "false",
-                    ("from", Some(v)) => {
+                    ("from", Some(v)) if kw == "COPY" && !v.is_empty() => {
+                        spec.from = Some(v.clone());
+                    }
+                    ("from", _) => {
                         return err(
                             line,
                             format!(
-                                "{kw} --from={v} is not supported by archgate's builder: copy from the build context, or use `[build] driver = \"buildx\"`"
+                                "{kw} --from needs a stage name, a stage number or an image (COPY --from=build /out /app); ADD takes no --from"
                             ),
                         );
                     }
@@ -418,7 +424,9 @@ fn parse_instruction(text: &str, line: usize, escape: char) -> Result<Instructio
                     _ => {
                         return err(
                             line,
-                            format!("{kw} takes --chown, --chmod and --link, not `--{k}`"),
+                            format!(
+                                "{kw} takes --from (COPY), --chown, --chmod and --link, not `--{k}`"
+                            ),
                         );
                     }
                 }
@@ -793,7 +801,20 @@ mod tests {
                 dest: "/dst/".into(),
                 chown: Some("1:2".into()),
                 chmod: Some("755".into()),
-                link: false
+                link: false,
+                from: None,
+            })
+        );
+        assert_eq!(
+            one("COPY --from=build --chown=10 /out/ /app/"),
+            Instruction::Copy(CopySpec {
+                add: false,
+                sources: vec!["/out/".into()],
+                dest: "/app/".into(),
+                chown: Some("10".into()),
+                chmod: None,
+                link: false,
+                from: Some("build".into()),
             })
         );
         assert_eq!(
@@ -870,9 +891,14 @@ mod tests {
         let e = fails("FROM scratch\nCOPY <<EOF /x\nhi\nEOF\n");
         assert!(e.message.contains("heredoc"), "{}", e.message);
         assert!(
-            fails("FROM scratch\nCOPY --from=build /a /b\n")
+            fails("FROM scratch\nADD --from=build /a /b\n")
                 .message
-                .contains("--from")
+                .contains("ADD takes no --from")
+        );
+        assert!(
+            fails("FROM scratch\nCOPY --from= /a /b\n")
+                .message
+                .contains("stage name")
         );
         assert!(
             fails("ENV A=1\nFROM scratch\n")
@@ -1016,6 +1042,9 @@ mod tests {
             }
             Instruction::Copy(c) => {
                 let mut s = if c.add { "ADD" } else { "COPY" }.to_string();
+                if let Some(f) = &c.from {
+                    s += &format!(" --from={f}");
+                }
                 if let Some(o) = &c.chown {
                     s += &format!(" --chown={o}");
                 }
@@ -1133,8 +1162,9 @@ mod tests {
                 prop::option::of(word()),
                 prop::option::of("[0-7]{3,4}"),
                 any::<bool>(),
+                prop::option::of(word()),
             )
-                .prop_map(|(add, sources, dest, chown, chmod, link)| {
+                .prop_map(|(add, sources, dest, chown, chmod, link, from)| {
                     Instruction::Copy(CopySpec {
                         add,
                         sources,
@@ -1142,6 +1172,8 @@ mod tests {
                         chown,
                         chmod,
                         link,
+                        // ADD takes no --from.
+                        from: from.filter(|_| !add),
                     })
                 }),
         ];

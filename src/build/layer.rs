@@ -454,6 +454,7 @@ mod tests {
             gid: 0,
             chown: false,
             chmod: None,
+            from: None,
         }
     }
 

@@ -78,9 +78,11 @@ pub struct BuiltPlatform {
     pub new_layers: Vec<Digest>,
 }
 
-/// One platform, resolved and planned.
+/// One stage for one platform, resolved and planned.
 struct Prepared {
     platform: Platform,
+    /// What its `RUN` steps run as: the base's platform (`FROM --platform`), else `platform`.
+    run_platform: Platform,
     base_name: String,
     /// The store the base came from, and its layers.
     base_store: Option<StoreId>,
@@ -88,15 +90,79 @@ struct Prepared {
     plan: plan::Plan,
     /// Fingerprints of the new layers, in order.
     fingerprints: Vec<String>,
-    /// With `RUN` steps: how they execute, and every step in order (built in phase 2b).
-    runs: Option<(run::Runner, Vec<Staged>)>,
+    /// With `RUN` or `COPY --from` steps: how `RUN` executes (when there is
+    /// one), and every step in order, built one after another in phase 2b.
+    sequential: Option<(Option<run::Runner>, Vec<Staged>)>,
 }
 
-/// A step of a platform with `RUN` steps, waiting to be built in its root.
+/// A step of a stage built in order, waiting to be built.
 enum Staged {
-    /// An `ADD`/`COPY` layer: its fingerprint, entries and `Dockerfile:N`.
+    /// An `ADD`/`COPY` layer from the context: its fingerprint, entries and `Dockerfile:N`.
     Copy(String, context::Entries, String),
+    /// A `COPY --from` of a stage or an image.
+    CopyFrom(plan::LayerSpec),
     Run(plan::RunSpec),
+}
+
+/// Per layer built in phase 2: its entries, the Dockerfile line and the platform it is first built for.
+type Jobs = BTreeMap<String, (context::Entries, String, String)>;
+
+/// What building the stages needs, shared by every stage of every platform.
+struct Ctx<'a> {
+    req: &'a BuildRequest,
+    settings: &'a Settings,
+    df: &'a dockerfile::Dockerfile,
+    file: &'a str,
+    ignore: &'a Ignore,
+    host: &'a Platform,
+    cache: &'a LayerCache,
+    pool: &'a mut Pool,
+    blobs_built: &'a mut HashMap<String, LayerBlob>,
+    /// Layers written to the layer cache.
+    written: usize,
+    /// Stages `COPY --from` copies out of, built for the platform being built.
+    stages: HashMap<usize, StageBuilt>,
+    /// Images `COPY --from` copies out of, for the platform being built: their
+    /// store, layers and root (unpacked only when a copy is not cached).
+    images: HashMap<String, (StoreId, Vec<Descriptor>, Option<run::StageRoot>)>,
+}
+
+impl Ctx<'_> {
+    /// [`layer_for`] in this build's layer cache.
+    async fn layer(
+        &self,
+        fp: &str,
+        entries: context::Entries,
+        what: &str,
+        subject: &str,
+    ) -> Result<(LayerBlob, bool, context::Entries)> {
+        layer_for(
+            self.cache,
+            self.blobs_built,
+            fp,
+            entries,
+            what,
+            subject,
+            self.req.epoch,
+        )
+        .await
+    }
+}
+
+/// A stage built for `COPY --from`.
+struct StageBuilt {
+    base_store: Option<StoreId>,
+    base_layers: Vec<Descriptor>,
+    steps: Steps,
+}
+
+/// What building a stage's steps in order gives.
+struct Steps {
+    fingerprints: Vec<String>,
+    /// Every layer's digest: the base's, then the stage's.
+    chain: Vec<Digest>,
+    /// Its root with every step applied, when one was unpacked.
+    root: Option<run::StageRoot>,
 }
 
 fn read_dockerfile(path: &Path) -> Result<String> {
@@ -140,111 +206,47 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
     }
     let ignore = Ignore::load(&req.context)?;
     let host = Platform::host();
-
-    // 1. Per platform: the base (each location opened once), the plan, the layer inputs.
-    let mut pool = Pool::new();
-    let mut prepared = Vec::new();
-    // Per layer: its entries, the Dockerfile line and the platform it is first built for.
-    let mut jobs: BTreeMap<String, (context::Entries, String, String)> = BTreeMap::new();
-    for p in &req.platforms {
-        let inputs = Inputs {
+    let last = plan::last_stage(
+        &df,
+        &Inputs {
             file: &file,
             build_args: &req.args,
-            target: p,
+            target: &host,
             build: &host,
             epoch: req.epoch,
-        };
-        let (base_name, base_store, base_layers, base_config) = match plan::base(&df, &inputs)? {
-            Base::Scratch => (
-                "scratch".to_string(),
-                None,
-                Vec::new(),
-                plan::scratch_config(p),
-            ),
-            Base::Image {
-                reference,
-                platform,
-                line,
-            } => {
-                let location = Location::parse(&reference)
-                    .map_err(|e| Error::Invalid(format!("{file}:{line}: FROM {reference}: {e}")))?;
-                let (id, selector) = pool.open_image(&location, settings).await?;
-                let base = resolve_base(pool.get(id), &selector, &reference, &platform, p).await?;
-                let config: Value = serde_json::from_slice(base.raw_config()).map_err(|e| {
-                    Error::malformed(
-                        format!("base {reference} config {}", base.manifest().config.digest),
-                        format!("not JSON: {e}"),
-                    )
-                })?;
-                (
-                    format!("{reference}@{}", base.raw_manifest().digest),
-                    Some(id),
-                    base.manifest().layers.clone(),
-                    config,
-                )
-            }
-        };
-        let plan = plan::apply(&df, &inputs, base_config)?;
-        let mut fingerprints = Vec::new();
-        let runs = if plan.runs() {
-            // Checked before anything is built: the host can run this platform.
-            let first = plan.steps.iter().find_map(|s| match s {
-                plan::Step::Run(r) => Some(r.line),
-                plan::Step::Copy(_) => None,
-            });
-            let runner = run::runner_for(p, &format!("{file}:{}", first.unwrap_or(1)))?;
-            if let Some(l) = base_layers.iter().find(|l| !l.urls.is_empty()) {
-                return Err(Error::Invalid(format!(
-                    "{file}: RUN needs the base's every layer, but layer {} of {base_name} is a foreign layer (only at its URLs): build FROM a base without foreign layers",
-                    l.digest
-                )));
-            }
-            let mut staged = Vec::new();
-            for step in &plan.steps {
-                staged.push(match step {
-                    plan::Step::Copy(spec) => {
-                        let what = format!("{file}:{}", spec.line);
-                        let entries = context::entries(&req.context, &ignore, spec, &what)?;
-                        Staged::Copy(layer::fingerprint(&entries, req.epoch), entries, what)
-                    }
-                    plan::Step::Run(r) => Staged::Run(r.clone()),
-                });
-            }
-            Some((runner, staged))
-        } else {
-            for step in &plan.steps {
-                let plan::Step::Copy(spec) = step else {
-                    continue;
-                };
-                let what = format!("{file}:{}", spec.line);
-                let entries = context::entries(&req.context, &ignore, spec, &what)?;
-                let fp = layer::fingerprint(&entries, req.epoch);
-                jobs.entry(fp.clone())
-                    .or_insert((entries, what, p.to_string()));
-                fingerprints.push(fp);
-            }
-            None
-        };
-        prepared.push(Prepared {
-            platform: p.clone(),
-            base_name,
-            base_store,
-            base_layers,
-            plan,
-            fingerprints,
-            runs,
-        });
+        },
+    )?;
+    let mut pool = Pool::new();
+    let cache = LayerCache::new(&settings.cache_dir(), settings.build.threads)?;
+    let mut blobs_built: HashMap<String, LayerBlob> = HashMap::new();
+    let mut ctx = Ctx {
+        req,
+        settings,
+        df: &df,
+        file: &file,
+        ignore: &ignore,
+        host: &host,
+        cache: &cache,
+        pool: &mut pool,
+        blobs_built: &mut blobs_built,
+        written: 0,
+        stages: HashMap::new(),
+        images: HashMap::new(),
+    };
+
+    // 1. Per platform: the base (each location opened once), the plan, the layer inputs.
+    let mut prepared = Vec::new();
+    let mut jobs: Jobs = BTreeMap::new();
+    for p in &req.platforms {
+        prepared.push(prepare(&mut ctx, p, last, Some(&mut jobs)).await?);
     }
 
     // 2. Layers: every distinct one once, in parallel, off the async threads.
-    let cache = LayerCache::new(&settings.cache_dir(), settings.build.threads)?;
-    let mut layers_written = 0;
-    let mut blobs_built: HashMap<String, LayerBlob> = HashMap::new();
     let mut pending = Vec::new();
     for (fp, job) in jobs {
         match cache.lookup(&fp) {
             Some(hit) => {
-                blobs_built.insert(fp, hit);
+                ctx.blobs_built.insert(fp, hit);
             }
             None => pending.push((fp, job)),
         }
@@ -286,27 +288,23 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
     // uploads take theirs (glibc keeps a thread's freed memory in its arena).
     layer::release_memory();
     // Another process may have written some while this one waited for them.
-    layers_written += built.iter().filter(|(_, (_, wrote))| *wrote).count();
-    blobs_built.extend(built.into_iter().map(|(fp, (blob, _))| (fp, blob)));
+    ctx.written += built.iter().filter(|(_, (_, wrote))| *wrote).count();
+    ctx.blobs_built
+        .extend(built.into_iter().map(|(fp, (blob, _))| (fp, blob)));
 
-    // 2b. Platforms with RUN steps: every step in order, in the platform's own root.
+    // 2b. Platforms with RUN or COPY --from steps: every step in order, in the
+    // platform's own root; the stages and images they copy from first.
     for prep in &mut prepared {
-        let Some((runner, staged)) = prep.runs.take() else {
+        let Some((runner, staged)) = prep.sequential.take() else {
             continue;
         };
-        let written = run_steps(
-            req,
-            settings,
-            &pool,
-            &cache,
-            prep,
-            &runner,
-            staged,
-            &mut blobs_built,
-        )
-        .await?;
-        layers_written += written;
+        let steps = run_steps(&mut ctx, prep, runner.as_ref(), staged).await?;
+        prep.fingerprints = steps.fingerprints;
+        // The stages and images copied from are this platform's only.
+        ctx.stages.clear();
+        ctx.images.clear();
     }
+    let layers_written = ctx.written;
 
     // 3. The plan: every blob with where it is, the manifests, the index.
     let mut blobs = Vec::new();
@@ -430,82 +428,321 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
     })
 }
 
-/// Builds one platform's steps in order in a root unpacked from its base:
+/// Resolves and plans stage `stage` for `p`. With `jobs`, a stage without
+/// `RUN` or `COPY --from` puts its layers there (built in parallel in phase
+/// 2); otherwise every step is staged to be built in order.
+async fn prepare(
+    ctx: &mut Ctx<'_>,
+    p: &Platform,
+    stage: usize,
+    jobs: Option<&mut Jobs>,
+) -> Result<Prepared> {
+    let file = ctx.file;
+    let inputs = Inputs {
+        file,
+        build_args: &ctx.req.args,
+        target: p,
+        build: ctx.host,
+        epoch: ctx.req.epoch,
+    };
+    let (base_name, base_store, base_layers, base_config, run_platform) =
+        match plan::base(ctx.df, &inputs, stage)? {
+            Base::Scratch => (
+                "scratch".to_string(),
+                None,
+                Vec::new(),
+                plan::scratch_config(p),
+                p.clone(),
+            ),
+            Base::Image {
+                reference,
+                platform,
+                line,
+            } => {
+                let location = Location::parse(&reference)
+                    .map_err(|e| Error::Invalid(format!("{file}:{line}: FROM {reference}: {e}")))?;
+                let (id, selector) = ctx.pool.open_image(&location, ctx.settings).await?;
+                let base =
+                    resolve_base(ctx.pool.get(id), &selector, &reference, &platform, p).await?;
+                let config: Value = serde_json::from_slice(base.raw_config()).map_err(|e| {
+                    Error::malformed(
+                        format!("base {reference} config {}", base.manifest().config.digest),
+                        format!("not JSON: {e}"),
+                    )
+                })?;
+                (
+                    format!("{reference}@{}", base.raw_manifest().digest),
+                    Some(id),
+                    base.manifest().layers.clone(),
+                    config,
+                    platform,
+                )
+            }
+        };
+    let plan = plan::apply(ctx.df, &inputs, stage, base_config)?;
+    let mut fingerprints = Vec::new();
+    let sequential = match jobs {
+        Some(jobs) if !plan.runs() && !plan.copies_from() => {
+            for step in &plan.steps {
+                let plan::Step::Copy(spec) = step else {
+                    continue;
+                };
+                let what = format!("{file}:{}", spec.line);
+                let entries = context::entries(&ctx.req.context, ctx.ignore, spec, &what)?;
+                let fp = layer::fingerprint(&entries, ctx.req.epoch);
+                jobs.entry(fp.clone())
+                    .or_insert((entries, what, p.to_string()));
+                fingerprints.push(fp);
+            }
+            None
+        }
+        _ => {
+            // Checked before anything is built: the host can run this platform.
+            let first = plan.steps.iter().find_map(|s| match s {
+                plan::Step::Run(r) => Some(r.line),
+                plan::Step::Copy(_) => None,
+            });
+            let runner = match first {
+                Some(line) => {
+                    let runner = run::runner_for(&run_platform, &format!("{file}:{line}"))?;
+                    if let Some(l) = base_layers.iter().find(|l| !l.urls.is_empty()) {
+                        return Err(Error::Invalid(format!(
+                            "{file}: RUN needs the base's every layer, but layer {} of {base_name} is a foreign layer (only at its URLs): build FROM a base without foreign layers",
+                            l.digest
+                        )));
+                    }
+                    Some(runner)
+                }
+                None => None,
+            };
+            let mut staged = Vec::new();
+            for step in &plan.steps {
+                staged.push(match step {
+                    plan::Step::Copy(spec) if spec.from.is_some() => Staged::CopyFrom(spec.clone()),
+                    plan::Step::Copy(spec) => {
+                        let what = format!("{file}:{}", spec.line);
+                        let entries = context::entries(&ctx.req.context, ctx.ignore, spec, &what)?;
+                        Staged::Copy(layer::fingerprint(&entries, ctx.req.epoch), entries, what)
+                    }
+                    plan::Step::Run(r) => Staged::Run(r.clone()),
+                });
+            }
+            Some((runner, staged))
+        }
+    };
+    Ok(Prepared {
+        platform: p.clone(),
+        run_platform,
+        base_name,
+        base_store,
+        base_layers,
+        plan,
+        fingerprints,
+        sequential,
+    })
+}
+
+/// Builds stage `stage` for `p` (for a `COPY --from`): planned, then its steps in order.
+fn build_stage<'c, 'a: 'c>(
+    ctx: &'c mut Ctx<'a>,
+    p: &'c Platform,
+    stage: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<StageBuilt>> + 'c>> {
+    Box::pin(async move {
+        let mut prep = prepare(ctx, p, stage, None).await?;
+        let (runner, staged) = prep.sequential.take().unwrap_or_default();
+        let steps = run_steps(ctx, &prep, runner.as_ref(), staged).await?;
+        Ok(StageBuilt {
+            base_store: prep.base_store,
+            base_layers: prep.base_layers,
+            steps,
+        })
+    })
+}
+
+/// Builds one stage's steps in order in a root unpacked from its base:
 /// each `ADD`/`COPY` layer is written (or found) and applied, each `RUN`
-/// found in the step cache ([`run::step_key`]) or executed and its changes
-/// written as a layer. The root is unpacked only when a `RUN` must execute:
-/// a rebuild with nothing changed downloads, unpacks and runs nothing.
-/// Returns the layers written.
-#[allow(clippy::too_many_arguments)]
+/// and `COPY --from` found in the step cache ([`run::step_key`],
+/// [`run::copy_key`]) or executed and its changes written as a layer. The
+/// root is unpacked only when a `RUN` must execute: a rebuild with nothing
+/// changed downloads, unpacks and runs nothing.
 async fn run_steps(
-    req: &BuildRequest,
-    settings: &Settings,
-    pool: &Pool,
-    cache: &LayerCache,
-    prep: &mut Prepared,
-    runner: &run::Runner,
+    ctx: &mut Ctx<'_>,
+    prep: &Prepared,
+    runner: Option<&run::Runner>,
     staged: Vec<Staged>,
-    blobs_built: &mut HashMap<String, LayerBlob>,
-) -> Result<usize> {
+) -> Result<Steps> {
     let subject = prep.platform.to_string();
-    let epoch = req.epoch;
-    let file = req.dockerfile.display().to_string();
-    let mut written = 0;
+    let epoch = ctx.req.epoch;
+    let file = ctx.file;
     let mut parents: Vec<Digest> = prep.base_layers.iter().map(|l| l.digest.clone()).collect();
     let mut root: Option<run::StageRoot> = None;
-    // This build's layers not yet in the root (there is no root yet): blob, entries, what.
-    let mut unapplied: Vec<(Digest, context::Entries, String)> = Vec::new();
+    // This stage's layers not yet in the root (there is no root yet).
+    let mut unapplied: Vec<(Digest, String)> = Vec::new();
     let mut fingerprints = Vec::new();
     for step in staged {
-        let (fp, blob, wrote, what, entries) = match step {
+        // The layer's key, the layer, whether it was written now, `Dockerfile:N`,
+        // and whether the root still needs it applied.
+        let (fp, blob, wrote, what, apply) = match step {
             Staged::Copy(fp, entries, what) => {
-                let (blob, wrote, entries) =
-                    layer_for(cache, blobs_built, &fp, entries, &what, &subject, epoch).await?;
-                (fp, blob, wrote, what, Some(entries))
+                let (blob, wrote, _) = ctx.layer(&fp, entries, &what, &subject).await?;
+                (fp, blob, wrote, what, true)
+            }
+            Staged::CopyFrom(spec) => {
+                let what = format!("{file}:{}", spec.line);
+                let (key, blob, wrote) = copy_from(ctx, prep, &spec, &what).await?;
+                (key, blob, wrote, what, true)
             }
             Staged::Run(spec) => {
                 let what = format!("{file}:{}", spec.line);
-                let key = run::step_key(&prep.platform, &parents, &spec, epoch);
-                match cache.lookup(&key) {
-                    Some(hit) => (key, hit, false, what, Some(context::Entries::default())),
+                let Some(runner) = runner else {
+                    return Err(Error::Internal(format!("{what}: RUN without a runner")));
+                };
+                let key = run::step_key(&prep.run_platform, &parents, &spec, epoch);
+                match ctx.cache.lookup(&key) {
+                    Some(hit) => (key, hit, false, what, true),
                     None => {
                         let r = match &mut root {
                             Some(r) => r,
                             None => root.insert(
-                                unpack_stage(settings, pool, prep, &subject, &unapplied, cache)
-                                    .await?,
+                                unpack_stage(
+                                    ctx,
+                                    prep.base_store,
+                                    &prep.base_layers,
+                                    &subject,
+                                    &unapplied,
+                                )
+                                .await?,
                             ),
                         };
                         unapplied.clear();
+                        let settings = ctx.settings;
                         let timeout = std::time::Duration::from_secs(settings.build.run_timeout);
                         let share_net = settings.build.network == crate::config::BuildNetwork::Host;
                         let entries = r
-                            .run(&spec, runner, &prep.platform, &what, timeout, share_net)
+                            .run(&spec, runner, &prep.run_platform, &what, timeout, share_net)
                             .await?;
                         let fp = layer::fingerprint(&entries, epoch);
-                        let (blob, wrote, _) =
-                            layer_for(cache, blobs_built, &fp, entries, &what, &subject, epoch)
-                                .await?;
-                        cache.remember(&key, &blob)?;
+                        let (blob, wrote, _) = ctx.layer(&fp, entries, &what, &subject).await?;
+                        ctx.cache.remember(&key, &blob)?;
                         // Its changes are in the root already.
-                        (fp, blob, wrote, what, None)
+                        (fp, blob, wrote, what, false)
                     }
                 }
             }
         };
-        if let Some(entries) = entries {
+        if apply {
             match &mut root {
-                Some(r) => r.apply_built(&cache.blob_path(&blob.digest), &entries, &what)?,
-                None => unapplied.push((blob.digest.clone(), entries, what)),
+                Some(r) => r.apply_built(&ctx.cache.blob_path(&blob.digest), &what)?,
+                None => unapplied.push((blob.digest.clone(), what)),
             }
         }
-        written += usize::from(wrote);
+        ctx.written += usize::from(wrote);
         parents.push(blob.digest.clone());
-        blobs_built.insert(fp.clone(), blob);
+        ctx.blobs_built.insert(fp.clone(), blob);
         fingerprints.push(fp);
     }
-    prep.fingerprints = fingerprints;
-    Ok(written)
+    Ok(Steps {
+        fingerprints,
+        chain: parents,
+        root,
+    })
+}
+
+/// One `COPY --from`: its layer from the step cache, keyed by the source's
+/// layers and the copy ([`run::copy_key`]), else copied out of the source's
+/// root (the stage built, or the image unpacked, now) and remembered. Returns
+/// the key, the layer and whether it was written now.
+async fn copy_from(
+    ctx: &mut Ctx<'_>,
+    prep: &Prepared,
+    spec: &plan::LayerSpec,
+    what: &str,
+) -> Result<(String, LayerBlob, bool)> {
+    let subject = prep.platform.to_string();
+    let epoch = ctx.req.epoch;
+    let Some(from) = &spec.from else {
+        return Err(Error::Internal(format!(
+            "{what}: COPY --from without a source"
+        )));
+    };
+    // The source's layers (a stage is built now, an image only resolved).
+    let (label, source) = match from {
+        plan::CopyFrom::Stage(j) => {
+            if !ctx.stages.contains_key(j) {
+                let built = build_stage(ctx, &prep.platform, *j).await?;
+                ctx.stages.insert(*j, built);
+            }
+            (format!("stage {j}"), ctx.stages[j].steps.chain.clone())
+        }
+        plan::CopyFrom::Image(reference) => {
+            if !ctx.images.contains_key(reference) {
+                let location = Location::parse(reference)
+                    .map_err(|e| Error::Invalid(format!("{what}: COPY --from={reference}: {e}")))?;
+                let (id, selector) = ctx.pool.open_image(&location, ctx.settings).await?;
+                let image = resolve_base(
+                    ctx.pool.get(id),
+                    &selector,
+                    reference,
+                    &prep.platform,
+                    &prep.platform,
+                )
+                .await?;
+                let layers = image.manifest().layers.clone();
+                ctx.images.insert(reference.clone(), (id, layers, None));
+            }
+            let layers = &ctx.images[reference].1;
+            (
+                reference.clone(),
+                layers.iter().map(|l| l.digest.clone()).collect(),
+            )
+        }
+    };
+    let key = run::copy_key(&prep.platform, &source, spec, epoch);
+    if let Some(hit) = ctx.cache.lookup(&key) {
+        return Ok((key, hit, false));
+    }
+    // Not cached: the source's root, unpacked when it is not yet.
+    let root = match from {
+        plan::CopyFrom::Stage(j) => {
+            if ctx.stages[j].steps.root.is_none() {
+                let (store, base, own) = {
+                    let b = &ctx.stages[j];
+                    let own: Vec<(Digest, String)> = b.steps.chain[b.base_layers.len()..]
+                        .iter()
+                        .map(|d| (d.clone(), format!("{label} layer {d}")))
+                        .collect();
+                    (b.base_store, b.base_layers.clone(), own)
+                };
+                let r = unpack_stage(ctx, store, &base, &subject, &own).await?;
+                if let Some(b) = ctx.stages.get_mut(j) {
+                    b.steps.root = Some(r);
+                }
+            }
+            ctx.stages[j].steps.root.as_ref()
+        }
+        plan::CopyFrom::Image(reference) => {
+            if ctx.images[reference].2.is_none() {
+                let (store, layers) = {
+                    let i = &ctx.images[reference];
+                    (i.0, i.1.clone())
+                };
+                let r = unpack_stage(ctx, Some(store), &layers, &subject, &[]).await?;
+                if let Some(i) = ctx.images.get_mut(reference) {
+                    i.2 = Some(r);
+                }
+            }
+            ctx.images[reference].2.as_ref()
+        }
+    };
+    let Some(root) = root else {
+        return Err(Error::Internal(format!("{what}: {label} was not unpacked")));
+    };
+    let entries = context::entries_from_root(root.fs(), spec, what, &label)?;
+    let fp = layer::fingerprint(&entries, epoch);
+    let (blob, wrote, _) = ctx.layer(&fp, entries, what, &subject).await?;
+    ctx.cache.remember(&key, &blob)?;
+    Ok((key, blob, wrote))
 }
 
 /// The layer of `entries` (fingerprint `fp`): built already in this build,
@@ -534,21 +771,27 @@ async fn layer_for(
     Ok((blob, wrote, entries))
 }
 
-/// The platform's root for its first `RUN` that executes: the base's layers
-/// (downloaded into the cache when missing), then this build's earlier layers.
+/// A stage's root: the base's layers (downloaded into the cache when
+/// missing), then this build's layers `earlier` (digest, what), in order.
 async fn unpack_stage(
-    settings: &Settings,
-    pool: &Pool,
-    prep: &Prepared,
+    ctx: &Ctx<'_>,
+    base_store: Option<StoreId>,
+    base_layers: &[Descriptor],
     subject: &str,
-    earlier: &[(Digest, context::Entries, String)],
-    cache: &LayerCache,
+    earlier: &[(Digest, String)],
 ) -> Result<run::StageRoot> {
+    let settings = ctx.settings;
     let mut files = Vec::new();
-    if let Some(id) = prep.base_store {
+    if let Some(id) = base_store {
         let verify_cache = crate::verify::cache::Cache::new(settings.cache_dir());
-        let store = pool.get(id);
-        for l in &prep.base_layers {
+        let store = ctx.pool.get(id);
+        for l in base_layers {
+            if !l.urls.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "{subject}: layer {} is a foreign layer (only at its URLs), which archgate cannot unpack: build FROM or copy from an image without foreign layers",
+                    l.digest
+                )));
+            }
             files.push((l.clone(), verify_cache.blob(store, l, None).await?));
         }
     }
@@ -559,8 +802,8 @@ async fn unpack_stage(
         tokio::task::spawn_blocking(move || run::StageRoot::unpack(&parent, &files, max, &sub))
             .await
             .map_err(|e| Error::Internal(format!("unpacking the base for RUN: {e}")))??;
-    for (digest, entries, what) in earlier {
-        root.apply_built(&cache.blob_path(digest), entries, what)?;
+    for (digest, what) in earlier {
+        root.apply_built(&ctx.cache.blob_path(digest), what)?;
     }
     Ok(root)
 }

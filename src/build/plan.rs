@@ -74,6 +74,17 @@ pub struct LayerSpec {
     /// `--chown` was given (an extracted archive then takes `uid`/`gid` too).
     pub chown: bool,
     pub chmod: Option<u32>,
+    /// `COPY --from`: the sources are paths in a stage or an image, not the context.
+    pub from: Option<CopyFrom>,
+}
+
+/// Where `COPY --from` copies from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyFrom {
+    /// An earlier stage of the Dockerfile, by its number (0-based).
+    Stage(usize),
+    /// An image location (as `FROM` takes it), for the platform being built.
+    Image(String),
 }
 
 /// One `RUN` to execute in the stage's root, with everything resolved.
@@ -109,6 +120,13 @@ impl Plan {
     /// Whether a step executes a command (the root must then be unpacked).
     pub fn runs(&self) -> bool {
         self.steps.iter().any(|s| matches!(s, Step::Run(_)))
+    }
+
+    /// Whether a step copies out of another stage or an image.
+    pub fn copies_from(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s, Step::Copy(c) if c.from.is_some()))
     }
 }
 
@@ -150,6 +168,8 @@ pub fn rfc3339(epoch: i64) -> String {
 }
 
 struct Stage<'a> {
+    /// Its number among the Dockerfile's stages (0-based).
+    index: usize,
     from: &'a Line,
     image: String,
     platform: Option<String>,
@@ -167,6 +187,7 @@ fn stages(df: &Dockerfile) -> (Vec<&Line>, Vec<Stage<'_>>) {
                 platform,
                 alias,
             } => out.push(Stage {
+                index: out.len(),
                 from: l,
                 image: image.clone(),
                 platform: platform.clone(),
@@ -216,16 +237,25 @@ fn global_args(df: &Dockerfile, inp: &Inputs) -> Result<BTreeMap<String, Option<
     Ok(scope)
 }
 
-/// The chain of stages the final stage builds on (root first) and its base.
-fn chain<'a>(df: &'a Dockerfile, inp: &Inputs) -> Result<(Vec<Stage<'a>>, Base)> {
+/// The number of the last stage (the one `build` publishes).
+pub fn last_stage(df: &Dockerfile, inp: &Inputs) -> Result<usize> {
+    stages(df)
+        .1
+        .len()
+        .checked_sub(1)
+        .ok_or_else(|| at(inp, 1, "no FROM instruction"))
+}
+
+/// The chain of stages stage `idx` builds on (root first) and its base.
+fn chain<'a>(df: &'a Dockerfile, inp: &Inputs, idx: usize) -> Result<(Vec<Stage<'a>>, Base)> {
     let (_, all) = stages(df);
     let global = global_args(df, inp)?;
     let lookup = |n: &str| global.get(n).cloned().flatten();
     let mut all: Vec<Option<Stage>> = all.into_iter().map(Some).collect();
-    let mut idx = all
-        .len()
-        .checked_sub(1)
-        .ok_or_else(|| at(inp, 1, "no FROM instruction"))?;
+    let mut idx = idx;
+    if idx >= all.len() {
+        return Err(at(inp, 1, format!("no stage {idx}")));
+    }
     let mut chain = Vec::new();
     loop {
         let stage = all[idx]
@@ -278,9 +308,9 @@ fn chain<'a>(df: &'a Dockerfile, inp: &Inputs) -> Result<(Vec<Stage<'a>>, Base)>
     }
 }
 
-/// The base the final stage builds on, for this platform.
-pub fn base(df: &Dockerfile, inp: &Inputs) -> Result<Base> {
-    Ok(chain(df, inp)?.1)
+/// The base stage `stage` builds on, for this platform.
+pub fn base(df: &Dockerfile, inp: &Inputs, stage: usize) -> Result<Base> {
+    Ok(chain(df, inp, stage)?.1)
 }
 
 /// The config `FROM scratch` starts from.
@@ -388,9 +418,11 @@ impl State {
     }
 }
 
-/// Applies the final stage (and the stages it builds on) to the base config.
-pub fn apply(df: &Dockerfile, inp: &Inputs, base_config: Value) -> Result<Plan> {
-    let (chain, _) = chain(df, inp)?;
+/// Applies stage `stage` (and the stages it builds on) to the base config.
+pub fn apply(df: &Dockerfile, inp: &Inputs, stage: usize, base_config: Value) -> Result<Plan> {
+    let (chain, _) = chain(df, inp, stage)?;
+    let (_, all) = stages(df);
+    let names: Vec<Option<&str>> = all.iter().map(|s| s.alias.as_deref()).collect();
     let global = global_args(df, inp)?;
     let automatic = platform_args(inp.target, inp.build);
     let mut config = base_config;
@@ -443,8 +475,14 @@ pub fn apply(df: &Dockerfile, inp: &Inputs, base_config: Value) -> Result<Plan> 
     for stage in &chain {
         // Each stage starts with no ARGs in scope.
         state.args.clear();
+        let scope = Scope {
+            global: &global,
+            automatic: &automatic,
+            names: &names,
+            stage: stage.index,
+        };
         for l in &stage.body {
-            apply_one(df, inp, &global, &automatic, &mut state, l, &mut steps)?;
+            apply_one(df, inp, &scope, &mut state, l, &mut steps)?;
         }
     }
     state.config["created"] = json!(rfc3339(inp.epoch));
@@ -515,11 +553,20 @@ fn parse_chown(s: &str) -> Option<(u64, u64)> {
     }
 }
 
+/// What one instruction sees besides the stage's state.
+struct Scope<'a> {
+    global: &'a BTreeMap<String, Option<String>>,
+    automatic: &'a BTreeMap<String, String>,
+    /// Every stage's `AS` name, by number.
+    names: &'a [Option<&'a str>],
+    /// The number of the stage being applied.
+    stage: usize,
+}
+
 fn apply_one(
     df: &Dockerfile,
     inp: &Inputs,
-    global: &BTreeMap<String, Option<String>>,
-    automatic: &BTreeMap<String, String>,
+    scope: &Scope,
     state: &mut State,
     l: &Line,
     steps: &mut Vec<Step>,
@@ -531,14 +578,14 @@ fn apply_one(
         Instruction::Arg(list) => {
             let mut shown = Vec::new();
             for (name, default) in list {
-                let value = if let Some(v) = automatic.get(name) {
+                let value = if let Some(v) = scope.automatic.get(name) {
                     Some(v.clone())
                 } else if let Some(v) = inp.build_args.get(name) {
                     Some(v.clone())
                 } else if let Some(d) = default {
                     Some(word(df, inp, state, line, d)?)
                 } else {
-                    global.get(name).cloned().flatten()
+                    scope.global.get(name).cloned().flatten()
                 };
                 shown.push(match default {
                     Some(d) => format!("{name}={d}"),
@@ -570,7 +617,10 @@ fn apply_one(
             state.history(epoch, format!("WORKDIR {dir}"), true);
         }
         Instruction::Copy(spec) => {
-            let layer = copy_layer(df, inp, state, line, spec)?;
+            let mut layer = copy_layer(df, inp, state, line, spec)?;
+            if let Some(from) = &spec.from {
+                layer.from = Some(copy_from(df, inp, scope, state, line, from)?);
+            }
             let kw = if spec.add { "ADD" } else { "COPY" };
             let mut shown = String::new();
             if let Some(c) = &spec.chown {
@@ -852,7 +902,59 @@ fn copy_layer(
         gid,
         chown: spec.chown.is_some(),
         chmod,
+        from: None,
     })
+}
+
+/// `COPY --from=X`: an earlier stage by number or `AS` name, else an image.
+fn copy_from(
+    df: &Dockerfile,
+    inp: &Inputs,
+    scope: &Scope,
+    state: &State,
+    line: usize,
+    from: &str,
+) -> Result<CopyFrom> {
+    let x = word(df, inp, state, line, from)?;
+    if x.is_empty() {
+        return Err(at(
+            inp,
+            line,
+            format!("COPY --from={from} expands to nothing: pass it with --build-arg"),
+        ));
+    }
+    if let Ok(n) = x.parse::<usize>() {
+        if n >= scope.stage {
+            return Err(at(
+                inp,
+                line,
+                format!(
+                    "COPY --from={x}: stage {x} is not an earlier stage (this is stage {}; stages are numbered from 0)",
+                    scope.stage
+                ),
+            ));
+        }
+        return Ok(CopyFrom::Stage(n));
+    }
+    let named = |range: std::ops::Range<usize>| {
+        range
+            .clone()
+            .rev()
+            .find(|&i| scope.names[i].is_some_and(|a| a.eq_ignore_ascii_case(&x)))
+    };
+    if let Some(i) = named(0..scope.stage) {
+        return Ok(CopyFrom::Stage(i));
+    }
+    if named(scope.stage..scope.names.len()).is_some() {
+        return Err(at(
+            inp,
+            line,
+            format!(
+                "COPY --from={x}: stage {x} comes at or after this one; a stage copies only from stages above it"
+            ),
+        ));
+    }
+    Ok(CopyFrom::Image(x))
 }
 
 /// `80`, `80/udp`, `8000-8002/tcp` into `port/proto` keys.
@@ -923,7 +1025,13 @@ mod tests {
             ("OTHER".to_string(), "x".to_string()),
         ]);
         let inp = inputs(&args, &target, &target);
-        let p = apply(&df, &inp, json!({"config": {"Env": ["PATH=/bin"]}})).unwrap();
+        let p = apply(
+            &df,
+            &inp,
+            last_stage(&df, &inp).unwrap(),
+            json!({"config": {"Env": ["PATH=/bin"]}}),
+        )
+        .unwrap();
         let Some(Step::Run(run)) = p.steps.first() else {
             panic!("no RUN step: {:?}", p.steps)
         };
@@ -995,7 +1103,7 @@ mod tests {
         let args = BTreeMap::from([("GREETING".to_string(), "hi".to_string())]);
         let inp = inputs(&args, &target, &build);
         let config = json!({"architecture": target.architecture, "os": "linux", "config": {"Env": base_env, "Cmd": ["bash"]}, "rootfs": {"type": "layers", "diff_ids": ["sha256:00"]}, "history": [{"created_by": "base"}]});
-        apply(&df, &inp, config)
+        apply(&df, &inp, last_stage(&df, &inp).unwrap(), config)
     }
 
     fn rt(p: &Plan, key: &str) -> Value {
@@ -1048,7 +1156,7 @@ mod tests {
         let inp = inputs(&args, &target, &build);
         let df = parse("ARG TAG=v1\nARG REPO=127.0.0.1:5000/base\nFROM ${REPO}:${TAG}\n").unwrap();
         assert_eq!(
-            base(&df, &inp).unwrap(),
+            base(&df, &inp, last_stage(&df, &inp).unwrap()).unwrap(),
             Base::Image {
                 reference: "127.0.0.1:5000/base:v2".into(),
                 platform: target.clone(),
@@ -1057,7 +1165,7 @@ mod tests {
         );
         let df = parse("FROM --platform=$BUILDPLATFORM b AS x\nFROM x\n").unwrap();
         assert_eq!(
-            base(&df, &inp).unwrap(),
+            base(&df, &inp, last_stage(&df, &inp).unwrap()).unwrap(),
             Base::Image {
                 reference: "b".into(),
                 platform: build.clone(),
@@ -1065,23 +1173,32 @@ mod tests {
             }
         );
         let df = parse("FROM scratch\n").unwrap();
-        assert_eq!(base(&df, &inp).unwrap(), Base::Scratch);
+        assert_eq!(
+            base(&df, &inp, last_stage(&df, &inp).unwrap()).unwrap(),
+            Base::Scratch
+        );
         // A global ARG is not visible in a stage until redeclared.
         let df = parse("ARG V=1\nFROM scratch\nENV A=$V\nARG V\nENV B=$V\nARG W=${V}2\nENV C=$W\n")
             .unwrap();
-        let p = apply(&df, &inp, scratch_config(&target)).unwrap();
+        let p = apply(
+            &df,
+            &inp,
+            last_stage(&df, &inp).unwrap(),
+            scratch_config(&target),
+        )
+        .unwrap();
         assert_eq!(
             p.config["config"]["Env"],
             json!([format!("PATH={DEFAULT_PATH}"), "A=", "B=1", "C=12"])
         );
         assert_eq!(p.config["architecture"], json!("arm64"));
-        let err = base(&parse("FROM $NOPE\n").unwrap(), &inp).unwrap_err();
+        let err = base(&parse("FROM $NOPE\n").unwrap(), &inp, 0).unwrap_err();
         assert!(
             err.to_string()
                 .contains("Dockerfile:1: FROM `$NOPE` expands to nothing"),
             "{err}"
         );
-        let err = base(&parse("FROM --platform=linux/sparc x\n").unwrap(), &inp).unwrap_err();
+        let err = base(&parse("FROM --platform=linux/sparc x\n").unwrap(), &inp, 0).unwrap_err();
         assert!(
             err.to_string().starts_with("Dockerfile:1: FROM --platform"),
             "{err}"
@@ -1209,6 +1326,61 @@ mod tests {
     }
 
     #[test]
+    fn copy_from_names_an_earlier_stage_by_name_or_number_else_an_image() {
+        let df = parse(
+            "FROM scratch AS build\nCOPY a /a\nFROM scratch AS Tools\nFROM scratch\nARG SRC=build\nCOPY --from=build /a /x\nCOPY --from=1 /t /y\nCOPY --from=tools /t /z\nCOPY --from=${SRC} /a /w\nCOPY --from=oci:/l:v1 /b /v\n",
+        )
+        .unwrap();
+        let t = Platform::parse("linux/amd64").unwrap();
+        let args = BTreeMap::new();
+        let inp = inputs(&args, &t, &t);
+        let p = apply(&df, &inp, 1, scratch_config(&t)).unwrap();
+        assert!(p.steps.is_empty(), "stage 1 has no steps of its own");
+        let p = apply(
+            &df,
+            &inp,
+            last_stage(&df, &inp).unwrap(),
+            scratch_config(&t),
+        )
+        .unwrap();
+        assert!(p.copies_from() && !p.runs());
+        let froms: Vec<Option<CopyFrom>> = p
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Copy(c) => c.from.clone(),
+                Step::Run(_) => None,
+            })
+            .collect();
+        assert_eq!(
+            froms,
+            vec![
+                Some(CopyFrom::Stage(0)),
+                Some(CopyFrom::Stage(1)),
+                Some(CopyFrom::Stage(1)),
+                Some(CopyFrom::Stage(0)),
+                Some(CopyFrom::Image("oci:/l:v1".into())),
+            ]
+        );
+        // Only earlier stages: by number or by name.
+        for (text, want) in [
+            (
+                "FROM scratch\nCOPY --from=0 /a /b\n",
+                "not an earlier stage",
+            ),
+            (
+                "FROM scratch\nCOPY --from=later /a /b\nFROM scratch AS later\n",
+                "comes at or after this one",
+            ),
+        ] {
+            let df = parse(text).unwrap();
+            let err = apply(&df, &inp, 0, scratch_config(&t)).unwrap_err();
+            assert!(err.to_string().contains(want), "{text}: {err}");
+            assert!(err.to_string().starts_with("Dockerfile:2:"), "{err}");
+        }
+    }
+
+    #[test]
     fn onbuild_in_base_is_refused() {
         let df = parse("FROM b\n").unwrap();
         let t = Platform::parse("linux/amd64").unwrap();
@@ -1216,6 +1388,7 @@ mod tests {
         let err = apply(
             &df,
             &inputs(&args, &t, &t),
+            0,
             json!({"config": {"OnBuild": ["RUN x"]}}),
         )
         .unwrap_err();
@@ -1228,7 +1401,13 @@ mod tests {
             json!({"history": 3}),
             json!({"rootfs": {"diff_ids": "no"}}),
         ] {
-            let err = apply(&df, &inputs(&args, &t, &t), bad).unwrap_err();
+            let err = apply(
+                &df,
+                &inputs(&args, &t, &t),
+                last_stage(&df, &inputs(&args, &t, &t)).unwrap(),
+                bad,
+            )
+            .unwrap_err();
             assert!(err.to_string().contains("not an image config"), "{err}");
         }
     }
@@ -1274,7 +1453,9 @@ mod tests {
                 text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
             }
             let Ok(df) = parse(&text) else { continue };
-            if let Err(e) = base(&df, &inp).and_then(|_| apply(&df, &inp, scratch_config(&t))) {
+            if let Err(e) = last_stage(&df, &inp).and_then(|n| {
+                base(&df, &inp, n).and_then(|_| apply(&df, &inp, n, scratch_config(&t)))
+            }) {
                 assert!(e.to_string().starts_with("Dockerfile:"), "{text}: {e}");
             }
         }

@@ -15,8 +15,10 @@
 //! private binfmt_misc of a user namespace made for the step (Linux >= 6.7).
 //!
 //! Owners: the sandbox maps one user, so every file a step adds is owned by
-//! the step's `USER`; a changed file keeps the owner an earlier step of this
-//! build gave it, else root (what base images almost always have).
+//! the step's `USER`; a changed file keeps the owner (and the setuid bits,
+//! which the root on disk never has) its layer or an earlier step gave it.
+//! The root records each entry's mode and owner as the layers state them
+//! ([`RootFs::record_metadata`]), which `COPY --from` copies too.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -29,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::image::Descriptor;
 use crate::platform::{self, Platform};
 use crate::verify::cache::BlobFile;
-use crate::verify::rootfs::{self, RootFs};
+use crate::verify::rootfs::{self, Recorded, RootFs};
 use crate::verify::runner::{self, Mode, Sandbox};
 
 /// The Linux release from which binfmt_misc can be mounted in a user namespace.
@@ -159,35 +161,70 @@ pub fn step_key(
     spec: &RunSpec,
     epoch: i64,
 ) -> String {
+    key("run", platform, parents, epoch, |put| {
+        put("argv");
+        for a in &spec.argv {
+            put(a);
+        }
+        put("env");
+        for e in &spec.env {
+            put(e);
+        }
+        put(&spec.workdir);
+        put(&spec.user);
+    })
+}
+
+/// The step cache's key of a `COPY --from`: the platform, the source's
+/// layers (a stage's or an image's, by digest: the same layers hold the same
+/// files, modes and owners), what is copied where with which owner and mode,
+/// and the epoch. A rebuild with nothing changed finds the layer here
+/// without building or unpacking the source.
+pub fn copy_key(
+    platform: &Platform,
+    source: &[crate::image::Digest],
+    spec: &super::plan::LayerSpec,
+    epoch: i64,
+) -> String {
+    key("copy", platform, source, epoch, |put| {
+        put("sources");
+        for s in &spec.sources {
+            put(s);
+        }
+        put(&spec.dest);
+        put(&format!(
+            "{} {} {} {} {:?}",
+            spec.dest_dir, spec.chown, spec.uid, spec.gid, spec.chmod
+        ));
+    })
+}
+
+/// `KIND-HEX`: a hash of the kind, platform, epoch, layers and what `rest` puts.
+fn key(
+    kind: &str,
+    platform: &Platform,
+    layers: &[crate::image::Digest],
+    epoch: i64,
+    rest: impl FnOnce(&mut dyn FnMut(&str)),
+) -> String {
     let mut h = crate::image::digest::Hasher::new();
     let mut put = |s: &str| {
         h.update(s.as_bytes());
         h.update(&[0]);
     };
-    put("archgate-run-v1");
+    put(&format!("archgate-{kind}-v1"));
     put(&platform.normalised().to_string());
     put(&epoch.to_string());
-    for d in parents {
+    for d in layers {
         put(d.as_str());
     }
-    put("argv");
-    for a in &spec.argv {
-        put(a);
-    }
-    put("env");
-    for e in &spec.env {
-        put(e);
-    }
-    put(&spec.workdir);
-    put(&spec.user);
-    format!("run-{}", h.finish().hex())
+    rest(&mut put);
+    format!("{kind}-{}", h.finish().hex())
 }
 
 /// A platform's root while its steps run: deleted on drop.
 pub struct StageRoot {
     root: RootFs,
-    /// Owners the steps of this build gave paths (relative, no leading `/`).
-    owners: BTreeMap<String, (u64, u64)>,
 }
 
 impl StageRoot {
@@ -205,6 +242,7 @@ impl StageRoot {
             ..rootfs::Limits::default()
         };
         let mut root = RootFs::new_named(parent, ".run-", limits)?;
+        root.record_metadata();
         let total = layers.iter().map(|(d, _)| d.size).sum();
         let tracker =
             crate::progress::start(subject, crate::progress::Phase::Unpack, "", Some(total));
@@ -217,10 +255,7 @@ impl StageRoot {
                 std::fs::create_dir(&p).map_err(|e| Error::io(&p, e))?;
             }
         }
-        Ok(StageRoot {
-            root,
-            owners: BTreeMap::new(),
-        })
+        Ok(StageRoot { root })
     }
 
     /// The host directory of the root.
@@ -228,16 +263,17 @@ impl StageRoot {
         self.root.path()
     }
 
-    /// Applies a layer this build wrote (gzip), made of `entries`.
-    pub fn apply_built(&mut self, blob: &Path, entries: &Entries, what: &str) -> Result<()> {
+    /// Applies a layer this build wrote (gzip).
+    pub fn apply_built(&mut self, blob: &Path, what: &str) -> Result<()> {
         let f = std::fs::File::open(blob).map_err(|e| Error::io(blob, e))?;
         let mut reader = std::io::BufReader::new(f);
         self.root
-            .apply_layer(&mut reader, rootfs::Compression::Gzip, what)?;
-        for (path, e) in &entries.map {
-            self.owners.insert(path.clone(), (e.uid, e.gid));
-        }
-        Ok(())
+            .apply_layer(&mut reader, rootfs::Compression::Gzip, what)
+    }
+
+    /// The unpacked root, for `COPY --from` (its entries' modes and owners recorded).
+    pub fn fs(&self) -> &RootFs {
+        &self.root
     }
 
     /// Runs one step in the root; its changes as a layer's entries. A command
@@ -304,10 +340,21 @@ impl StageRoot {
         }
         tracker.complete();
         let after = snapshot(self.path())?;
-        let entries = changes(self.path(), &before, &after, &self.owners, user);
+        let entries = changes(
+            self.path(),
+            &before,
+            &after,
+            &|p| self.root.recorded(p),
+            user,
+        );
         for (path, e) in &entries.map {
             if !matches!(e.kind, Kind::Empty) {
-                self.owners.insert(path.clone(), (e.uid, e.gid));
+                let meta = Recorded {
+                    mode: e.mode,
+                    uid: e.uid,
+                    gid: e.gid,
+                };
+                self.root.set_recorded(path, meta);
             }
         }
         Ok(entries)
@@ -475,14 +522,22 @@ fn in_dir(dir: &str, name: &str) -> String {
     }
 }
 
-/// The layer entries that turn `before` into `after`.
+/// The mode a root on disk holds for an entry its layer gave `mode`: no
+/// setuid/setgid, and the owner may always read and write (`rootfs`'s rule).
+fn on_disk(mode: u32, dir: bool) -> u32 {
+    (mode & 0o1777) | if dir { 0o700 } else { 0o600 }
+}
+
+/// The layer entries that turn `before` into `after`. `recorded` gives a
+/// path's mode and owner as its layer or an earlier step stated them.
 fn changes(
     root: &Path,
     before: &BTreeMap<String, Meta>,
     after: &BTreeMap<String, Meta>,
-    owners: &BTreeMap<String, (u64, u64)>,
+    recorded: &dyn Fn(&str) -> Option<Recorded>,
     user: (u32, u32),
 ) -> Entries {
+    let owners = |p: &str| recorded(p).map(|r| (r.uid, r.gid));
     let mut out = Entries::default();
     let new_owner = (u64::from(user.0), u64::from(user.1));
     // Directories removed and made again: lower layers' content under them is hidden.
@@ -504,7 +559,7 @@ fn changes(
     for o in &opaque {
         out.map.insert(
             in_dir(o, ".wh..wh..opq"),
-            empty(owners.get(*o).copied().unwrap_or((0, 0))),
+            empty(owners(o).unwrap_or((0, 0))),
         );
     }
     // Deletions: a whiteout where the parent is still the same directory.
@@ -525,7 +580,7 @@ fn changes(
         let name = p.rsplit('/').next().unwrap_or(p);
         out.map.insert(
             in_dir(parent, &format!(".wh.{name}")),
-            empty(owners.get(parent).copied().unwrap_or((0, 0))),
+            empty(owners(parent).unwrap_or((0, 0))),
         );
     }
     // Additions and changes.
@@ -534,8 +589,14 @@ fn changes(
             continue;
         }
         let owner = match before.get(p) {
-            Some(_) => owners.get(p).copied().unwrap_or((0, 0)),
+            Some(_) => owners(p).unwrap_or((0, 0)),
             None => new_owner,
+        };
+        // A mode the step left as the layer gave it (as the disk holds it)
+        // keeps the layer's bits, setuid included.
+        let mode = match (before.get(p), recorded(p)) {
+            (Some(_), Some(r)) if on_disk(r.mode, a.kind == Shape::Dir) == a.mode => r.mode,
+            _ => a.mode,
         };
         let kind = match &a.kind {
             Shape::Dir => Kind::Dir,
@@ -555,7 +616,7 @@ fn changes(
                 mode: if matches!(kind, Kind::Symlink { .. }) {
                     0o777
                 } else {
-                    a.mode
+                    mode
                 },
                 kind,
                 uid: owner.0,
@@ -614,7 +675,7 @@ mod tests {
         std::fs::create_dir(root.join("opt/re")).unwrap();
         tree(root, &[("opt/re/new", "n"), ("new/deep/file", "f")]);
         let after = snapshot(root).unwrap();
-        let e = changes(root, &before, &after, &BTreeMap::new(), (1000, 1000));
+        let e = changes(root, &before, &after, &|_| None, (1000, 1000));
         let keys: Vec<&str> = e.map.keys().map(String::as_str).collect();
         assert!(keys.contains(&"etc/edit"), "{keys:?}");
         assert!(keys.contains(&"etc/.wh.gone"), "{keys:?}");

@@ -13,7 +13,7 @@
 //! [`RootFs::resolve`] answers "which host file is `/usr/bin/java` in this
 //! image", following symlinks as a process chrooted into the root would.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -62,6 +62,18 @@ pub struct RootFs {
     entries: u64,
     /// Where regular files are shared with other roots ([`Pool`]), if anywhere.
     pool: Option<Pool>,
+    /// When asked for ([`RootFs::record_metadata`]): each unpacked entry's
+    /// mode (setuid bits included) and owner as its layer states them, by
+    /// path in the image (no leading `/`). The files on disk have neither.
+    record: Option<HashMap<String, Recorded>>,
+}
+
+/// An entry's mode and owner as its layer states them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
 }
 
 impl RootFs {
@@ -89,6 +101,7 @@ impl RootFs {
             total_bytes: 0,
             entries: 0,
             pool: None,
+            record: None,
         })
     }
 
@@ -105,7 +118,25 @@ impl RootFs {
             total_bytes: 0,
             entries: 0,
             pool: None,
+            record: None,
         })
+    }
+
+    /// Records the mode and owner of every entry unpacked from now on.
+    pub fn record_metadata(&mut self) {
+        self.record.get_or_insert_with(HashMap::new);
+    }
+
+    /// The mode and owner recorded for a path in the image (`usr/bin/x`).
+    pub fn recorded(&self, in_image: &str) -> Option<Recorded> {
+        self.record.as_ref()?.get(in_image).copied()
+    }
+
+    /// Records what a change made outside a layer (a `RUN` step) gave a path.
+    pub fn set_recorded(&mut self, in_image: &str, meta: Recorded) {
+        if let Some(r) = &mut self.record {
+            r.insert(in_image.to_string(), meta);
+        }
     }
 
     /// The host directory holding the root.
@@ -293,6 +324,17 @@ impl RootFs {
                 other => {
                     return Err(fail(format!("has an unsupported tar entry type {other:?}")));
                 }
+            }
+            if let Some(record) = &mut self.record {
+                let h = entry.header();
+                record.insert(
+                    rel.to_string_lossy().into_owned(),
+                    Recorded {
+                        mode: h.mode().unwrap_or(0o644) & 0o7777,
+                        uid: h.uid().unwrap_or(0),
+                        gid: h.gid().unwrap_or(0),
+                    },
+                );
             }
             created.insert(dest);
         }
