@@ -503,6 +503,39 @@ fn a_failing_run_names_the_line_platform_exit_code_and_output_and_publishes_noth
 }
 
 #[test]
+fn a_crash_under_qemu_is_an_infrastructure_error_and_on_the_hosts_cpu_the_dockerfiles() {
+    // The shell kills itself with SIGSEGV: under QEMU that is what an emulator
+    // fault looks like (`qemu: uncaught target signal 11`), natively the command's own.
+    let tmp = with_base("RUN echo before the crash; kill -SEGV $$\n");
+    let dir = tmp.path();
+    let on = |platform: &str| {
+        let target = format!("oci:{}/crash:v1", dir.display());
+        let args = [
+            "build",
+            "-f",
+            "Dockerfile",
+            "--platform",
+            platform,
+            "--image",
+            &target,
+            "ctx",
+        ];
+        archgate(dir, "cache", &args)
+    };
+    on("linux/arm64")
+        .assert_code(3)
+        .assert_stderr_contains("Dockerfile:2: RUN /bin/sh -c echo before the crash")
+        .assert_stderr_contains("crashed with SIGSEGV under QEMU for linux/arm64")
+        .assert_stderr_contains("before the crash");
+    let native = on("linux/amd64");
+    native
+        .assert_code(2)
+        .assert_stderr_contains("Dockerfile:2: RUN /bin/sh -c echo before the crash");
+    assert!(!native.stderr().contains("QEMU"), "{}", native.stderr());
+    assert!(!dir.join("crash").exists(), "nothing published");
+}
+
+#[test]
 fn a_run_past_run_timeout_is_stopped_and_a_zero_timeout_is_refused() {
     let tmp = with_base("RUN sleep 600\n");
     let dir = tmp.path();

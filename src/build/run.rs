@@ -43,6 +43,8 @@ pub struct Runner {
     pub mode: Mode,
     /// The registration for a private binfmt_misc (`Mode::Qemu` only).
     pub binfmt: Option<String>,
+    /// The steps run under QEMU (privately registered, or the host's registration).
+    pub emulated: bool,
 }
 
 /// How `platform`'s `RUN` steps can execute on this host, or an error naming
@@ -58,6 +60,7 @@ pub fn runner_for(platform: &Platform, what: &str) -> Result<Runner> {
         return Ok(Runner {
             mode: Mode::Native,
             binfmt: None,
+            emulated: false,
         });
     }
     let Some(base) = platform.qemu_binary() else {
@@ -77,6 +80,7 @@ pub fn runner_for(platform: &Platform, what: &str) -> Result<Runner> {
         return Ok(Runner {
             mode: Mode::Native,
             binfmt: None,
+            emulated: true,
         });
     }
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -106,6 +110,7 @@ pub fn runner_for(platform: &Platform, what: &str) -> Result<Runner> {
     Ok(Runner {
         mode,
         binfmt: Some(binfmt),
+        emulated: true,
     })
 }
 
@@ -319,11 +324,21 @@ impl StageRoot {
                 timeout.as_secs()
             );
             // Under emulation a slow or overloaded runner is the likely cause: not a verdict.
-            return Err(if runner.mode.timeout_is_infrastructure() {
+            return Err(if runner.emulated {
                 Error::Internal(message)
             } else {
                 Error::Invalid(message)
             });
+        }
+        // A crash under QEMU (SIGILL, SIGBUS, SIGSEGV) is the emulator's far
+        // more often than the command's: the runner's fault, not the Dockerfile's.
+        if runner.emulated
+            && out.code != Some(0)
+            && let Some(signal) = crate::verify::java::crash_signal(&out.combined(), out.code)
+        {
+            return Err(Error::Internal(format!(
+                "{what}: RUN {shown} crashed with {signal} under QEMU for {platform} ({last}): QEMU user-mode emulation, not the Dockerfile, is the likely cause; retry, try another qemu-user-static, or run the step on a {platform} runner (a crash there too is the command's own)"
+            )));
         }
         match out.code {
             Some(0) => {}
