@@ -208,6 +208,27 @@ fn rebuild_changed(
     out
 }
 
+/// `archgate verify` of `target` passes with no JDK required and one command
+/// (`args`, a TOML array) whose output must match `output` on every platform.
+fn verify_passes(dir: &Path, target: &str, args: &str, output: &str) {
+    std::fs::write(
+        dir.join("verify.toml"),
+        format!(
+            "[verify.java]\nrequired = false\n\
+             [gate]\nwaive_skipped = [\"java-version\", \"java-os-arch\"]\n\
+             [[verify.commands]]\nname = \"built files\"\nargs = {args}\noutput = \"{output}\"\n"
+        ),
+    )
+    .unwrap();
+    let out = crate::common::archgate()
+        .current_dir(dir)
+        .env("ARCHGATE_CACHE", dir.join("cache"))
+        .args(["--config", "verify.toml", "verify", target, "--json"])
+        .output();
+    out.assert_code(0);
+    out.assert_stdout_contains("built files");
+}
+
 /// Rebuilt from nothing cached (cache `cache2`), the index is the same; with
 /// the cache `cache`, every step is found in the step cache: nothing is
 /// unpacked, run or written, and the index is the same.
@@ -324,6 +345,13 @@ fn run_executes_for_every_platform_and_each_step_is_one_reproducible_layer() {
     }
 
     rebuilds_give_the_same_index(dir, &digest);
+    // `archgate verify` passes it, reading what the RUN steps wrote on every platform.
+    verify_passes(
+        dir,
+        &format!("oci:{}/app:v1", dir.display()),
+        "[\"/bin/cat\", \"/opt/arch\", \"/opt/targetarch\"]",
+        "^(x86_64\\namd64|aarch64\\narm64|mips64\\nmips64le)\\n$",
+    );
     // A changed command runs again (and only from that step on).
     let out = rebuild_changed(
         dir,
@@ -459,21 +487,12 @@ fn copy_from_takes_a_built_stages_files_with_their_owners_and_modes_and_an_image
     }
 
     // `archgate verify` passes it, running the copied binaries on every platform.
-    std::fs::write(
-        dir.join("verify.toml"),
-        "[verify.java]\nrequired = false\n\
-         [gate]\nwaive_skipped = [\"java-version\", \"java-os-arch\"]\n\
-         [[verify.commands]]\nname = \"copied files\"\n\
-         args = [\"/opt/tools/cat\", \"/app/sub/mine\", \"/app/link\"]\n\
-         output = \"^mine\\n(x86_64|aarch64|mips64)\\n$\"\n",
-    )
-    .unwrap();
-    let out = crate::common::archgate()
-        .current_dir(dir)
-        .env("ARCHGATE_CACHE", dir.join("cache"))
-        .args(["--config", "verify.toml", "verify", &target])
-        .output();
-    out.assert_code(0);
+    verify_passes(
+        dir,
+        &target,
+        "[\"/opt/tools/cat\", \"/app/sub/mine\", \"/app/link\"]",
+        "^mine\\n(x86_64|aarch64|mips64)\\n$",
+    );
 }
 
 /// A directory with the base and a Dockerfile `FROM` it, then `body`.
