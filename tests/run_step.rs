@@ -263,11 +263,11 @@ fn index_digest(out: &TestOutput) -> String {
 const DOCKERFILE: &str = "FROM BASE
 ARG TARGETARCH
 ENV GREETING=hello
-RUN mkdir /opt && echo $GREETING > /opt/x && uname -m > /opt/arch && id -u > /opt/uid && echo $TARGETARCH > /opt/targetarch
+RUN mkdir /opt && echo $GREETING > /opt/x && uname -m > /opt/arch && id -u > /opt/uid && echo $TARGETARCH > /opt/targetarch && touch /opt/www && chown 33:44 /opt/www && chown 1000:1000 /opt
 RUN rm /bin/rmdir
 WORKDIR /srv
 USER 1000:1000
-RUN [\"/bin/sh\", \"-c\", \"pwd > here && id -u > /opt/uid-user\"]
+RUN [\"/bin/sh\", \"-c\", \"pwd > /opt/here && id -u > /opt/uid-user\"]
 ";
 
 #[test]
@@ -298,14 +298,19 @@ fn run_executes_for_every_platform_and_each_step_is_one_reproducible_layer() {
         assert_eq!(first["opt/targetarch"].content, format!("{arch}\n"));
         assert_eq!(first["opt/"].kind, tar::EntryType::Directory);
         assert_eq!(first["opt/"].mode & 0o777, 0o755);
-        for item in first.values() {
+        for (path, item) in first {
             assert_eq!(
                 item.mtime.to_string(),
                 EPOCH,
                 "{platform}: mtimes are SOURCE_DATE_EPOCH"
             );
-            assert_eq!(item.uid, 0);
+            if !["opt/", "opt/www"].contains(&path.as_str()) {
+                assert_eq!(item.uid, 0, "{platform}: {path}");
+            }
         }
+        // chown to any user, natively and under QEMU: the owners are the step's.
+        assert_eq!((first["opt/www"].uid, first["opt/www"].gid), (33, 44));
+        assert_eq!((first["opt/"].uid, first["opt/"].gid), (1000, 1000));
         assert!(
             !first
                 .keys()
@@ -325,10 +330,14 @@ fn run_executes_for_every_platform_and_each_step_is_one_reproducible_layer() {
         );
         // RUN 3 (exec form): WORKDIR made and used, USER's id, its files its own.
         let third = &layers[2];
-        assert_eq!(third["srv/here"].content, "/srv\n");
+        assert_eq!(third["opt/here"].content, "/srv\n");
+        assert_eq!(third["srv/"].kind, tar::EntryType::Directory);
         assert_eq!(third["opt/uid-user"].content, "1000\n");
         assert_eq!(third["opt/uid-user"].uid, 1000);
-        assert_eq!(third["opt/"].uid, 0, "a changed directory keeps its owner");
+        assert_eq!(
+            third["opt/"].uid, 1000,
+            "a changed directory keeps the owner an earlier step gave it"
+        );
         // The config: three RUN history entries with layers, diff_ids for every layer.
         let history = config["history"].as_array().unwrap();
         let runs: Vec<&str> = history
@@ -386,7 +395,7 @@ fn run_executes_for_every_platform_and_each_step_is_one_reproducible_layer() {
 /// copies out of it by name and by number, and out of an image.
 const MULTI_STAGE: &str = "FROM BASE AS build
 ARG TARGETARCH
-RUN mkdir -p /out/sub && uname -m > /out/arch && echo $TARGETARCH > /out/sub/targetarch && chmod 4755 /out/arch && ln -s arch /out/link
+RUN mkdir -p /out/sub && uname -m > /out/arch && echo $TARGETARCH > /out/sub/targetarch && chmod 4755 /out/arch && ln -s arch /out/link && chown 1000:1000 /out/sub
 USER 1000:1000
 RUN echo mine > /out/sub/mine
 
@@ -519,6 +528,51 @@ fn a_failing_run_names_the_line_platform_exit_code_and_output_and_publishes_noth
         .assert_stderr_contains("failed for linux/amd64: exit code 3")
         .assert_stderr_contains("about to fail | it failed");
     assert!(!dir.join("bad").exists(), "nothing published");
+}
+
+#[test]
+fn run_by_a_user_other_than_root_maps_the_step_user_alone_and_cannot_chown() {
+    // As root (every other test), a step keeps every owner; archgate run by
+    // another user maps that user alone: files are the step's, chown fails.
+    let tmp = with_base("RUN echo made > /made\n");
+    let dir = tmp.path();
+    let nobody = 65534;
+    std::os::unix::fs::chown(dir, Some(nobody), Some(nobody)).unwrap();
+    let platforms = "platforms = [\"linux/amd64\", \"linux/arm64\"]\n";
+    std::fs::write(dir.join("archgate.toml"), platforms).unwrap();
+    let as_nobody = |name: &str| {
+        let target = format!("oci:{}/{name}:v1", dir.display());
+        crate::common::archgate()
+            .as_user(nobody, nobody)
+            .current_dir(dir)
+            .env("ARCHGATE_CACHE", dir.join("cache-nobody"))
+            .env("ARCHGATE_BUILD__NETWORK", "none")
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .args([
+                "build",
+                "-f",
+                "Dockerfile",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--image",
+                &target,
+                "ctx",
+            ])
+            .output()
+    };
+    as_nobody("made").assert_code(0);
+    let built = images(&dir.join("made"));
+    for platform in ["linux/amd64", "linux/arm64"] {
+        let made = &built[platform].1[0]["made"];
+        assert_eq!(made.content, "made\n", "{platform}");
+        assert_eq!((made.uid, made.gid), (0, 0), "{platform}");
+    }
+    let text = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+    std::fs::write(dir.join("Dockerfile"), text + "RUN chown 33:44 /made\n").unwrap();
+    as_nobody("chowned").assert_code(2).assert_stderr_contains(
+        "Dockerfile:3: RUN /bin/sh -c chown 33:44 /made failed for linux/amd64",
+    );
+    assert!(!dir.join("chowned").exists(), "nothing published");
 }
 
 #[test]

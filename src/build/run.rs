@@ -14,11 +14,15 @@
 //! already (`binfmt-support`) or — registering nothing on the host — in a
 //! private binfmt_misc of a user namespace made for the step (Linux >= 6.7).
 //!
-//! Owners: the sandbox maps one user, so every file a step adds is owned by
-//! the step's `USER`; a changed file keeps the owner (and the setuid bits,
-//! which the root on disk never has) its layer or an earlier step gave it.
-//! The root records each entry's mode and owner as the layers state them
-//! ([`RootFs::record_metadata`]), which `COPY --from` copies too.
+//! Owners: the root records each entry's mode and owner as the layers state
+//! them ([`RootFs::record_metadata`]), which `COPY --from` copies too. Run
+//! as root, archgate gives the files on disk those owners and runs each
+//! step in a user namespace mapping every id to itself
+//! ([`runner::maps_every_id`]): `chown` works, and the owners the step
+//! leaves on disk are the layer's. Otherwise the sandbox maps one user, so
+//! every file a step adds is the step `USER`'s; a changed file keeps the
+//! owner its layer or an earlier step gave it. Either way a changed file
+//! keeps its setuid bits, which the root on disk never has.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -260,7 +264,18 @@ impl StageRoot {
                 std::fs::create_dir(&p).map_err(|e| Error::io(&p, e))?;
             }
         }
-        Ok(StageRoot { root })
+        let mut root = StageRoot { root };
+        root.own()?;
+        Ok(root)
+    }
+
+    /// When steps keep every owner: gives every entry on disk the owner its
+    /// layer states, so a step sees (and keeps) the image's owners.
+    fn own(&mut self) -> Result<()> {
+        if runner::maps_every_id() {
+            self.root.chown_recorded()?;
+        }
+        Ok(())
     }
 
     /// The host directory of the root.
@@ -273,7 +288,8 @@ impl StageRoot {
         let f = std::fs::File::open(blob).map_err(|e| Error::io(blob, e))?;
         let mut reader = std::io::BufReader::new(f);
         self.root
-            .apply_layer(&mut reader, rootfs::Compression::Gzip, what)
+            .apply_layer(&mut reader, rootfs::Compression::Gzip, what)?;
+        self.own()
     }
 
     /// The unpacked root, for `COPY --from` (its entries' modes and owners recorded).
@@ -361,6 +377,7 @@ impl StageRoot {
             &after,
             &|p| self.root.recorded(p),
             user,
+            runner::maps_every_id(),
         );
         for (path, e) in &entries.map {
             if !matches!(e.kind, Kind::Empty) {
@@ -469,6 +486,8 @@ struct Meta {
     ctime: (i64, i64),
     /// Inode and birth time: the same entry, not one made again in its place.
     ino: (u64, Option<std::time::SystemTime>),
+    /// The owner on disk: real when steps keep every owner ([`runner::maps_every_id`]).
+    owner: (u64, u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -519,6 +538,7 @@ fn snapshot(root: &Path) -> Result<BTreeMap<String, Meta>> {
                     mtime: (md.mtime(), md.mtime_nsec()),
                     ctime: (md.ctime(), md.ctime_nsec()),
                     ino: (md.ino(), md.created().ok()),
+                    owner: (u64::from(md.uid()), u64::from(md.gid())),
                 },
             );
         }
@@ -545,12 +565,15 @@ fn on_disk(mode: u32, dir: bool) -> u32 {
 
 /// The layer entries that turn `before` into `after`. `recorded` gives a
 /// path's mode and owner as its layer or an earlier step stated them.
+/// `real_owners`: the disk holds the owners the step gave (it could `chown`);
+/// else everything the step made is its `user`'s.
 fn changes(
     root: &Path,
     before: &BTreeMap<String, Meta>,
     after: &BTreeMap<String, Meta>,
     recorded: &dyn Fn(&str) -> Option<Recorded>,
     user: (u32, u32),
+    real_owners: bool,
 ) -> Entries {
     let owners = |p: &str| recorded(p).map(|r| (r.uid, r.gid));
     let mut out = Entries::default();
@@ -604,7 +627,10 @@ fn changes(
             continue;
         }
         let owner = match before.get(p) {
-            Some(_) => owners(p).unwrap_or((0, 0)),
+            // Chowned by the step.
+            Some(b) if real_owners && b.owner != a.owner => a.owner,
+            Some(_) => owners(p).unwrap_or(if real_owners { a.owner } else { (0, 0) }),
+            None if real_owners => a.owner,
             None => new_owner,
         };
         // A mode the step left as the layer gave it (as the disk holds it)
@@ -690,7 +716,7 @@ mod tests {
         std::fs::create_dir(root.join("opt/re")).unwrap();
         tree(root, &[("opt/re/new", "n"), ("new/deep/file", "f")]);
         let after = snapshot(root).unwrap();
-        let e = changes(root, &before, &after, &|_| None, (1000, 1000));
+        let e = changes(root, &before, &after, &|_| None, (1000, 1000), false);
         let keys: Vec<&str> = e.map.keys().map(String::as_str).collect();
         assert!(keys.contains(&"etc/edit"), "{keys:?}");
         assert!(keys.contains(&"etc/.wh.gone"), "{keys:?}");

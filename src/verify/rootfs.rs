@@ -139,6 +139,39 @@ impl RootFs {
         }
     }
 
+    /// Gives every recorded entry still in the root the owner its layer
+    /// states (`lchown`, resolved inside the root; needs root). Entries a
+    /// later whiteout removed are passed over.
+    pub fn chown_recorded(&self) -> Result<()> {
+        let Some(record) = &self.record else {
+            return Ok(());
+        };
+        for (path, r) in record {
+            let (dir, name) = match path.rsplit_once('/') {
+                Some((d, n)) => (format!("/{d}"), n),
+                None => ("/".to_string(), path.as_str()),
+            };
+            let Ok(parent) = self.resolve(&dir) else {
+                continue;
+            };
+            let host = parent.join(name);
+            let Ok(md) = fs::symlink_metadata(&host) else {
+                continue;
+            };
+            use std::os::unix::fs::MetadataExt;
+            if (u64::from(md.uid()), u64::from(md.gid())) == (r.uid, r.gid) {
+                continue;
+            }
+            let id = |v: u64| u32::try_from(v).ok();
+            let (Some(uid), Some(gid)) = (id(r.uid), id(r.gid)) else {
+                continue;
+            };
+            std::os::unix::fs::lchown(&host, Some(uid), Some(gid))
+                .map_err(|e| Error::io(&host, e))?;
+        }
+        Ok(())
+    }
+
     /// The host directory holding the root.
     pub fn path(&self) -> &Path {
         &self.path

@@ -198,18 +198,23 @@ impl Sandbox {
         argv: &[String],
         user: Option<(u32, u32)>,
     ) -> Result<tokio::process::Command> {
-        self.command_in(argv, user, false, false)
+        self.command_in(argv, user, false, false, false)
     }
 
     /// [`Sandbox::command`]; `writable`: the root is bound read-write and
     /// keeps its own `/tmp` (a build step's changes land in it), and a foreign
     /// program runs through binfmt_misc rather than an explicit emulator.
+    ///
+    /// `in_ids`: bwrap runs as root of a user namespace that maps every id
+    /// ([`maps_every_id`]); without `user` the command then runs as that root,
+    /// in no user namespace of its own, so `chown` works and owners are real.
     fn command_in(
         &self,
         argv: &[String],
         user: Option<(u32, u32)>,
         writable: bool,
         share_net: bool,
+        in_ids: bool,
     ) -> Result<tokio::process::Command> {
         let program = match &self.mode {
             Mode::Static => {
@@ -220,9 +225,18 @@ impl Sandbox {
                 .ok_or_else(|| Error::Internal("empty argv".into()))?,
         };
         let mut cmd = tokio::process::Command::new("bwrap");
-        cmd.args(["--unshare-all", "--die-with-parent", "--new-session"]);
-        if share_net {
-            cmd.arg("--share-net");
+        if in_ids && user.is_none() {
+            // Every namespace of --unshare-all but the user's.
+            cmd.args(["--unshare-ipc", "--unshare-pid", "--unshare-uts"]);
+            cmd.args(["--unshare-cgroup-try", "--die-with-parent", "--new-session"]);
+            if !share_net {
+                cmd.arg("--unshare-net");
+            }
+        } else {
+            cmd.args(["--unshare-all", "--die-with-parent", "--new-session"]);
+            if share_net {
+                cmd.arg("--share-net");
+            }
         }
         if let Some((uid, gid)) = user {
             cmd.arg("--unshare-user")
@@ -274,11 +288,16 @@ impl Sandbox {
     }
 
     /// Runs a build step: `argv` as `user`, the root bound read-write, in the
-    /// runner's network when `share_net` (else none but loopback). A
-    /// [`Mode::Qemu`] platform runs through `binfmt`, a QEMU registration
-    /// (with the `F` flag) in a private binfmt_misc of a user namespace made
-    /// for this command alone (`unshare`, Linux >= 6.7), around the sandbox:
-    /// the shell's children are foreign programs too. Nothing is registered on the host.
+    /// image's environment. A foreign program runs through binfmt_misc: the
+    /// host's registration, or `binfmt` registered in a binfmt_misc private to
+    /// a user namespace made for this command alone (`unshare`, Linux >= 6.7),
+    /// around the sandbox.
+    ///
+    /// When archgate runs as root ([`maps_every_id`]), that user namespace maps
+    /// every id to itself: a root step runs as its root (so `chown` to any
+    /// user works and the files' owners on disk are the real ones), a `USER`
+    /// step as that user (`setpriv`, then bwrap's own namespace mapping the
+    /// user to itself). Otherwise the sandbox maps the step's user alone.
     pub async fn run_step(
         &self,
         argv: &[String],
@@ -286,38 +305,67 @@ impl Sandbox {
         binfmt: Option<&str>,
         share_net: bool,
     ) -> Result<Output> {
-        let inner = self.command_in(argv, Some(user), true, share_net)?;
-        let cmd = match (binfmt, &self.mode) {
-            (_, Mode::Native) => inner,
-            (Some(registration), Mode::Qemu(_)) => {
-                let mut outer = tokio::process::Command::new("unshare");
-                outer.args([
-                    "--user",
-                    "--map-root-user",
-                    "--mount",
-                    "--",
-                    "/bin/sh",
-                    "-c",
-                    BINFMT_SCRIPT,
-                    "archgate-binfmt",
-                    registration,
-                    "bwrap",
-                ]);
-                outer.args(inner.as_std().get_args());
-                outer
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .kill_on_drop(true);
-                outer
-            }
+        let every_id = maps_every_id();
+        let as_root = every_id && user == (0, 0);
+        let inner = self.command_in(argv, (!as_root).then_some(user), true, share_net, every_id)?;
+        let registration = match (binfmt, &self.mode) {
+            (_, Mode::Native) => None,
+            (Some(registration), Mode::Qemu(_)) => Some(registration),
             _ => {
                 return Err(Error::Internal(
                     "a build step needs a native or binfmt runner".into(),
                 ));
             }
         };
-        let out = self.wait_for(cmd).await?;
+        let cmd = if every_id {
+            let mut outer = tokio::process::Command::new("unshare");
+            outer.args([
+                "--user",
+                "--mount",
+                "--",
+                "/bin/sh",
+                "-c",
+                IDS_SCRIPT,
+                "archgate-ids",
+            ]);
+            outer.args([
+                registration.unwrap_or(""),
+                &user.0.to_string(),
+                &user.1.to_string(),
+                "bwrap",
+            ]);
+            outer.args(inner.as_std().get_args());
+            outer
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            outer
+        } else if let Some(registration) = registration {
+            let mut outer = tokio::process::Command::new("unshare");
+            outer.args([
+                "--user",
+                "--map-root-user",
+                "--mount",
+                "--",
+                "/bin/sh",
+                "-c",
+                BINFMT_SCRIPT,
+                "archgate-binfmt",
+                registration,
+                "bwrap",
+            ]);
+            outer.args(inner.as_std().get_args());
+            outer
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            outer
+        } else {
+            inner
+        };
+        let out = self.wait_for_mapped(cmd, every_id).await?;
         if let Some(line) = out.stderr.lines().find(|l| l.starts_with(BINFMT_FAILED)) {
             return Err(Error::Internal(format!(
                 "{line}: the private binfmt_misc needs Linux >= 6.7 and unprivileged user namespaces"
@@ -326,9 +374,23 @@ impl Sandbox {
         Ok(out)
     }
 
-    async fn wait_for(&self, mut cmd: tokio::process::Command) -> Result<Output> {
+    async fn wait_for(&self, cmd: tokio::process::Command) -> Result<Output> {
+        self.wait_for_mapped(cmd, false).await
+    }
+
+    /// Runs `cmd` to its end, the timeout or a signal. `map_ids`: `cmd` is
+    /// [`IDS_SCRIPT`] under `unshare --user`, which waits on its stdin until
+    /// its namespace maps every id ([`map_every_id`]).
+    async fn wait_for_mapped(
+        &self,
+        mut cmd: tokio::process::Command,
+        map_ids: bool,
+    ) -> Result<Output> {
         let started = Instant::now();
         let mut child = spawn(&mut cmd)?;
+        if map_ids {
+            map_every_id(&mut child).await?;
+        }
         let out = tokio::spawn(capture(child.stdout.take()));
         let err = tokio::spawn(capture(child.stderr.take()));
         let waited = tokio::select! {
@@ -474,6 +536,64 @@ reg=$1; shift
 mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || { echo "archgate: binfmt_misc cannot be mounted in a user namespace here" >&2; exit 125; }
 printf '%s' "$reg" > /proc/sys/fs/binfmt_misc/register 2>/dev/null || { echo "archgate: binfmt_misc refused the QEMU registration" >&2; exit 125; }
 exec "$@""#;
+
+/// Run by `/bin/sh` inside `unshare --user --mount` once archgate has mapped
+/// every id of that namespace to itself (it says so on stdin): registers `$1`
+/// in a private binfmt_misc when given, then runs the rest as `$2:$3`.
+const IDS_SCRIPT: &str = r#"set -e
+read go || { echo "archgate: the user namespace was not mapped" >&2; exit 125; }
+reg=$1; uid=$2; gid=$3; shift 3
+if [ -n "$reg" ]; then
+mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || { echo "archgate: binfmt_misc cannot be mounted in a user namespace here" >&2; exit 125; }
+printf '%s' "$reg" > /proc/sys/fs/binfmt_misc/register 2>/dev/null || { echo "archgate: binfmt_misc refused the QEMU registration" >&2; exit 125; }
+fi
+if [ "$uid" = 0 ] && [ "$gid" = 0 ]; then exec "$@" </dev/null; fi
+exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@" </dev/null"#;
+
+/// Whether build steps can keep every owner: archgate runs as root, which
+/// may map every id of a user namespace it makes to itself.
+pub fn maps_every_id() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Maps every user and group id of `child`'s new user namespace to itself
+/// (once `unshare` has made it), then tells the child to go on.
+async fn map_every_id(child: &mut tokio::process::Child) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let pid = child
+        .id()
+        .ok_or_else(|| Error::Internal("the build step ended at once".into()))?;
+    let ours = std::fs::read_link("/proc/self/ns/user").ok();
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let theirs = std::fs::read_link(proc.join("ns/user")).ok();
+        if theirs.is_some() && theirs != ours {
+            break;
+        }
+        if Instant::now() > deadline || theirs.is_none() {
+            return Err(Error::Internal(
+                "unshare did not make a user namespace for the build step (are user namespaces enabled?)".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for map in ["uid_map", "gid_map"] {
+        std::fs::write(proc.join(map), "0 0 4294967295\n").map_err(|e| {
+            Error::Internal(format!(
+                "cannot map every id of the build step's user namespace ({map}: {e})"
+            ))
+        })?;
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(b"go\n")
+            .await
+            .map_err(|e| Error::Internal(format!("starting the build step: {e}")))?;
+    }
+    Ok(())
+}
 
 /// How long the rest of a trace is collected after a fatal line.
 const FATAL_GRACE: Duration = Duration::from_secs(3);

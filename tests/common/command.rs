@@ -73,6 +73,13 @@ impl TestCommand {
         }
     }
 
+    /// Runs archgate as another user (the tests run as root).
+    pub fn as_user(&mut self, uid: u32, gid: u32) -> &mut Self {
+        use std::os::unix::process::CommandExt;
+        self.cmd.uid(uid).gid(gid);
+        self
+    }
+
     /// Appends one argument.
     pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
         self.line.push(' ');
