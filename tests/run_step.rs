@@ -120,6 +120,8 @@ struct Item {
     uid: u64,
     gid: u64,
     mode: u32,
+    /// A link's target (symlink or hard link).
+    link: Option<String>,
     mtime: u64,
     content: String,
 }
@@ -141,6 +143,10 @@ fn layer(path: &Path) -> BTreeMap<String, Item> {
                 kind: h.entry_type(),
                 uid: h.uid().unwrap(),
                 gid: h.gid().unwrap(),
+                link: h
+                    .link_name()
+                    .unwrap()
+                    .map(|l| l.to_string_lossy().into_owned()),
                 mode: h.mode().unwrap(),
                 mtime: h.mtime().unwrap(),
                 content,
@@ -263,7 +269,7 @@ fn index_digest(out: &TestOutput) -> String {
 const DOCKERFILE: &str = "FROM BASE
 ARG TARGETARCH
 ENV GREETING=hello
-RUN mkdir /opt && echo $GREETING > /opt/x && uname -m > /opt/arch && id -u > /opt/uid && echo $TARGETARCH > /opt/targetarch && touch /opt/www && chown 33:44 /opt/www && chown 1000:1000 /opt
+RUN mkdir /opt && echo $GREETING > /opt/x && uname -m > /opt/arch && id -u > /opt/uid && echo $TARGETARCH > /opt/targetarch && touch /opt/www && chown 33:44 /opt/www && chown 1000:1000 /opt && ln /opt/x /opt/x-link
 RUN rm /bin/rmdir
 WORKDIR /srv
 USER 1000:1000
@@ -308,6 +314,9 @@ fn run_executes_for_every_platform_and_each_step_is_one_reproducible_layer() {
                 assert_eq!(item.uid, 0, "{platform}: {path}");
             }
         }
+        // A second name of a file is a hard link to the first, not a copy.
+        assert_eq!(first["opt/x-link"].kind, tar::EntryType::Link);
+        assert_eq!(first["opt/x-link"].link.as_deref(), Some("opt/x"));
         // chown to any user, natively and under QEMU: the owners are the step's.
         assert_eq!((first["opt/www"].uid, first["opt/www"].gid), (33, 44));
         assert_eq!((first["opt/"].uid, first["opt/"].gid), (1000, 1000));

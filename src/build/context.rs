@@ -142,6 +142,11 @@ pub enum Kind {
     },
     /// An empty regular file: a `RUN` layer's whiteout (`.wh.NAME`, `.wh..wh..opq`).
     Empty,
+    /// A hard link to an earlier entry of the same layer (its path): a `RUN`
+    /// step's second name for a file.
+    HardLink {
+        target: String,
+    },
 }
 
 /// One entry of a layer, with the metadata the layer records.

@@ -186,6 +186,7 @@ pub fn fingerprint(entries: &Entries, epoch: i64) -> String {
             Kind::File { source, size } => put(&format!("f {} {size}", source.display())),
             Kind::Symlink { target } => put(&format!("l {target}")),
             Kind::Empty => put("e"),
+            Kind::HardLink { target } => put(&format!("h {target}")),
         }
     }
     for a in &entries.archives {
@@ -298,6 +299,11 @@ pub fn write(
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(0);
                 tar.append_data(&mut h, path, io::empty()).map_err(fail)?;
+            }
+            Kind::HardLink { target } => {
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_size(0);
+                tar.append_link(&mut h, path, target).map_err(fail)?;
             }
         }
     }

@@ -488,6 +488,8 @@ struct Meta {
     ino: (u64, Option<std::time::SystemTime>),
     /// The owner on disk: real when steps keep every owner ([`runner::maps_every_id`]).
     owner: (u64, u64),
+    /// Names of the file (hard links).
+    nlink: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -539,6 +541,7 @@ fn snapshot(root: &Path) -> Result<BTreeMap<String, Meta>> {
                     ctime: (md.ctime(), md.ctime_nsec()),
                     ino: (md.ino(), md.created().ok()),
                     owner: (u64::from(md.uid()), u64::from(md.gid())),
+                    nlink: md.nlink(),
                 },
             );
         }
@@ -621,6 +624,14 @@ fn changes(
             empty(owners(parent).unwrap_or((0, 0))),
         );
     }
+    let emitted = |p: &str, a: &Meta| before.get(p) != Some(a) || under_opaque(p);
+    // The first name (in path order) of each file with several names in the layer.
+    let mut first_name: BTreeMap<u64, String> = BTreeMap::new();
+    for (p, a) in after {
+        if a.kind == Shape::File && a.nlink > 1 && emitted(p, a) {
+            first_name.entry(a.ino.0).or_insert_with(|| p.clone());
+        }
+    }
     // Additions and changes.
     for (p, a) in after {
         if before.get(p) == Some(a) && !under_opaque(p) {
@@ -641,6 +652,11 @@ fn changes(
         };
         let kind = match &a.kind {
             Shape::Dir => Kind::Dir,
+            // A second name of a file this layer holds already (the first
+            // name in path order, so written before it): a hard link.
+            Shape::File if first_name.get(&a.ino.0).is_some_and(|f| f != p) => Kind::HardLink {
+                target: first_name[&a.ino.0].clone(),
+            },
             Shape::File => Kind::File {
                 source: root.join(p),
                 size: a.size,
