@@ -585,6 +585,17 @@ fn run_by_a_user_other_than_root_maps_the_step_user_alone_and_cannot_chown() {
 }
 
 #[test]
+fn a_copy_from_of_a_missing_path_names_the_line_the_stage_and_the_path() {
+    let tmp = with_base("FROM scratch\nCOPY --from=0 /bin/cat /cat\nCOPY --from=0 /nope /x\n");
+    let dir = tmp.path();
+    let target = format!("oci:{}/missing:v1", dir.display());
+    build(dir, "cache", &target)
+        .assert_code(2)
+        .assert_stderr_contains("Dockerfile:4: COPY `/nope` from stage 0: not found there");
+    assert!(!dir.join("missing").exists(), "nothing published");
+}
+
+#[test]
 fn a_crash_under_qemu_is_an_infrastructure_error_and_on_the_hosts_cpu_the_dockerfiles() {
     // The shell kills itself with SIGSEGV: under QEMU that is what an emulator
     // fault looks like (`qemu: uncaught target signal 11`), natively the command's own.

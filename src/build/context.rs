@@ -493,12 +493,12 @@ pub fn entries_from_root(
         };
         if has_glob(&parent) {
             return Err(Error::Invalid(format!(
-                "{what}: COPY --from={from} `{s}`: a wildcard may stand only in the last part of the path"
+                "{what}: COPY `{s}` from {from}: a wildcard may stand only in the last part of the path"
             )));
         }
         let not_found = || {
             Error::Invalid(format!(
-                "{what}: COPY --from={from} `{s}` not found in {from}: check the path (it is a path inside the stage or image, not the build context)"
+                "{what}: COPY `{s}` from {from}: not found there (a path inside {from}, not in the build context): check the path"
             ))
         };
         if has_glob(&last) {
@@ -554,7 +554,7 @@ pub fn entries_from_root(
             };
             if at.is_empty() || name.is_empty() {
                 return Err(Error::Invalid(format!(
-                    "{what}: COPY --from={from} cannot write a file over `/`"
+                    "{what}: COPY from {from} cannot write a file over `/`"
                 )));
             }
             let entry = root_entry(fs, spec, path, &md, &rel)?;

@@ -673,7 +673,10 @@ async fn copy_from(
                 let built = build_stage(ctx, &prep.platform, *j).await?;
                 ctx.stages.insert(*j, built);
             }
-            (format!("stage {j}"), ctx.stages[j].steps.chain.clone())
+            (
+                plan::stage_label(ctx.df, *j),
+                ctx.stages[j].steps.chain.clone(),
+            )
         }
         plan::CopyFrom::Image(reference) => {
             if !ctx.images.contains_key(reference) {

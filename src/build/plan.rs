@@ -237,6 +237,14 @@ fn global_args(df: &Dockerfile, inp: &Inputs) -> Result<BTreeMap<String, Option<
     Ok(scope)
 }
 
+/// How messages name stage `idx`: `stage build` (its `AS` name), else `stage 2`.
+pub fn stage_label(df: &Dockerfile, idx: usize) -> String {
+    match stages(df).1.get(idx).and_then(|s| s.alias.clone()) {
+        Some(name) => format!("stage {name}"),
+        None => format!("stage {idx}"),
+    }
+}
+
 /// The number of the last stage (the one `build` publishes).
 pub fn last_stage(df: &Dockerfile, inp: &Inputs) -> Result<usize> {
     stages(df)
