@@ -100,7 +100,7 @@ pub enum Command {
     /// the manifest, the config's own platform, layers and size.
     #[command(after_help = command_help!("archgate inspect 127.0.0.1:5000/team/app:v1"))]
     Inspect(InspectArgs),
-    /// Build a Dockerfile (FROM, ARG, ENV, WORKDIR, ADD/COPY, RUN, ...) for every
+    /// Build a Dockerfile (FROM, ARG, ENV, WORKDIR, ADD/COPY, COPY --from, RUN, ...) for every
     /// platform, without a Docker engine, and publish one index.
     #[command(after_help = command_help!("archgate build ./docker --platform linux/amd64,linux/arm64 --image 127.0.0.1:5000/team/app:v1"))]
     Build(BuildArgs),
