@@ -273,7 +273,8 @@ RUN mkdir /opt && echo $GREETING > /opt/x && uname -m > /opt/arch && id -u > /op
 RUN rm /bin/rmdir
 WORKDIR /srv
 USER 1000:1000
-RUN [\"/bin/sh\", \"-c\", \"pwd > /opt/here && id -u > /opt/uid-user\"]
+WORKDIR app
+RUN [\"/bin/sh\", \"-c\", \"pwd > here && id -u > /opt/uid-user\"]
 ";
 
 #[test]
@@ -339,8 +340,14 @@ fn run_executes_for_every_platform_and_each_step_is_one_reproducible_layer() {
         );
         // RUN 3 (exec form): WORKDIR made and used, USER's id, its files its own.
         let third = &layers[2];
-        assert_eq!(third["opt/here"].content, "/srv\n");
-        assert_eq!(third["srv/"].kind, tar::EntryType::Directory);
+        // WORKDIR's directories are the USER's at the WORKDIR line, as BuildKit makes them.
+        assert_eq!(
+            (third["srv/"].uid, third["srv/"].kind),
+            (0, tar::EntryType::Directory),
+            "WORKDIR /srv came before USER"
+        );
+        assert_eq!(third["srv/app/"].uid, 1000);
+        assert_eq!(third["srv/app/here"].content, "/srv/app\n");
         assert_eq!(third["opt/uid-user"].content, "1000\n");
         assert_eq!(third["opt/uid-user"].uid, 1000);
         assert_eq!(

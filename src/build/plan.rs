@@ -97,6 +97,10 @@ pub struct RunSpec {
     pub env: Vec<String>,
     /// The working directory (absolute; created when missing).
     pub workdir: String,
+    /// Every `WORKDIR` of the stage so far, in order, with the `USER` in
+    /// force at its line (`""`: root): the directories missing are made
+    /// before the command, each owned by its line's user, as BuildKit does.
+    pub workdirs: Vec<(String, String)>,
     /// The stage's `USER` (`""`: root), resolved in the root when run.
     pub user: String,
 }
@@ -342,6 +346,8 @@ struct State {
     args: BTreeMap<String, Option<String>>,
     shell: Vec<String>,
     cmd_set: bool,
+    /// Each `WORKDIR` so far and the `USER` at its line.
+    workdirs: Vec<(String, String)>,
 }
 
 impl State {
@@ -377,6 +383,15 @@ impl State {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .unwrap_or("/")
+            .to_string()
+    }
+
+    /// The `USER` in force (`""`: root).
+    fn user(&self) -> String {
+        self.config
+            .pointer("/config/User")
+            .and_then(Value::as_str)
+            .unwrap_or("")
             .to_string()
     }
 
@@ -478,6 +493,7 @@ pub fn apply(df: &Dockerfile, inp: &Inputs, stage: usize, base_config: Value) ->
         args: BTreeMap::new(),
         shell,
         cmd_set: false,
+        workdirs: Vec::new(),
     };
     let mut steps = Vec::new();
     for stage in &chain {
@@ -622,6 +638,8 @@ fn apply_one(
             let current = state.workdir();
             let dir = join(&current, &w);
             state.runtime().insert("WorkingDir".into(), json!(dir));
+            let user = state.user();
+            state.workdirs.push((dir.clone(), user));
             state.history(epoch, format!("WORKDIR {dir}"), true);
         }
         Instruction::Copy(spec) => {
@@ -662,12 +680,7 @@ fn apply_one(
                 .filter(|(k, _)| !env.iter().any(|(e, _)| e == k))
                 .collect();
             let workdir = state.workdir();
-            let user = state
-                .config
-                .pointer("/config/User")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let user = state.user();
             // Docker's predefined proxy args reach every RUN from --build-arg
             // without an ARG, and stay out of the history (they may hold credentials).
             let proxies: Vec<(String, String)> = inp
@@ -701,6 +714,7 @@ fn apply_one(
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect(),
                 workdir,
+                workdirs: state.workdirs.clone(),
                 user,
             }));
         }

@@ -180,6 +180,10 @@ pub fn step_key(
             put(e);
         }
         put(&spec.workdir);
+        for (dir, user) in &spec.workdirs {
+            put(dir);
+            put(user);
+        }
         put(&spec.user);
     })
 }
@@ -312,7 +316,22 @@ impl StageRoot {
         let shown = spec.argv.join(" ");
         let user = self.user(&spec.user, what)?;
         let before = snapshot(self.path())?;
-        self.make_workdir(&spec.workdir, what)?;
+        // Directories made for each WORKDIR are its line's USER's, then the
+        // working directory itself (an inherited one) root's.
+        let mut made: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let inherited = (spec.workdir.clone(), String::new());
+        let wanted = spec.workdirs.iter().chain([&inherited]);
+        for (dir, owner) in wanted {
+            let ids = self.user(owner, what)?;
+            for p in self.make_workdir(dir, what)? {
+                if runner::maps_every_id() {
+                    let host = self.path().join(&p);
+                    std::os::unix::fs::lchown(&host, Some(ids.0), Some(ids.1))
+                        .map_err(|e| Error::io(&host, e))?;
+                }
+                made.insert(p, (u64::from(ids.0), u64::from(ids.1)));
+            }
+        }
         let sandbox = Sandbox {
             root: self.path().to_path_buf(),
             mode: runner.mode.clone(),
@@ -378,6 +397,7 @@ impl StageRoot {
             &|p| self.root.recorded(p),
             user,
             runner::maps_every_id(),
+            &made,
         );
         for (path, e) in &entries.map {
             if !matches!(e.kind, Kind::Empty) {
@@ -452,8 +472,10 @@ impl StageRoot {
         Ok((uid, gid))
     }
 
-    /// Creates the working directory (resolved inside the root) when missing.
-    fn make_workdir(&self, workdir: &str, what: &str) -> Result<()> {
+    /// Creates the working directory (resolved inside the root) when missing;
+    /// the directories made (paths in the root, no leading `/`).
+    fn make_workdir(&self, workdir: &str, what: &str) -> Result<Vec<String>> {
+        let mut made = Vec::new();
         let mut at = String::new();
         for part in workdir.split('/').filter(|p| !p.is_empty()) {
             let parent = self
@@ -471,8 +493,11 @@ impl StageRoot {
                     "{what}: WORKDIR {workdir}: cannot create {at}: {e}"
                 ))
             })?;
+            if let Ok(rel) = p.strip_prefix(self.path()) {
+                made.push(rel.to_string_lossy().into_owned());
+            }
         }
-        Ok(())
+        Ok(made)
     }
 }
 
@@ -569,7 +594,8 @@ fn on_disk(mode: u32, dir: bool) -> u32 {
 /// The layer entries that turn `before` into `after`. `recorded` gives a
 /// path's mode and owner as its layer or an earlier step stated them.
 /// `real_owners`: the disk holds the owners the step gave (it could `chown`);
-/// else everything the step made is its `user`'s.
+/// else everything the step made is its `user`'s, but the directories
+/// `made` for its `WORKDIR` (their owners).
 fn changes(
     root: &Path,
     before: &BTreeMap<String, Meta>,
@@ -577,6 +603,7 @@ fn changes(
     recorded: &dyn Fn(&str) -> Option<Recorded>,
     user: (u32, u32),
     real_owners: bool,
+    made: &BTreeMap<String, (u64, u64)>,
 ) -> Entries {
     let owners = |p: &str| recorded(p).map(|r| (r.uid, r.gid));
     let mut out = Entries::default();
@@ -642,7 +669,7 @@ fn changes(
             Some(b) if real_owners && b.owner != a.owner => a.owner,
             Some(_) => owners(p).unwrap_or(if real_owners { a.owner } else { (0, 0) }),
             None if real_owners => a.owner,
-            None => new_owner,
+            None => made.get(p).copied().unwrap_or(new_owner),
         };
         // A mode the step left as the layer gave it (as the disk holds it)
         // keeps the layer's bits, setuid included.
@@ -732,7 +759,15 @@ mod tests {
         std::fs::create_dir(root.join("opt/re")).unwrap();
         tree(root, &[("opt/re/new", "n"), ("new/deep/file", "f")]);
         let after = snapshot(root).unwrap();
-        let e = changes(root, &before, &after, &|_| None, (1000, 1000), false);
+        let e = changes(
+            root,
+            &before,
+            &after,
+            &|_| None,
+            (1000, 1000),
+            false,
+            &BTreeMap::new(),
+        );
         let keys: Vec<&str> = e.map.keys().map(String::as_str).collect();
         assert!(keys.contains(&"etc/edit"), "{keys:?}");
         assert!(keys.contains(&"etc/.wh.gone"), "{keys:?}");
@@ -763,6 +798,7 @@ mod tests {
             argv: vec!["/bin/sh".into(), "-c".into(), "make".into()],
             env: vec!["A=1".into()],
             workdir: "/".into(),
+            workdirs: Vec::new(),
             user: String::new(),
         };
         let key = step_key(&p, std::slice::from_ref(&d), &spec, 0);
@@ -808,6 +844,15 @@ mod tests {
                 std::slice::from_ref(&d),
                 &RunSpec {
                     user: "1000".into(),
+                    ..spec.clone()
+                },
+                0,
+            ),
+            step_key(
+                &p,
+                std::slice::from_ref(&d),
+                &RunSpec {
+                    workdirs: vec![("/".into(), "1000".into())],
                     ..spec.clone()
                 },
                 0,
