@@ -14,6 +14,8 @@ command -v umoci >/dev/null || need+=(umoci)
 # verify: the sandbox and the emulators for foreign CPUs
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+# build: tests/run_buildah.rs and `bench.sh run` compare RUN with buildah (scripts/buildah-userns.sh)
+command -v buildah >/dev/null || need+=(buildah)
 # archives: containerd's importer (what K3s runs) reads the archives archgate writes;
 # the tests start their own private containerd
 command -v containerd >/dev/null && command -v ctr >/dev/null || need+=(containerd)

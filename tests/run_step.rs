@@ -17,13 +17,13 @@ use serde_json::Value;
 use crate::common::TestOutput;
 use crate::common::jre::{link_or_copy, shell_root};
 
-const PLATFORMS: [(&str, &str); 3] = [
+pub(crate) const PLATFORMS: [(&str, &str); 3] = [
     ("linux/amd64", "amd64"),
     ("linux/arm64", "arm64"),
     ("linux/mips64le", "mips64el"),
 ];
 
-const EPOCH: &str = "1700000000";
+pub(crate) const EPOCH: &str = "1700000000";
 
 /// What `uname -m` prints on a platform.
 fn uname(platform: &str) -> &'static str {
@@ -36,7 +36,7 @@ fn uname(platform: &str) -> &'static str {
 }
 
 /// archgate in `dir` with the cache `dir/CACHE`; `RUN` steps without a network.
-fn archgate(dir: &Path, cache: &str, args: &[&str]) -> TestOutput {
+pub(crate) fn archgate(dir: &Path, cache: &str, args: &[&str]) -> TestOutput {
     archgate_on(dir, cache, "none", args)
 }
 
@@ -52,7 +52,7 @@ fn archgate_on(dir: &Path, cache: &str, network: &str, args: &[&str]) -> TestOut
 }
 
 /// `oci:DIR/base:latest`: FROM scratch, ADD the Debian shell root, for the three platforms.
-fn base(dir: &Path) -> String {
+pub(crate) fn base(dir: &Path) -> String {
     let ctx = dir.join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     for (p, deb) in PLATFORMS {
@@ -85,7 +85,7 @@ fn base(dir: &Path) -> String {
 }
 
 /// `archgate build -f Dockerfile` for the three platforms into `target`, with the cache `cache`.
-fn build(dir: &Path, cache: &str, target: &str) -> TestOutput {
+pub(crate) fn build(dir: &Path, cache: &str, target: &str) -> TestOutput {
     let all = PLATFORMS.map(|(p, _)| p).join(",");
     archgate(
         dir,
@@ -103,11 +103,11 @@ fn build(dir: &Path, cache: &str, target: &str) -> TestOutput {
     )
 }
 
-fn json(path: &Path) -> Value {
+pub(crate) fn json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-fn blob(layout: &Path, digest: &str) -> std::path::PathBuf {
+pub(crate) fn blob(layout: &Path, digest: &str) -> std::path::PathBuf {
     layout
         .join("blobs/sha256")
         .join(digest.trim_start_matches("sha256:"))

@@ -22,6 +22,7 @@ mod natives;
 mod progress;
 mod registry;
 mod run;
+mod run_buildah;
 mod run_step;
 mod secrets;
 mod service;
