@@ -26,6 +26,14 @@
 #           (requests, faults, upload sessions, resumed uploads, re-sent bytes).
 #   archive the three-platform JRE image, registry -> one docker-archive file per
 #           platform and each file -> registry, against skopeo copy (median of 5).
+#   run     `archgate build` of the Dockerfile of tests/run_buildah.rs (five RUN steps)
+#           on the dash/coreutils base (scripts/fetch-jre.sh --set shell) for linux/amd64,
+#           linux/arm64, linux/mips64le (two under QEMU), cold (empty cache) and cached
+#           rebuild, against `buildah build --platform` + `manifest push` into an OCI
+#           layout (scripts/buildah-userns.sh: own userns, private binfmt_misc) with vfs
+#           and overlay storage, without --layers (buildah's default: no step cache) and
+#           with --layers (cold, cached); median of BENCH_RUNS (default 3). Targets
+#           (issue 21): archgate cold <= 0.7x buildah's, cached rebuild < 1 s.
 #
 # Content: the per-architecture JRE roots of scripts/fetch-jre.sh when they are
 # there (~200 MB each), else a generated 200 MB tree per architecture.
@@ -542,6 +550,103 @@ PY
   du -sh "$work/roots/amd64" | awk '{print "root size (amd64): " $1}'
 }
 
+# The Dockerfile of tests/run_buildah.rs, FROM $1 (the two must stay the same).
+run_dockerfile() {
+  cat <<DOCKERFILE
+FROM $1
+ARG TARGETARCH
+ENV GREETING=hello
+RUN mkdir /opt && echo \$GREETING > /opt/x && ln /opt/x /opt/hard && ln -s x /opt/link && uname -m > /opt/arch && echo \$TARGETARCH > /opt/targetarch && mkdir -m 1777 /shared
+RUN rm /bin/rmdir && chmod 0700 /bin/sync && rm -r /usr/share/doc && mkdir -p /usr/share/doc/again && echo made > /usr/share/doc/again/file && rm -r /usr/share/man && echo was-a-dir > /usr/share/man && rm /usr/bin/yes && mkdir /usr/bin/yes
+WORKDIR /work
+RUN pwd > here
+WORKDIR /shared
+USER 1000:1000
+RUN ["/bin/sh", "-c", "pwd > here && id -u > uid && mkdir mine && echo mine > mine/file"]
+DOCKERFILE
+}
+
+bench_run() {
+  echo "== run =="
+  local bin runs
+  command -v buildah >/dev/null || { echo "run: needs buildah (scripts/setup.sh installs it)"; return 0; }
+  release_build
+  runs=${BENCH_RUNS:-3}
+  # buildah names its build container after the base's path: no upper case in it
+  # (mktemp's XXXXXX has some).
+  work=/tmp/archgate-bench-run-$$
+  rm -rf "$work"; mkdir -p "$work/ctx" "$work/empty"
+  trap 'rm -rf "$work"' RETURN
+  "$here/fetch-jre.sh" --set shell >/dev/null
+  local arch deb
+  for arch in amd64 arm64 mips64le; do
+    deb=$arch; [ "$arch" = mips64le ] && deb=mips64el
+    cp -a "$("$here/fetch-jre.sh" --set shell --print-root "$deb")" "$work/ctx/base-$arch"
+  done
+  printf 'FROM scratch\nARG TARGETARCH\nADD base-${TARGETARCH} /\nENV PATH /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n' \
+    >"$work/base.Dockerfile"
+  local all=linux/amd64,linux/arm64,linux/mips64le
+  export SOURCE_DATE_EPOCH=1700000000 ARCHGATE_BUILD__NETWORK=none
+  ARCHGATE_CACHE="$work/base-cache" "$bin" build -f "$work/base.Dockerfile" --platform "$all" \
+    --image "oci:$work/base:latest" "$work/ctx" >/dev/null
+  run_dockerfile "oci:$work/base:latest" >"$work/Dockerfile"
+  echo "base: dash + coreutils, $(du -sh "$work/ctx/base-amd64" | cut -f1) amd64, $(du -sh "$work/ctx/base-arm64" | cut -f1) arm64, $(du -sh "$work/ctx/base-mips64le" | cut -f1) mips64le; 5 RUN steps x 3 platforms; $runs runs; cores: $(nproc)"
+
+  # archgate: a fresh cache (no layer, no unpacked root, no step), then the same again.
+  ag() {
+    ARCHGATE_CACHE="$work/cache" "$bin" build -f "$work/Dockerfile" --platform "$all" \
+      --image "oci:$work/a:v1" "$work/empty"
+  }
+  local i
+  : >"$work/a-cold"; : >"$work/a-cached"
+  for i in $(seq 1 "$runs"); do
+    rm -rf "$work/cache" "$work/a"
+    seconds ag >>"$work/a-cold"
+    seconds ag >>"$work/a-cached"
+  done
+  # buildah: build, then manifest push --all into an OCI layout (what archgate writes).
+  bb() { # DRIVER STORAGE-DIR [build flags...]
+    local driver=$1 st=$2; shift 2
+    "$here/buildah-userns.sh" --storage-driver "$driver" --root "$st/root" --runroot "$st/run" build --quiet \
+      --timestamp "$SOURCE_DATE_EPOCH" --isolation chroot --platform "$all" --manifest bench "$@" \
+      -f "$work/Dockerfile" "$work/empty"
+    rm -rf "$work/b"
+    buildah --storage-driver "$driver" --root "$st/root" --runroot "$st/run" manifest push --all --quiet \
+      bench "oci:$work/b:v1"
+  }
+  local driver
+  for driver in vfs overlay; do
+    : >"$work/b-$driver"; : >"$work/bl-$driver-cold"; : >"$work/bl-$driver-cached"
+    for i in $(seq 1 "$runs"); do
+      rm -rf "$work/st"; seconds bb "$driver" "$work/st" >>"$work/b-$driver"
+      rm -rf "$work/st"; seconds bb "$driver" "$work/st" --layers >>"$work/bl-$driver-cold"
+      # The same storage again: every step from buildah's cache (a new list, as archgate's new index).
+      buildah --storage-driver "$driver" --root "$work/st/root" --runroot "$work/st/run" manifest rm bench >/dev/null
+      seconds bb "$driver" "$work/st" --layers >>"$work/bl-$driver-cached"
+    done
+    rm -rf "$work/st"
+  done
+  local ac ak f label m row
+  ac=$(median <"$work/a-cold"); ak=$(median <"$work/a-cached")
+  printf '%-46s %8s %12s\n' "median seconds (3 platforms)" seconds "archgate/it"
+  printf '%-46s %8.2f\n' "archgate cold (empty cache)" "$ac"
+  printf '%-46s %8.2f\n' "archgate cached rebuild" "$ak"
+  for driver in vfs overlay; do
+    for row in "b-$driver:buildah $driver, cold (default, no --layers)" "bl-$driver-cold:buildah $driver --layers, cold" \
+      "bl-$driver-cached:buildah $driver --layers, cached rebuild"; do
+      f=${row%%:*} label=${row#*:}
+      m=$(median <"$work/$f")
+      case $f in
+        *cached) printf '%-46s %8.2f %12.2f\n' "$label" "$m" "$(echo "$ak / $m" | bc -l)" ;;
+        *) printf '%-46s %8.2f %12.2f\n' "$label" "$m" "$(echo "$ac / $m" | bc -l)" ;;
+      esac
+    done
+  done
+  echo "(archgate/it: archgate cold / that cold, archgate cached / that cached; buildah's"
+  echo " times include manifest push; targets: cold <= 0.7, archgate cached rebuild < 1 s)"
+  unset SOURCE_DATE_EPOCH ARCHGATE_BUILD__NETWORK
+}
+
 bench_faults() {
   echo "== faults =="
   local n=${BENCH_RUNS:-10} i log hog=() pass=0
@@ -572,4 +677,5 @@ want merge && "$here/bench-merge.sh" merge
 want mirror && bench_mirror
 want archive && bench_archive
 want faults && bench_faults
+want run && bench_run
 exit 0

@@ -136,6 +136,10 @@ fn apply(tree: &mut Tree, blob: &Path) {
     for c in changes {
         match c {
             Change::Put(path, node) => {
+                // A file or link in place of a directory replaces it, content and all.
+                if node.kind != Kind::Dir {
+                    tree.retain(|p, _| !under(p, &path));
+                }
                 tree.insert(path, node);
             }
             Change::Link(path, target) => {
@@ -200,7 +204,8 @@ const BUILDAH_MOUNT_POINTS: [(&str, Option<u32>); 7] = [
 /// Shell-form and exec-form `RUN`s as root and as `USER 1000` that add files, a
 /// symlink, a hard link, directories (one with the sticky bit), change a base file's
 /// mode, delete a base file (a whiteout), delete a base directory and make it again
-/// (opaque or whiteouts, either is right), use `ENV`, `TARGETARCH`, and `WORKDIR`
+/// (opaque or whiteouts, either is right), replace a base directory by a file and a
+/// base file by a directory, use `ENV`, `TARGETARCH`, and `WORKDIR`
 /// both made by the step and existing. Valid under Docker's semantics too: the step
 /// as `USER 1000` writes only into a world-writable directory, and no `WORKDIR` is
 /// first made under a `USER` other than the one that made it (see the note in
@@ -209,7 +214,7 @@ const DOCKERFILE: &str = "FROM BASE
 ARG TARGETARCH
 ENV GREETING=hello
 RUN mkdir /opt && echo $GREETING > /opt/x && ln /opt/x /opt/hard && ln -s x /opt/link && uname -m > /opt/arch && echo $TARGETARCH > /opt/targetarch && mkdir -m 1777 /shared
-RUN rm /bin/rmdir && chmod 0700 /bin/sync && rm -r /usr/share/doc && mkdir -p /usr/share/doc/again && echo made > /usr/share/doc/again/file
+RUN rm /bin/rmdir && chmod 0700 /bin/sync && rm -r /usr/share/doc && mkdir -p /usr/share/doc/again && echo made > /usr/share/doc/again/file && rm -r /usr/share/man && echo was-a-dir > /usr/share/man && rm /usr/bin/yes && mkdir /usr/bin/yes
 WORKDIR /work
 RUN pwd > here
 WORKDIR /shared
@@ -341,6 +346,11 @@ fn run_gives_the_same_file_tree_as_buildah_for_every_platform() {
             !tree.contains_key("usr/share/doc/dash"),
             "{platform}: deleted"
         );
+        assert!(
+            !tree.keys().any(|p| p.starts_with("usr/share/man/")),
+            "{platform}: a file now"
+        );
+        assert_eq!(tree["usr/bin/yes"].kind, Kind::Dir, "{platform}");
         assert_eq!(tree["shared/mine/file"].uid, 1000, "{platform}");
         assert_eq!(tree["bin/sync"].mode, 0o700, "{platform}");
         // The whole tree: path, type, mode, content, link target, and also the
