@@ -588,7 +588,7 @@ bench_run() {
   local all=linux/amd64,linux/arm64,linux/mips64le
   export SOURCE_DATE_EPOCH=1700000000 ARCHGATE_BUILD__NETWORK=none
   ARCHGATE_CACHE="$work/base-cache" "$bin" build -f "$work/base.Dockerfile" --platform "$all" \
-    --image "oci:$work/base:latest" "$work/ctx" >/dev/null
+    --image "oci:$work/base:latest" "$work/ctx" >/dev/null 2>"$work/base.err" || { cat "$work/base.err" >&2; return 1; }
   run_dockerfile "oci:$work/base:latest" >"$work/Dockerfile"
   echo "base: dash + coreutils, $(du -sh "$work/ctx/base-amd64" | cut -f1) amd64, $(du -sh "$work/ctx/base-arm64" | cut -f1) arm64, $(du -sh "$work/ctx/base-mips64le" | cut -f1) mips64le; 5 RUN steps x 3 platforms; $runs runs; cores: $(nproc)"
 
@@ -627,23 +627,26 @@ bench_run() {
     rm -rf "$work/st"
   done
   local ac ak f label m row
+  # min-max of the numbers in a file
+  spread() { sort -n "$1" | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%.2f-%.2f", lo, hi}'; }
   ac=$(median <"$work/a-cold"); ak=$(median <"$work/a-cached")
-  printf '%-46s %8s %12s\n' "median seconds (3 platforms)" seconds "archgate/it"
-  printf '%-46s %8.2f\n' "archgate cold (empty cache)" "$ac"
-  printf '%-46s %8.2f\n' "archgate cached rebuild" "$ak"
+  printf '%-46s %8s %12s %12s\n' "median seconds (3 platforms)" seconds "archgate/it" "min-max"
+  printf '%-46s %8.2f %12s %12s\n' "archgate cold (empty cache)" "$ac" "" "$(spread "$work/a-cold")"
+  printf '%-46s %8.2f %12s %12s\n' "archgate cached rebuild" "$ak" "" "$(spread "$work/a-cached")"
   for driver in vfs overlay; do
     for row in "b-$driver:buildah $driver, cold (default, no --layers)" "bl-$driver-cold:buildah $driver --layers, cold" \
       "bl-$driver-cached:buildah $driver --layers, cached rebuild"; do
       f=${row%%:*} label=${row#*:}
       m=$(median <"$work/$f")
       case $f in
-        *cached) printf '%-46s %8.2f %12.2f\n' "$label" "$m" "$(echo "$ak / $m" | bc -l)" ;;
-        *) printf '%-46s %8.2f %12.2f\n' "$label" "$m" "$(echo "$ac / $m" | bc -l)" ;;
+        *cached) printf '%-46s %8.2f %12.3f %12s\n' "$label" "$m" "$(echo "$ak / $m" | bc -l)" "$(spread "$work/$f")" ;;
+        *) printf '%-46s %8.2f %12.2f %12s\n' "$label" "$m" "$(echo "$ac / $m" | bc -l)" "$(spread "$work/$f")" ;;
       esac
     done
   done
   echo "(archgate/it: archgate cold / that cold, archgate cached / that cached; buildah's"
-  echo " times include manifest push; targets: cold <= 0.7, archgate cached rebuild < 1 s)"
+  echo " times include manifest push; targets: cold <= 0.7, archgate cached rebuild < 1 s;"
+  echo " load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
   unset SOURCE_DATE_EPOCH ARCHGATE_BUILD__NETWORK
 }
 
