@@ -207,9 +207,11 @@ const BUILDAH_MOUNT_POINTS: [(&str, Option<u32>); 7] = [
 /// (opaque or whiteouts, either is right), replace a base directory by a file and a
 /// base file by a directory, use `ENV`, `TARGETARCH`, and `WORKDIR`
 /// both made by the step and existing. Valid under Docker's semantics too: the step
-/// as `USER 1000` writes only into a world-writable directory, and no `WORKDIR` is
-/// first made under a `USER` other than the one that made it (see the note in
-/// /work/notes on archgate's owner of such a directory).
+/// as `USER 1000` writes only into a world-writable directory (archgate's one-user
+/// sandbox would let it write anywhere, Docker and buildah refuse), and every
+/// `WORKDIR` a `RUN` makes is made under the `USER` of the `WORKDIR` line (archgate
+/// gives such a directory the owner of the `RUN` that makes it, buildah and BuildKit
+/// the `USER` in force at the `WORKDIR` line: the README's RUN section names both).
 const DOCKERFILE: &str = "FROM BASE
 ARG TARGETARCH
 ENV GREETING=hello
