@@ -560,8 +560,10 @@ RUN mkdir /opt && echo \$GREETING > /opt/x && ln /opt/x /opt/hard && ln -s x /op
 RUN rm /bin/rmdir && chmod 0700 /bin/sync && rm -r /usr/share/doc && mkdir -p /usr/share/doc/again && echo made > /usr/share/doc/again/file && rm -r /usr/share/man && echo was-a-dir > /usr/share/man && rm /usr/bin/yes && mkdir /usr/bin/yes
 WORKDIR /work
 RUN pwd > here
+WORKDIR /made/by/root
 WORKDIR /shared
 USER 1000:1000
+WORKDIR userdir
 RUN ["/bin/sh", "-c", "pwd > here && id -u > uid && mkdir mine && echo mine > mine/file"]
 DOCKERFILE
 }

@@ -207,11 +207,10 @@ const BUILDAH_MOUNT_POINTS: [(&str, Option<u32>); 7] = [
 /// (opaque or whiteouts, either is right), replace a base directory by a file and a
 /// base file by a directory, use `ENV`, `TARGETARCH`, and `WORKDIR`
 /// both made by the step and existing. Valid under Docker's semantics too: the step
-/// as `USER 1000` writes only into a world-writable directory (archgate's one-user
-/// sandbox would let it write anywhere, Docker and buildah refuse), and every
-/// `WORKDIR` a `RUN` makes is made under the `USER` of the `WORKDIR` line (archgate
-/// gives such a directory the owner of the `RUN` that makes it, buildah and BuildKit
-/// the `USER` in force at the `WORKDIR` line: the README's RUN section names both).
+/// as `USER 1000` writes only into a world-writable directory or its own (archgate's
+/// one-user sandbox would let it write anywhere, Docker and buildah refuse: the
+/// README's RUN section says so). `WORKDIR`s made before and after `USER 1000` belong
+/// to the `USER` of their line in both.
 const DOCKERFILE: &str = "FROM BASE
 ARG TARGETARCH
 ENV GREETING=hello
@@ -219,8 +218,10 @@ RUN mkdir /opt && echo $GREETING > /opt/x && ln /opt/x /opt/hard && ln -s x /opt
 RUN rm /bin/rmdir && chmod 0700 /bin/sync && rm -r /usr/share/doc && mkdir -p /usr/share/doc/again && echo made > /usr/share/doc/again/file && rm -r /usr/share/man && echo was-a-dir > /usr/share/man && rm /usr/bin/yes && mkdir /usr/bin/yes
 WORKDIR /work
 RUN pwd > here
+WORKDIR /made/by/root
 WORKDIR /shared
 USER 1000:1000
+WORKDIR userdir
 RUN [\"/bin/sh\", \"-c\", \"pwd > here && id -u > uid && mkdir mine && echo mine > mine/file\"]
 ";
 
@@ -353,7 +354,15 @@ fn run_gives_the_same_file_tree_as_buildah_for_every_platform() {
             "{platform}: a file now"
         );
         assert_eq!(tree["usr/bin/yes"].kind, Kind::Dir, "{platform}");
-        assert_eq!(tree["shared/mine/file"].uid, 1000, "{platform}");
+        assert_eq!(tree["shared/userdir/mine/file"].uid, 1000, "{platform}");
+        assert_eq!(
+            tree["shared/userdir"].uid, 1000,
+            "{platform}: WORKDIR after USER"
+        );
+        assert_eq!(
+            tree["made/by/root"].uid, 0,
+            "{platform}: WORKDIR before USER"
+        );
         assert_eq!(tree["bin/sync"].mode, 0o700, "{platform}");
         // The whole tree: path, type, mode, content, link target, and also the
         // owners (buildah's user namespace maps 1000, archgate's step USER owns what
