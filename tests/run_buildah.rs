@@ -206,15 +206,14 @@ const BUILDAH_MOUNT_POINTS: [(&str, Option<u32>); 7] = [
 /// mode, delete a base file (a whiteout), delete a base directory and make it again
 /// (opaque or whiteouts, either is right), replace a base directory by a file and a
 /// base file by a directory, use `ENV`, `TARGETARCH`, and `WORKDIR`
-/// both made by the step and existing. Valid under Docker's semantics too: the step
-/// as `USER 1000` writes only into a world-writable directory or its own (archgate's
-/// one-user sandbox would let it write anywhere, Docker and buildah refuse: the
-/// README's RUN section says so). `WORKDIR`s made before and after `USER 1000` belong
-/// to the `USER` of their line in both.
+/// both made by the step and existing, `chown` to other users as root. Valid under
+/// Docker's semantics: the step as `USER 1000` writes only into a world-writable
+/// directory or one chowned to it. `WORKDIR`s made before and after `USER 1000`
+/// belong to the `USER` of their line in both.
 const DOCKERFILE: &str = "FROM BASE
 ARG TARGETARCH
 ENV GREETING=hello
-RUN mkdir /opt && echo $GREETING > /opt/x && ln /opt/x /opt/hard && ln -s x /opt/link && uname -m > /opt/arch && echo $TARGETARCH > /opt/targetarch && mkdir -m 1777 /shared
+RUN mkdir /opt && echo $GREETING > /opt/x && ln /opt/x /opt/hard && ln -s x /opt/link && uname -m > /opt/arch && echo $TARGETARCH > /opt/targetarch && mkdir -m 1777 /shared && touch /opt/www && chown 33:44 /opt/www && mkdir -p /home/app && chown 1000:1000 /home/app
 RUN rm /bin/rmdir && chmod 0700 /bin/sync && rm -r /usr/share/doc && mkdir -p /usr/share/doc/again && echo made > /usr/share/doc/again/file && rm -r /usr/share/man && echo was-a-dir > /usr/share/man && rm /usr/bin/yes && mkdir /usr/bin/yes
 WORKDIR /work
 RUN pwd > here
@@ -222,7 +221,7 @@ WORKDIR /made/by/root
 WORKDIR /shared
 USER 1000:1000
 WORKDIR userdir
-RUN [\"/bin/sh\", \"-c\", \"pwd > here && id -u > uid && mkdir mine && echo mine > mine/file\"]
+RUN [\"/bin/sh\", \"-c\", \"pwd > here && id -u > uid && mkdir mine && echo mine > mine/file && echo home > /home/app/file\"]
 ";
 
 fn script() -> PathBuf {
