@@ -33,7 +33,9 @@
 #           layout (scripts/buildah-userns.sh: own userns, private binfmt_misc) with vfs
 #           and overlay storage, without --layers (buildah's default: no step cache) and
 #           with --layers (cold, cached); median of BENCH_RUNS (default 3). Targets
-#           (issue 21): archgate cold <= 0.7x buildah's, cached rebuild < 1 s.
+#           (issue 21): archgate cold <= 0.7x buildah's, cached rebuild < 1 s. Also
+#           archgate alone on the same steps as a build stage whose results a second
+#           stage copies (COPY --from a stage and an image), cold and cached.
 #
 # Content: the per-architecture JRE roots of scripts/fetch-jre.sh when they are
 # there (~200 MB each), else a generated 200 MB tree per architecture.
@@ -556,7 +558,7 @@ run_dockerfile() {
 FROM $1
 ARG TARGETARCH
 ENV GREETING=hello
-RUN mkdir /opt && echo \$GREETING > /opt/x && ln /opt/x /opt/hard && ln -s x /opt/link && uname -m > /opt/arch && echo \$TARGETARCH > /opt/targetarch && mkdir -m 1777 /shared
+RUN mkdir /opt && echo \$GREETING > /opt/x && ln /opt/x /opt/hard && ln -s x /opt/link && uname -m > /opt/arch && echo \$TARGETARCH > /opt/targetarch && mkdir -m 1777 /shared && touch /opt/www && chown 33:44 /opt/www && mkdir -p /home/app && chown 1000:1000 /home/app
 RUN rm /bin/rmdir && chmod 0700 /bin/sync && rm -r /usr/share/doc && mkdir -p /usr/share/doc/again && echo made > /usr/share/doc/again/file && rm -r /usr/share/man && echo was-a-dir > /usr/share/man && rm /usr/bin/yes && mkdir /usr/bin/yes
 WORKDIR /work
 RUN pwd > here
@@ -564,7 +566,19 @@ WORKDIR /made/by/root
 WORKDIR /shared
 USER 1000:1000
 WORKDIR userdir
-RUN ["/bin/sh", "-c", "pwd > here && id -u > uid && mkdir mine && echo mine > mine/file"]
+RUN ["/bin/sh", "-c", "pwd > here && id -u > uid && mkdir mine && echo mine > mine/file && echo home > /home/app/file"]
+DOCKERFILE
+}
+
+# A two-stage Dockerfile: the RUN Dockerfile as stage `build`, then its
+# results copied onto a fresh base (COPY --from a stage, and from an image).
+multi_stage_dockerfile() {
+  run_dockerfile "$1" | sed '1s/$/ AS build/'
+  cat <<DOCKERFILE
+FROM $1
+COPY --from=build /opt/ /app/
+COPY --from=build /shared/ /app/shared/
+COPY --from=$1 /bin/cat /opt/tools/
 DOCKERFILE
 }
 
@@ -592,19 +606,23 @@ bench_run() {
   ARCHGATE_CACHE="$work/base-cache" "$bin" build -f "$work/base.Dockerfile" --platform "$all" \
     --image "oci:$work/base:latest" "$work/ctx" >/dev/null 2>"$work/base.err" || { cat "$work/base.err" >&2; return 1; }
   run_dockerfile "oci:$work/base:latest" >"$work/Dockerfile"
+  multi_stage_dockerfile "oci:$work/base:latest" >"$work/multi.Dockerfile"
   echo "base: dash + coreutils, $(du -sh "$work/ctx/base-amd64" | cut -f1) amd64, $(du -sh "$work/ctx/base-arm64" | cut -f1) arm64, $(du -sh "$work/ctx/base-mips64le" | cut -f1) mips64le; 5 RUN steps x 3 platforms; $runs runs; cores: $(nproc)"
 
   # archgate: a fresh cache (no layer, no unpacked root, no step), then the same again.
-  ag() {
-    ARCHGATE_CACHE="$work/cache" "$bin" build -f "$work/Dockerfile" --platform "$all" \
+  ag() { # [DOCKERFILE]
+    ARCHGATE_CACHE="$work/cache" "$bin" build -f "${1:-$work/Dockerfile}" --platform "$all" \
       --image "oci:$work/a:v1" "$work/empty"
   }
   local i
-  : >"$work/a-cold"; : >"$work/a-cached"
+  : >"$work/a-cold"; : >"$work/a-cached"; : >"$work/m-cold"; : >"$work/m-cached"
   for i in $(seq 1 "$runs"); do
     rm -rf "$work/cache" "$work/a"
     seconds ag >>"$work/a-cold"
     seconds ag >>"$work/a-cached"
+    rm -rf "$work/cache" "$work/a"
+    seconds ag "$work/multi.Dockerfile" >>"$work/m-cold"
+    seconds ag "$work/multi.Dockerfile" >>"$work/m-cached"
   done
   # buildah: build, then manifest push --all into an OCI layout (what archgate writes).
   bb() { # DRIVER STORAGE-DIR [build flags...]
@@ -635,6 +653,8 @@ bench_run() {
   printf '%-46s %8s %12s %12s\n' "median seconds (3 platforms)" seconds "archgate/it" "min-max"
   printf '%-46s %8.2f %12s %12s\n' "archgate cold (empty cache)" "$ac" "" "$(spread "$work/a-cold")"
   printf '%-46s %8.2f %12s %12s\n' "archgate cached rebuild" "$ak" "" "$(spread "$work/a-cached")"
+  printf '%-46s %8.2f %12s %12s\n' "archgate two stages + COPY --from, cold" "$(median <"$work/m-cold")" "" "$(spread "$work/m-cold")"
+  printf '%-46s %8.2f %12s %12s\n' "archgate two stages + COPY --from, cached" "$(median <"$work/m-cached")" "" "$(spread "$work/m-cached")"
   for driver in vfs overlay; do
     for row in "b-$driver:buildah $driver, cold (default, no --layers)" "bl-$driver-cold:buildah $driver --layers, cold" \
       "bl-$driver-cached:buildah $driver --layers, cached rebuild"; do
