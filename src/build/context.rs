@@ -486,7 +486,10 @@ pub fn entries_from_root(
     // Sources: (the name the user gave's last part, the host path).
     let mut sources: Vec<(String, PathBuf)> = Vec::new();
     for s in &spec.sources {
-        let clean = rel_clean(s.trim_start_matches('/')).unwrap_or_default();
+        // `..` stops at the stage's root, as in a container.
+        let clean = super::plan::clean_path(&format!("/{s}"))
+            .trim_start_matches('/')
+            .to_string();
         let (parent, last) = match clean.rsplit_once('/') {
             Some((p, l)) => (p.to_string(), l.to_string()),
             None => (String::new(), clean.clone()),

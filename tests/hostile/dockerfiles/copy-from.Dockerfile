@@ -1,4 +1,0 @@
-# expect: --from
-FROM scratch AS a
-FROM scratch
-COPY --from=a /x /x
