@@ -120,11 +120,10 @@ struct Ctx<'a> {
     blobs_built: &'a mut HashMap<String, LayerBlob>,
     /// Layers written to the layer cache.
     written: usize,
-    /// Stages `COPY --from` copies out of, built for the platform being built.
-    stages: HashMap<usize, StageBuilt>,
-    /// Images `COPY --from` copies out of, for the platform being built: their
-    /// store, layers and root (unpacked only when a copy is not cached).
-    images: HashMap<String, (StoreId, Vec<Descriptor>, Option<run::StageRoot>)>,
+    /// What `COPY --from` copies out of, for the platform being built: stages
+    /// built, images resolved (their layers are all base), each root
+    /// unpacked only when a copy is not cached.
+    sources: HashMap<plan::CopyFrom, StageBuilt>,
 }
 
 impl Ctx<'_> {
@@ -149,7 +148,7 @@ impl Ctx<'_> {
     }
 }
 
-/// A stage built for `COPY --from`.
+/// A stage built (or an image resolved) for `COPY --from`.
 struct StageBuilt {
     base_store: Option<StoreId>,
     base_layers: Vec<Descriptor>,
@@ -230,8 +229,7 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
         pool: &mut pool,
         blobs_built: &mut blobs_built,
         written: 0,
-        stages: HashMap::new(),
-        images: HashMap::new(),
+        sources: HashMap::new(),
     };
 
     // 1. Per platform: the base (each location opened once), the plan, the layer inputs.
@@ -301,8 +299,7 @@ pub async fn build(req: &BuildRequest, settings: &Settings) -> Result<BuildOutco
         let steps = run_steps(&mut ctx, prep, runner.as_ref(), staged).await?;
         prep.fingerprints = steps.fingerprints;
         // The stages and images copied from are this platform's only.
-        ctx.stages.clear();
-        ctx.images.clear();
+        ctx.sources.clear();
     }
     let layers_written = ctx.written;
 
@@ -505,12 +502,8 @@ async fn prepare(
             let runner = match first {
                 Some(line) => {
                     let runner = run::runner_for(&run_platform, &format!("{file}:{line}"))?;
-                    if let Some(l) = base_layers.iter().find(|l| !l.urls.is_empty()) {
-                        return Err(Error::Invalid(format!(
-                            "{file}: RUN needs the base's every layer, but layer {} of {base_name} is a foreign layer (only at its URLs): build FROM a base without foreign layers",
-                            l.digest
-                        )));
-                    }
+                    // Checked before anything is built, as unpacking would.
+                    unpackable(&base_layers, &format!("{file}:{line}: RUN on {base_name}"))?;
                     Some(runner)
                 }
                 None => None,
@@ -667,19 +660,10 @@ async fn copy_from(
         )));
     };
     // The source's layers (a stage is built now, an image only resolved).
-    let (label, source) = match from {
-        plan::CopyFrom::Stage(j) => {
-            if !ctx.stages.contains_key(j) {
-                let built = build_stage(ctx, &prep.platform, *j).await?;
-                ctx.stages.insert(*j, built);
-            }
-            (
-                plan::stage_label(ctx.df, *j),
-                ctx.stages[j].steps.chain.clone(),
-            )
-        }
-        plan::CopyFrom::Image(reference) => {
-            if !ctx.images.contains_key(reference) {
+    if !ctx.sources.contains_key(from) {
+        let built = match from {
+            plan::CopyFrom::Stage(j) => build_stage(ctx, &prep.platform, *j).await?,
+            plan::CopyFrom::Image(reference) => {
                 let location = Location::parse(reference)
                     .map_err(|e| Error::Invalid(format!("{what}: COPY --from={reference}: {e}")))?;
                 let (id, selector) = ctx.pool.open_image(&location, ctx.settings).await?;
@@ -692,53 +676,41 @@ async fn copy_from(
                 )
                 .await?;
                 let layers = image.manifest().layers.clone();
-                ctx.images.insert(reference.clone(), (id, layers, None));
+                StageBuilt {
+                    base_store: Some(id),
+                    steps: Steps {
+                        fingerprints: Vec::new(),
+                        chain: layers.iter().map(|l| l.digest.clone()).collect(),
+                        root: None,
+                    },
+                    base_layers: layers,
+                }
             }
-            let layers = &ctx.images[reference].1;
-            (
-                reference.clone(),
-                layers.iter().map(|l| l.digest.clone()).collect(),
-            )
-        }
+        };
+        ctx.sources.insert(from.clone(), built);
+    }
+    let label = match from {
+        plan::CopyFrom::Stage(j) => plan::stage_label(ctx.df, *j),
+        plan::CopyFrom::Image(reference) => reference.clone(),
     };
-    let key = run::copy_key(&prep.platform, &source, spec, epoch);
+    let key = run::copy_key(&prep.platform, &ctx.sources[from].steps.chain, spec, epoch);
     if let Some(hit) = ctx.cache.lookup(&key) {
         return Ok((key, hit, false));
     }
-    // Not cached: the source's root, unpacked when it is not yet.
-    let root = match from {
-        plan::CopyFrom::Stage(j) => {
-            if ctx.stages[j].steps.root.is_none() {
-                let (store, base, own) = {
-                    let b = &ctx.stages[j];
-                    let own: Vec<(Digest, String)> = b.steps.chain[b.base_layers.len()..]
-                        .iter()
-                        .map(|d| (d.clone(), format!("{label} layer {d}")))
-                        .collect();
-                    (b.base_store, b.base_layers.clone(), own)
-                };
-                let r = unpack_stage(ctx, store, &base, &subject, &own).await?;
-                if let Some(b) = ctx.stages.get_mut(j) {
-                    b.steps.root = Some(r);
-                }
-            }
-            ctx.stages[j].steps.root.as_ref()
+    // Not cached: the source's root, unpacked when it is not yet (its base's
+    // layers, then its own).
+    if ctx.sources[from].steps.root.is_none() {
+        let b = &ctx.sources[from];
+        let own: Vec<(Digest, String)> = b.steps.chain[b.base_layers.len()..]
+            .iter()
+            .map(|d| (d.clone(), format!("{label} layer {d}")))
+            .collect();
+        let r = unpack_stage(ctx, b.base_store, &b.base_layers, &subject, &own).await?;
+        if let Some(b) = ctx.sources.get_mut(from) {
+            b.steps.root = Some(r);
         }
-        plan::CopyFrom::Image(reference) => {
-            if ctx.images[reference].2.is_none() {
-                let (store, layers) = {
-                    let i = &ctx.images[reference];
-                    (i.0, i.1.clone())
-                };
-                let r = unpack_stage(ctx, Some(store), &layers, &subject, &[]).await?;
-                if let Some(i) = ctx.images.get_mut(reference) {
-                    i.2 = Some(r);
-                }
-            }
-            ctx.images[reference].2.as_ref()
-        }
-    };
-    let Some(root) = root else {
+    }
+    let Some(root) = ctx.sources[from].steps.root.as_ref() else {
         return Err(Error::Internal(format!("{what}: {label} was not unpacked")));
     };
     let entries = context::entries_from_root(root.fs(), spec, what, &label)?;
@@ -774,6 +746,17 @@ async fn layer_for(
     Ok((blob, wrote, entries))
 }
 
+/// Whether every layer can be unpacked: none is a foreign layer (only at its URLs).
+fn unpackable(layers: &[Descriptor], what: &str) -> Result<()> {
+    match layers.iter().find(|l| !l.urls.is_empty()) {
+        Some(l) => Err(Error::Invalid(format!(
+            "{what}: layer {} is a foreign layer (only at its URLs), which archgate cannot unpack: build FROM or copy from an image without foreign layers",
+            l.digest
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A stage's root: the base's layers (downloaded into the cache when
 /// missing), then this build's layers `earlier` (digest, what), in order.
 async fn unpack_stage(
@@ -788,13 +771,8 @@ async fn unpack_stage(
     if let Some(id) = base_store {
         let verify_cache = crate::verify::cache::Cache::new(settings.cache_dir());
         let store = ctx.pool.get(id);
+        unpackable(base_layers, subject)?;
         for l in base_layers {
-            if !l.urls.is_empty() {
-                return Err(Error::Invalid(format!(
-                    "{subject}: layer {} is a foreign layer (only at its URLs), which archgate cannot unpack: build FROM or copy from an image without foreign layers",
-                    l.digest
-                )));
-            }
             files.push((l.clone(), verify_cache.blob(store, l, None).await?));
         }
     }

@@ -79,7 +79,7 @@ pub struct LayerSpec {
 }
 
 /// Where `COPY --from` copies from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CopyFrom {
     /// An earlier stage of the Dockerfile, by its number (0-based).
     Stage(usize),

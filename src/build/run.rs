@@ -255,7 +255,7 @@ impl StageRoot {
             ..rootfs::Limits::default()
         };
         let mut root = RootFs::new_named(parent, ".run-", limits)?;
-        root.record_metadata();
+        root.record_metadata(runner::maps_every_id());
         let total = layers.iter().map(|(d, _)| d.size).sum();
         let tracker =
             crate::progress::start(subject, crate::progress::Phase::Unpack, "", Some(total));
@@ -268,18 +268,7 @@ impl StageRoot {
                 std::fs::create_dir(&p).map_err(|e| Error::io(&p, e))?;
             }
         }
-        let mut root = StageRoot { root };
-        root.own()?;
-        Ok(root)
-    }
-
-    /// When steps keep every owner: gives every entry on disk the owner its
-    /// layer states, so a step sees (and keeps) the image's owners.
-    fn own(&mut self) -> Result<()> {
-        if runner::maps_every_id() {
-            self.root.chown_recorded()?;
-        }
-        Ok(())
+        Ok(StageRoot { root })
     }
 
     /// The host directory of the root.
@@ -292,8 +281,7 @@ impl StageRoot {
         let f = std::fs::File::open(blob).map_err(|e| Error::io(blob, e))?;
         let mut reader = std::io::BufReader::new(f);
         self.root
-            .apply_layer(&mut reader, rootfs::Compression::Gzip, what)?;
-        self.own()
+            .apply_layer(&mut reader, rootfs::Compression::Gzip, what)
     }
 
     /// The unpacked root, for `COPY --from` (its entries' modes and owners recorded).
@@ -661,7 +649,7 @@ fn changes(
     }
     // Additions and changes.
     for (p, a) in after {
-        if before.get(p) == Some(a) && !under_opaque(p) {
+        if !emitted(p, a) {
             continue;
         }
         let owner = match before.get(p) {

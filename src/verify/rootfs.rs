@@ -66,6 +66,8 @@ pub struct RootFs {
     /// mode (setuid bits included) and owner as its layer states them, by
     /// path in the image (no leading `/`). The files on disk have neither.
     record: Option<HashMap<String, Recorded>>,
+    /// Entries get the owner their layer states on disk (`lchown`).
+    chown: bool,
 }
 
 /// An entry's mode and owner as its layer states them.
@@ -102,6 +104,7 @@ impl RootFs {
             entries: 0,
             pool: None,
             record: None,
+            chown: false,
         })
     }
 
@@ -119,12 +122,15 @@ impl RootFs {
             entries: 0,
             pool: None,
             record: None,
+            chown: false,
         })
     }
 
-    /// Records the mode and owner of every entry unpacked from now on.
-    pub fn record_metadata(&mut self) {
+    /// Records the mode and owner of every entry unpacked from now on; with
+    /// `chown` (needs root) also gives each entry on disk its layer's owner.
+    pub fn record_metadata(&mut self, chown: bool) {
         self.record.get_or_insert_with(HashMap::new);
+        self.chown = chown;
     }
 
     /// The mode and owner recorded for a path in the image (`usr/bin/x`).
@@ -137,39 +143,6 @@ impl RootFs {
         if let Some(r) = &mut self.record {
             r.insert(in_image.to_string(), meta);
         }
-    }
-
-    /// Gives every recorded entry still in the root the owner its layer
-    /// states (`lchown`, resolved inside the root; needs root). Entries a
-    /// later whiteout removed are passed over.
-    pub fn chown_recorded(&self) -> Result<()> {
-        let Some(record) = &self.record else {
-            return Ok(());
-        };
-        for (path, r) in record {
-            let (dir, name) = match path.rsplit_once('/') {
-                Some((d, n)) => (format!("/{d}"), n),
-                None => ("/".to_string(), path.as_str()),
-            };
-            let Ok(parent) = self.resolve(&dir) else {
-                continue;
-            };
-            let host = parent.join(name);
-            let Ok(md) = fs::symlink_metadata(&host) else {
-                continue;
-            };
-            use std::os::unix::fs::MetadataExt;
-            if (u64::from(md.uid()), u64::from(md.gid())) == (r.uid, r.gid) {
-                continue;
-            }
-            let id = |v: u64| u32::try_from(v).ok();
-            let (Some(uid), Some(gid)) = (id(r.uid), id(r.gid)) else {
-                continue;
-            };
-            std::os::unix::fs::lchown(&host, Some(uid), Some(gid))
-                .map_err(|e| Error::io(&host, e))?;
-        }
-        Ok(())
     }
 
     /// The host directory holding the root.
@@ -360,14 +333,18 @@ impl RootFs {
             }
             if let Some(record) = &mut self.record {
                 let h = entry.header();
-                record.insert(
-                    rel.to_string_lossy().into_owned(),
-                    Recorded {
-                        mode: h.mode().unwrap_or(0o644) & 0o7777,
-                        uid: h.uid().unwrap_or(0),
-                        gid: h.gid().unwrap_or(0),
-                    },
-                );
+                let meta = Recorded {
+                    mode: h.mode().unwrap_or(0o644) & 0o7777,
+                    uid: h.uid().unwrap_or(0),
+                    gid: h.gid().unwrap_or(0),
+                };
+                if self.chown {
+                    let id = |v: u64| u32::try_from(v).ok();
+                    std::os::unix::fs::lchown(&dest, id(meta.uid), id(meta.gid)).map_err(|e| {
+                        fail(format!("giving it owner {}:{}: {e}", meta.uid, meta.gid))
+                    })?;
+                }
+                record.insert(rel.to_string_lossy().into_owned(), meta);
             }
             created.insert(dest);
         }

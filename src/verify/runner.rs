@@ -317,47 +317,40 @@ impl Sandbox {
                 ));
             }
         };
-        let cmd = if every_id {
+        let cmd = if every_id || registration.is_some() {
+            // Around the sandbox: a user namespace for this step, where
+            // STEP_SCRIPT registers QEMU and runs bwrap. Run as root, archgate
+            // maps every id of it (then tells the script on stdin); otherwise
+            // `unshare` maps archgate's own user as its root.
             let mut outer = tokio::process::Command::new("unshare");
+            outer.arg("--user");
+            if !every_id {
+                outer.arg("--map-root-user");
+            }
             outer.args([
-                "--user",
                 "--mount",
                 "--",
                 "/bin/sh",
                 "-c",
-                IDS_SCRIPT,
-                "archgate-ids",
+                STEP_SCRIPT,
+                "archgate-step",
             ]);
+            // The sandbox maps the user itself unless every id is mapped.
+            let (uid, gid) = if every_id { user } else { (0, 0) };
             outer.args([
+                if every_id { "wait" } else { "go" },
                 registration.unwrap_or(""),
-                &user.0.to_string(),
-                &user.1.to_string(),
+                &uid.to_string(),
+                &gid.to_string(),
                 "bwrap",
             ]);
             outer.args(inner.as_std().get_args());
             outer
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true);
-            outer
-        } else if let Some(registration) = registration {
-            let mut outer = tokio::process::Command::new("unshare");
-            outer.args([
-                "--user",
-                "--map-root-user",
-                "--mount",
-                "--",
-                "/bin/sh",
-                "-c",
-                BINFMT_SCRIPT,
-                "archgate-binfmt",
-                registration,
-                "bwrap",
-            ]);
-            outer.args(inner.as_std().get_args());
-            outer
-                .stdin(Stdio::null())
+                .stdin(if every_id {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                })
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .kill_on_drop(true);
@@ -379,7 +372,7 @@ impl Sandbox {
     }
 
     /// Runs `cmd` to its end, the timeout or a signal. `map_ids`: `cmd` is
-    /// [`IDS_SCRIPT`] under `unshare --user`, which waits on its stdin until
+    /// [`STEP_SCRIPT`] under `unshare --user`, which waits on its stdin until
     /// its namespace maps every id ([`map_every_id`]).
     async fn wait_for_mapped(
         &self,
@@ -529,20 +522,15 @@ impl Sandbox {
 /// What a failed private binfmt_misc set-up prints first.
 const BINFMT_FAILED: &str = "archgate: binfmt_misc";
 
-/// Run by `/bin/sh` inside `unshare --user --map-root-user --mount`: mounts a
-/// binfmt_misc private to that namespace, registers `$1`, then runs the rest.
-const BINFMT_SCRIPT: &str = r#"set -e
-reg=$1; shift
-mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || { echo "archgate: binfmt_misc cannot be mounted in a user namespace here" >&2; exit 125; }
-printf '%s' "$reg" > /proc/sys/fs/binfmt_misc/register 2>/dev/null || { echo "archgate: binfmt_misc refused the QEMU registration" >&2; exit 125; }
-exec "$@""#;
-
-/// Run by `/bin/sh` inside `unshare --user --mount` once archgate has mapped
-/// every id of that namespace to itself (it says so on stdin): registers `$1`
-/// in a private binfmt_misc when given, then runs the rest as `$2:$3`.
-const IDS_SCRIPT: &str = r#"set -e
+/// Run by `/bin/sh` inside `unshare --user --mount` around a build step:
+/// with `$1 = wait`, waits until archgate says on stdin that it has mapped
+/// every id of the namespace; registers `$2` (when given) in a binfmt_misc
+/// private to the namespace; then runs the rest as `$3:$4`.
+const STEP_SCRIPT: &str = r#"set -e
+wait=$1; reg=$2; uid=$3; gid=$4; shift 4
+if [ "$wait" = wait ]; then
 read go || { echo "archgate: the user namespace was not mapped" >&2; exit 125; }
-reg=$1; uid=$2; gid=$3; shift 3
+fi
 if [ -n "$reg" ]; then
 mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || { echo "archgate: binfmt_misc cannot be mounted in a user namespace here" >&2; exit 125; }
 printf '%s' "$reg" > /proc/sys/fs/binfmt_misc/register 2>/dev/null || { echo "archgate: binfmt_misc refused the QEMU registration" >&2; exit 125; }
