@@ -552,22 +552,9 @@ PY
   du -sh "$work/roots/amd64" | awk '{print "root size (amd64): " $1}'
 }
 
-# The Dockerfile of tests/run_buildah.rs, FROM $1 (the two must stay the same).
+# tests/fixtures/run.Dockerfile (the one tests/run_buildah.rs builds), FROM $1.
 run_dockerfile() {
-  cat <<DOCKERFILE
-FROM $1
-ARG TARGETARCH
-ENV GREETING=hello
-RUN mkdir /opt && echo \$GREETING > /opt/x && ln /opt/x /opt/hard && ln -s x /opt/link && uname -m > /opt/arch && echo \$TARGETARCH > /opt/targetarch && mkdir -m 1777 /shared && touch /opt/www && chown 33:44 /opt/www && mkdir -p /home/app && chown 1000:1000 /home/app
-RUN rm /bin/rmdir && chmod 0700 /bin/sync && rm -r /usr/share/doc && mkdir -p /usr/share/doc/again && echo made > /usr/share/doc/again/file && rm -r /usr/share/man && echo was-a-dir > /usr/share/man && rm /usr/bin/yes && mkdir /usr/bin/yes
-WORKDIR /work
-RUN pwd > here
-WORKDIR /made/by/root
-WORKDIR /shared
-USER 1000:1000
-WORKDIR userdir
-RUN ["/bin/sh", "-c", "pwd > here && id -u > uid && mkdir mine && echo mine > mine/file && echo home > /home/app/file"]
-DOCKERFILE
+  sed "s|^FROM BASE\$|FROM $1|" "$repo/tests/fixtures/run.Dockerfile"
 }
 
 # A two-stage Dockerfile: the RUN Dockerfile as stage `build`, then its

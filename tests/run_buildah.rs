@@ -18,7 +18,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::run_step::{EPOCH, PLATFORMS, base, blob, build, json};
+use crate::run_step::{EPOCH, PLATFORMS, base, build, platform_images};
 
 /// One entry of an image's file tree, after every layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,30 +157,16 @@ fn apply(tree: &mut Tree, blob: &Path) {
 /// Per platform (`linux/arm64`) of the tagged index in the OCI layout `layout`:
 /// the image's config and its file tree.
 fn trees(layout: &Path) -> BTreeMap<String, (Value, Tree)> {
-    let top = json(&layout.join("index.json"));
-    let index = json(&blob(
-        layout,
-        top["manifests"][0]["digest"].as_str().unwrap(),
-    ));
-    let mut out = BTreeMap::new();
-    for m in index["manifests"].as_array().unwrap() {
-        let platform = format!(
-            "{}/{}",
-            m["platform"]["os"].as_str().unwrap(),
-            m["platform"]["architecture"].as_str().unwrap()
-        );
-        let manifest = json(&blob(layout, m["digest"].as_str().unwrap()));
-        let config = json(&blob(
-            layout,
-            manifest["config"]["digest"].as_str().unwrap(),
-        ));
-        let mut tree = Tree::new();
-        for l in manifest["layers"].as_array().unwrap() {
-            apply(&mut tree, &blob(layout, l["digest"].as_str().unwrap()));
-        }
-        out.insert(platform, (config, tree));
-    }
-    out
+    platform_images(layout)
+        .into_iter()
+        .map(|(platform, (config, layers))| {
+            let mut tree = Tree::new();
+            for l in &layers {
+                apply(&mut tree, l);
+            }
+            (platform, (config, tree))
+        })
+        .collect()
 }
 
 /// What buildah 1.28 adds to the first layer it commits and archgate does not, each
@@ -210,19 +196,7 @@ const BUILDAH_MOUNT_POINTS: [(&str, Option<u32>); 7] = [
 /// Docker's semantics: the step as `USER 1000` writes only into a world-writable
 /// directory or one chowned to it. `WORKDIR`s made before and after `USER 1000`
 /// belong to the `USER` of their line in both.
-const DOCKERFILE: &str = "FROM BASE
-ARG TARGETARCH
-ENV GREETING=hello
-RUN mkdir /opt && echo $GREETING > /opt/x && ln /opt/x /opt/hard && ln -s x /opt/link && uname -m > /opt/arch && echo $TARGETARCH > /opt/targetarch && mkdir -m 1777 /shared && touch /opt/www && chown 33:44 /opt/www && mkdir -p /home/app && chown 1000:1000 /home/app
-RUN rm /bin/rmdir && chmod 0700 /bin/sync && rm -r /usr/share/doc && mkdir -p /usr/share/doc/again && echo made > /usr/share/doc/again/file && rm -r /usr/share/man && echo was-a-dir > /usr/share/man && rm /usr/bin/yes && mkdir /usr/bin/yes
-WORKDIR /work
-RUN pwd > here
-WORKDIR /made/by/root
-WORKDIR /shared
-USER 1000:1000
-WORKDIR userdir
-RUN [\"/bin/sh\", \"-c\", \"pwd > here && id -u > uid && mkdir mine && echo mine > mine/file && echo home > /home/app/file\"]
-";
+const DOCKERFILE: &str = include_str!("fixtures/run.Dockerfile");
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/buildah-userns.sh")

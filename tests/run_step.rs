@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -158,15 +158,26 @@ fn layer(path: &Path) -> BTreeMap<String, Item> {
 
 /// Per platform of the index at `layout`: (config, the layers after the base's one).
 fn images(layout: &Path) -> BTreeMap<String, (Value, Vec<BTreeMap<String, Item>>)> {
-    let index = json(&layout.join("index.json"));
-    let top = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let index = json(&blob(layout, &top));
+    platform_images(layout)
+        .into_iter()
+        .map(|(p, (config, layers))| {
+            let layers = layers[1..].iter().map(|l| layer(l)).collect();
+            (p, (config, layers))
+        })
+        .collect()
+}
+
+/// Per platform (`linux/arm64`) of the tagged index in the OCI layout
+/// `layout`: its config and its layers' blob files, in order.
+pub(crate) fn platform_images(layout: &Path) -> BTreeMap<String, (Value, Vec<PathBuf>)> {
+    let top = json(&layout.join("index.json"));
+    let index = json(&blob(
+        layout,
+        top["manifests"][0]["digest"].as_str().unwrap(),
+    ));
     let mut out = BTreeMap::new();
     for m in index["manifests"].as_array().unwrap() {
-        let p = format!(
+        let platform = format!(
             "{}/{}",
             m["platform"]["os"].as_str().unwrap(),
             m["platform"]["architecture"].as_str().unwrap()
@@ -176,11 +187,13 @@ fn images(layout: &Path) -> BTreeMap<String, (Value, Vec<BTreeMap<String, Item>>
             layout,
             manifest["config"]["digest"].as_str().unwrap(),
         ));
-        let layers = manifest["layers"].as_array().unwrap()[1..]
+        let layers = manifest["layers"]
+            .as_array()
+            .unwrap()
             .iter()
-            .map(|l| layer(&blob(layout, l["digest"].as_str().unwrap())))
+            .map(|l| blob(layout, l["digest"].as_str().unwrap()))
             .collect();
-        out.insert(p, (config, layers));
+        out.insert(platform, (config, layers));
     }
     out
 }
